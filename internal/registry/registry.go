@@ -1,0 +1,141 @@
+// Package registry is how Strata reaches OCI registries: reference parsing with plain HTTP for
+// loopback and explicitly insecure registries, credentials from the docker config and its
+// credential helpers, and ready-made options for go-containerregistry and oras-go.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	orasremote "oras.land/oras-go/v2/registry/remote"
+	orasauth "oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"strata.dev/strata/internal/version"
+)
+
+// Options says how to reach registries. The zero value uses the docker config's credentials and
+// plain HTTP only for loopback registries.
+type Options struct {
+	// Insecure lists registries (host or host:port) reached over plain HTTP.
+	Insecure []string
+	// Keychain resolves credentials; nil means the docker config and its credential helpers.
+	Keychain authn.Keychain
+	// Transport is the HTTP transport; nil means a default transport with retries.
+	Transport http.RoundTripper
+}
+
+// IsInsecure reports whether registry host[:port] is reached over plain HTTP: loopback hosts
+// (localhost, 127.0.0.0/8, ::1) and those listed in Insecure.
+func (o Options) IsInsecure(registry string) bool {
+	for _, r := range o.Insecure {
+		if strings.EqualFold(strings.TrimSuffix(r, "/"), registry) {
+			return true
+		}
+	}
+	return IsLoopback(registry)
+}
+
+// IsLoopback reports whether registry host[:port] names this machine.
+func IsLoopback(registry string) bool {
+	host := registry
+	if h, _, err := net.SplitHostPort(registry); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (o Options) nameOpts(registry string) []name.Option {
+	opts := []name.Option{name.StrictValidation}
+	if o.IsInsecure(registry) {
+		opts = append(opts, name.Insecure)
+	}
+	return opts
+}
+
+func registryOf(s string) string {
+	// name.ParseReference's own registry detection: first path element with '.', ':' or localhost.
+	first, _, ok := strings.Cut(s, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return first
+	}
+	return name.DefaultRegistry
+}
+
+// ParseReference parses REPO:TAG or REPO@DIGEST, choosing plain HTTP where it applies.
+func (o Options) ParseReference(s string) (name.Reference, error) {
+	ref, err := name.ParseReference(s, o.nameOpts(registryOf(s))...)
+	if err != nil {
+		return nil, fmt.Errorf("parse image reference %q: %w", s, err)
+	}
+	return ref, nil
+}
+
+// ParseRepository parses REGISTRY/PATH, choosing plain HTTP where it applies.
+func (o Options) ParseRepository(s string) (name.Repository, error) {
+	repo, err := name.NewRepository(s, o.nameOpts(registryOf(s))...)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("parse repository %q: %w", s, err)
+	}
+	return repo, nil
+}
+
+func (o Options) keychain() authn.Keychain {
+	if o.Keychain != nil {
+		return o.Keychain
+	}
+	return authn.DefaultKeychain
+}
+
+func (o Options) transport() http.RoundTripper {
+	if o.Transport != nil {
+		return o.Transport
+	}
+	return remote.DefaultTransport
+}
+
+// UserAgent is sent with every registry request.
+func UserAgent() string { return "strata/" + version.String() }
+
+// Remote returns go-containerregistry options: context, credentials, transport, user agent.
+func (o Options) Remote(ctx context.Context) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(o.keychain()),
+		remote.WithTransport(o.transport()),
+		remote.WithUserAgent(UserAgent()),
+	}
+}
+
+// Repository returns an oras-go repository for REGISTRY/PATH with credentials from the docker
+// config (and its credential helpers) and plain HTTP where it applies.
+func (o Options) Repository(repo string) (*orasremote.Repository, error) {
+	r, err := orasremote.NewRepository(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %w", repo, err)
+	}
+	r.PlainHTTP = o.IsInsecure(r.Reference.Registry)
+	store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read docker credentials: %w", err)
+	}
+	r.Client = &orasauth.Client{
+		Client:     &http.Client{Transport: retry.NewTransport(o.transport())},
+		Cache:      orasauth.NewCache(),
+		Credential: credentials.Credential(store),
+		Header:     http.Header{"User-Agent": {UserAgent()}},
+	}
+	return r, nil
+}

@@ -1,0 +1,360 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/cli/values"
+	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	"sigs.k8s.io/yaml"
+)
+
+// Annotations Render puts on every object.
+const (
+	AnnotationCommit     = "strata.dev/commit"
+	AnnotationGit        = "strata.dev/git"
+	AnnotationBundle     = "strata.dev/bundle"
+	AnnotationCIURL      = "strata.dev/ci-url"
+	AnnotationLinkCommit = "link.argocd.argoproj.io/commit"
+	AnnotationLinkCI     = "link.argocd.argoproj.io/ci"
+)
+
+// RenderOptions configure Render.
+type RenderOptions struct {
+	// ChartDir is the chart directory (a pulled bundle); required.
+	ChartDir string
+	// ReleaseName and Namespace are .Release.Name and .Release.Namespace (defaults "release"
+	// and "default").
+	ReleaseName string
+	Namespace   string
+	// Values are merged over the chart's values.yaml; ValueFiles over those, in order; Set
+	// (helm --set syntax, KEY=VALUE[,KEY=VALUE]) over everything.
+	Values     map[string]any
+	ValueFiles []string
+	Set        []string
+	// KubeVersion (e.g. "1.31.0" or "v1.31") and APIVersions (e.g. "monitoring.coreos.com/v1")
+	// are the .Capabilities the chart sees; empty means Helm's defaults.
+	KubeVersion string
+	APIVersions []string
+	// BundleRef is where the bundle came from, REPO@sha256:... or REPO:TAG@sha256:...; it is
+	// written to the strata.dev/bundle annotation. Empty: the bundle location recorded in the
+	// metadata, if any.
+	BundleRef string
+	// Metadata overrides the chart's MetadataFile; nil reads it from ChartDir (a chart without
+	// one renders without the commit annotations).
+	Metadata *Metadata
+	// MaxChartBytes and MaxOutputBytes limit the chart's total size and the rendered output
+	// (0: DefaultMaxChartBytes, DefaultMaxOutputBytes).
+	MaxChartBytes  int64
+	MaxOutputBytes int64
+}
+
+// Render renders a chart with the Helm engine, without any cluster access (Helm's lookup returns
+// nothing), and returns a YAML stream of every object, hooks and CRDs included, in a
+// deterministic order (Helm's install order by kind, then namespace, name and source template),
+// each annotated with the bundle's commit, git, bundle and CI references. The output depends only
+// on the chart and the options: no time, no tool version. Rendering nothing is an error.
+func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
+	if o.ChartDir == "" {
+		return nil, errors.New("render: no chart directory given")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	maxOut := o.MaxOutputBytes
+	if maxOut <= 0 {
+		maxOut = DefaultMaxOutputBytes
+	}
+	files, err := readChartDir(o.ChartDir, o.MaxChartBytes)
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	chrt, err := loadChart(o.ChartDir, files)
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	meta := o.Metadata
+	if meta == nil {
+		for _, f := range files {
+			if f.Name == MetadataFile {
+				if meta, err = ParseMetadata(f.Data); err != nil {
+					return nil, fmt.Errorf("render: %s/%s: %w", o.ChartDir, MetadataFile, err)
+				}
+			}
+		}
+	}
+
+	vals, err := mergeValues(o)
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	inst := action.NewInstall(cfg)
+	inst.DryRun, inst.DryRunOption = true, "client"
+	inst.ClientOnly = true
+	inst.Replace = true
+	inst.IncludeCRDs = true
+	inst.ReleaseName = o.ReleaseName
+	if inst.ReleaseName == "" {
+		inst.ReleaseName = "release"
+	}
+	inst.Namespace = o.Namespace
+	if inst.Namespace == "" {
+		inst.Namespace = "default"
+	}
+	if o.KubeVersion != "" {
+		kv, err := chartutil.ParseKubeVersion(o.KubeVersion)
+		if err != nil {
+			return nil, fmt.Errorf("render: --kube-version %q: %w", o.KubeVersion, err)
+		}
+		inst.KubeVersion = kv
+	}
+	inst.APIVersions = chartutil.VersionSet(o.APIVersions)
+	rel, err := inst.RunWithContext(ctx, chrt, vals)
+	if err != nil {
+		return nil, fmt.Errorf("render chart %s: %w", o.ChartDir, err)
+	}
+
+	type piece struct{ source, content string }
+	var pieces []piece
+	size := int64(len(rel.Manifest))
+	for _, h := range rel.Hooks {
+		size += int64(len(h.Manifest))
+	}
+	if size > maxOut {
+		return nil, fmt.Errorf("render chart %s: output of %d bytes is larger than the limit of %d bytes: %w", o.ChartDir, size, maxOut, ErrLimit)
+	}
+	for _, doc := range splitDocs(rel.Manifest) {
+		src, body := sourceOf(doc)
+		pieces = append(pieces, piece{src, body})
+	}
+	for _, h := range rel.Hooks {
+		for _, doc := range splitDocs(h.Manifest) {
+			_, body := sourceOf(doc)
+			pieces = append(pieces, piece{h.Path, body})
+		}
+	}
+
+	ann := annotations(meta, o.BundleRef)
+	var objs []object
+	for _, p := range pieces {
+		if strings.TrimSpace(stripComments(p.content)) == "" {
+			continue
+		}
+		obj, err := decodeObject(p.source, p.content)
+		if err != nil {
+			return nil, fmt.Errorf("render chart %s: %w", o.ChartDir, err)
+		}
+		annotate(obj.m, ann)
+		objs = append(objs, obj)
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("render chart %s: the chart rendered no Kubernetes objects (release %q, namespace %q)", o.ChartDir, inst.ReleaseName, inst.Namespace)
+	}
+	for i := range objs {
+		objs[i].seq = i
+	}
+	sort.SliceStable(objs, func(i, j int) bool { return objs[i].less(objs[j]) })
+
+	var out bytes.Buffer
+	for _, obj := range objs {
+		js, err := json.Marshal(obj.m)
+		if err != nil {
+			return nil, fmt.Errorf("render chart %s: %s: %w", o.ChartDir, obj.source, err)
+		}
+		y, err := yaml.JSONToYAML(js)
+		if err != nil {
+			return nil, fmt.Errorf("render chart %s: %s: %w", o.ChartDir, obj.source, err)
+		}
+		fmt.Fprintf(&out, "---\n# Source: %s\n", obj.source)
+		out.Write(y)
+		if int64(out.Len()) > maxOut {
+			return nil, fmt.Errorf("render chart %s: output is larger than the limit of %d bytes: %w", o.ChartDir, maxOut, ErrLimit)
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// mergeValues: Values, then ValueFiles, then Set (later wins).
+func mergeValues(o RenderOptions) (map[string]any, error) {
+	base := map[string]any{}
+	if o.Values != nil {
+		// deep copy through JSON so that Helm's coalescing never mutates the caller's map
+		b, err := json.Marshal(o.Values)
+		if err != nil {
+			return nil, fmt.Errorf("values: %w", err)
+		}
+		if err := json.Unmarshal(b, &base); err != nil {
+			return nil, fmt.Errorf("values: %w", err)
+		}
+	}
+	if len(o.ValueFiles) == 0 && len(o.Set) == 0 {
+		return base, nil
+	}
+	vo := values.Options{ValueFiles: o.ValueFiles, Values: o.Set}
+	extra, err := vo.MergeValues(getter.Providers{})
+	if err != nil {
+		return nil, fmt.Errorf("values: %w", err)
+	}
+	return chartutil.MergeTables(extra, base), nil
+}
+
+func splitDocs(manifest string) []string {
+	var docs []string
+	for _, d := range strings.Split("\n"+manifest, "\n---") {
+		d = strings.TrimPrefix(d, "\n")
+		if strings.TrimSpace(d) != "" {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// sourceOf takes the "# Source: PATH" line Helm puts first off a document.
+func sourceOf(doc string) (string, string) {
+	first, rest, _ := strings.Cut(doc, "\n")
+	if s, ok := strings.CutPrefix(strings.TrimSpace(first), "# Source: "); ok {
+		return s, rest
+	}
+	return "", doc
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+type object struct {
+	m         map[string]any
+	source    string
+	order     int
+	kind      string
+	namespace string
+	name      string
+	seq       int
+}
+
+var kindOrder = func() map[string]int {
+	m := map[string]int{}
+	for i, k := range releaseutil.InstallOrder {
+		m[k] = i
+	}
+	return m
+}()
+
+func (a object) less(b object) bool {
+	if a.order != b.order {
+		return a.order < b.order
+	}
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	if a.namespace != b.namespace {
+		return a.namespace < b.namespace
+	}
+	if a.name != b.name {
+		return a.name < b.name
+	}
+	if a.source != b.source {
+		return a.source < b.source
+	}
+	return a.seq < b.seq
+}
+
+func decodeObject(source, content string) (object, error) {
+	js, err := yaml.YAMLToJSON([]byte(content))
+	if err != nil {
+		return object{}, fmt.Errorf("%s: rendered YAML is invalid: %w", source, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return object{}, fmt.Errorf("%s: %w", source, err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return object{}, fmt.Errorf("%s: rendered document is not a Kubernetes object (a YAML mapping)", source)
+	}
+	kind, _ := m["kind"].(string)
+	if kind == "" {
+		return object{}, fmt.Errorf("%s: rendered object has no kind", source)
+	}
+	if av, _ := m["apiVersion"].(string); av == "" {
+		return object{}, fmt.Errorf("%s: rendered %s has no apiVersion", source, kind)
+	}
+	o := object{m: m, source: source, kind: kind, order: len(kindOrder)}
+	if i, ok := kindOrder[kind]; ok {
+		o.order = i
+	}
+	if md, ok := m["metadata"].(map[string]any); ok {
+		o.name, _ = md["name"].(string)
+		if o.name == "" {
+			o.name, _ = md["generateName"].(string)
+		}
+		o.namespace, _ = md["namespace"].(string)
+	}
+	return o, nil
+}
+
+func annotations(meta *Metadata, bundleRef string) map[string]string {
+	a := map[string]string{}
+	set := func(k, v string) {
+		if v != "" {
+			a[k] = v
+		}
+	}
+	if meta != nil {
+		set(AnnotationCommit, meta.Commit.Hash)
+		set(AnnotationGit, CleanGitURL(meta.GitURL))
+		set(AnnotationCIURL, meta.CIURL())
+		set(AnnotationLinkCommit, meta.CommitURL())
+		set(AnnotationLinkCI, meta.CIURL())
+		set(AnnotationBundle, meta.Bundle)
+	}
+	set(AnnotationBundle, bundleRef)
+	return a
+}
+
+func annotate(m map[string]any, ann map[string]string) {
+	if len(ann) == 0 {
+		return
+	}
+	md, ok := m["metadata"].(map[string]any)
+	if !ok {
+		md = map[string]any{}
+		m["metadata"] = md
+	}
+	as, ok := md["annotations"].(map[string]any)
+	if !ok {
+		as = map[string]any{}
+		md["annotations"] = as
+	}
+	for k, v := range ann {
+		as[k] = v
+	}
+	if kind, _ := m["kind"].(string); strings.HasSuffix(kind, "List") {
+		if items, ok := m["items"].([]any); ok {
+			for _, it := range items {
+				if im, ok := it.(map[string]any); ok {
+					annotate(im, ann)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// copyDir copies the test chart src into a fresh directory.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func docs(t *testing.T, out []byte) []map[string]any {
+	t.Helper()
+	var res []map[string]any
+	for _, d := range strings.Split(string(out), "---\n") {
+		if strings.TrimSpace(d) == "" {
+			continue
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(d), &m); err != nil {
+			t.Fatalf("output document does not parse: %v\n%s", err, d)
+		}
+		res = append(res, m)
+	}
+	return res
+}
+
+func TestRenderAnnotatesEveryObjectDeterministically(t *testing.T) {
+	ctx := context.Background()
+	o := RenderOptions{ChartDir: "testdata/app", ReleaseName: "r1", Namespace: "ns1", BundleRef: "127.0.0.1:5000/charts/app@sha256:2222"}
+	a, err := Render(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		b, err := Render(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Fatalf("render %d differs from the first:\n%s\n----\n%s", i, a, b)
+		}
+	}
+	objs := docs(t, a)
+	// CRD, hook ConfigMap, Service, 2 Deployments; NOTES.txt and partials are not objects
+	if len(objs) != 5 {
+		t.Fatalf("got %d objects, want 5:\n%s", len(objs), a)
+	}
+	want := map[string]string{
+		AnnotationCommit:     "0123456789abcdef0123456789abcdef01234567",
+		AnnotationGit:        "git@github.com:example/app.git",
+		AnnotationBundle:     "127.0.0.1:5000/charts/app@sha256:2222",
+		AnnotationCIURL:      "https://ci.example.com/pipelines/7",
+		AnnotationLinkCommit: "https://github.com/example/app/commit/0123456789abcdef0123456789abcdef01234567",
+		AnnotationLinkCI:     "https://ci.example.com/pipelines/7",
+	}
+	kinds := []string{}
+	for _, m := range objs {
+		kinds = append(kinds, m["kind"].(string))
+		ann := m["metadata"].(map[string]any)["annotations"].(map[string]any)
+		for k, v := range want {
+			if ann[k] != v {
+				t.Errorf("%s %v: annotation %s = %v, want %s", m["kind"], m["metadata"].(map[string]any)["name"], k, ann[k], v)
+			}
+		}
+		for k, v := range ann {
+			if strings.Contains(k, "version") || strings.Contains(k, "time") || strings.Contains(k, "created") {
+				t.Errorf("volatile annotation %s=%v", k, v)
+			}
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "ConfigMap,CustomResourceDefinition,Service,Deployment,Deployment" {
+		t.Errorf("order of kinds = %s", got)
+	}
+	s := string(a)
+	for _, w := range []string{"user/keep: \"yes\"", "name: r1-web", "namespace: ns1", `value: "12345678901234567890"`, "value: '{}'", "# Source: app/templates/web.yaml"} {
+		if !strings.Contains(s, w) {
+			t.Errorf("output lacks %q:\n%s", w, s)
+		}
+	}
+}
+
+func TestRenderValuesAndCapabilities(t *testing.T) {
+	dir := t.TempDir()
+	vf := filepath.Join(dir, "v.yaml")
+	if err := os.WriteFile(vf, []byte("replicas: 3\nstrata: {image: {worker: from-file}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(context.Background(), RenderOptions{
+		ChartDir:    "testdata/app",
+		Values:      map[string]any{"replicas": 2, "strata": map[string]any{"image": map[string]any{"web": "from-map", "worker": "from-map"}}},
+		ValueFiles:  []string{vf},
+		Set:         []string{"strata.image.web=from-set"},
+		KubeVersion: "v1.31.4",
+		APIVersions: []string{"monitoring.coreos.com/v1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, w := range []string{"replicas: 3", "image: from-set", "image: from-file", "kind: ServiceMonitor", "kube: v1.31.4"} {
+		if !strings.Contains(s, w) {
+			t.Errorf("output lacks %q:\n%s", w, s)
+		}
+	}
+}
+
+func TestRenderWithoutMetadata(t *testing.T) {
+	dir := copyDir(t, "testdata/app")
+	os.Remove(filepath.Join(dir, MetadataFile))
+	out, err := Render(context.Background(), RenderOptions{ChartDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "strata.dev/") {
+		t.Errorf("annotations without metadata:\n%s", out)
+	}
+	if _, err := ReadMetadata(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadMetadata without file: %v, want ErrNotExist", err)
+	}
+}
+
+func TestRenderErrors(t *testing.T) {
+	ctx := context.Background()
+	write := func(dir, name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name  string
+		edit  func(dir string)
+		wants []string
+	}{
+		{"template error", func(d string) {
+			write(d, "templates/bad.yaml", "a: 1\nb: {{ .Values.nope.deeper }}\n")
+		}, []string{"app/templates/bad.yaml:2", "nope"}},
+		{"required value", func(d string) {
+			write(d, "templates/bad.yaml", "a: {{ required \"value foo.bar is required\" .Values.foo }}\n")
+		}, []string{"bad.yaml", "foo.bar is required"}},
+		{"no Chart.yaml", func(d string) { os.Remove(filepath.Join(d, "Chart.yaml")) }, []string{"Chart.yaml is missing"}},
+		{"invalid Chart.yaml", func(d string) {
+			write(d, "Chart.yaml", "apiVersion: v2\nname: app\nversion: [0.1\n")
+		}, []string{"Chart.yaml", "line 3"}},
+		{"empty output", func(d string) {
+			for _, f := range []string{"templates/web.yaml", "templates/worker.yaml", "templates/hook.yaml", "crds/widget.yaml"} {
+				os.Remove(filepath.Join(d, f))
+			}
+		}, []string{"rendered no Kubernetes objects"}},
+		{"not an object", func(d string) { write(d, "templates/list.yaml", "- a\n- b\n") }, []string{"templates/list.yaml"}},
+		{"bad metadata", func(d string) { write(d, MetadataFile, "{\"commit\": 5}") }, []string{MetadataFile}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyDir(t, "testdata/app")
+			c.edit(dir)
+			out, err := Render(ctx, RenderOptions{ChartDir: dir})
+			if err == nil {
+				t.Fatalf("no error; output:\n%s", out)
+			}
+			if out != nil {
+				t.Errorf("output alongside error")
+			}
+			for _, w := range c.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderLimits(t *testing.T) {
+	ctx := context.Background()
+	dir := copyDir(t, "testdata/app")
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("x"), 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Render(ctx, RenderOptions{ChartDir: dir, MaxChartBytes: 4000})
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "4000") {
+		t.Errorf("chart limit: %v", err)
+	}
+	_, err = Render(ctx, RenderOptions{ChartDir: "testdata/app", MaxOutputBytes: 100})
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "100 bytes") {
+		t.Errorf("output limit: %v", err)
+	}
+}

@@ -289,13 +289,4 @@ func TestLastCommitsOrder(t *testing.T) {
 	}
 }
 
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func mustRe(s string) *regexp.Regexp { return regexp.MustCompile("^(?:" + s + ")$") }

@@ -64,6 +64,7 @@ STRATA_LOG_LEVEL and --repo as STRATA_REPO. A flag given on the command line win
 		newImageUpdaterCmd(a),
 		newSyncServerCmd(a),
 		newCleanupCmd(a),
+		newStagesCmd(a), newHostCmd(a),
 		newCIEnvCmd(a),
 		newVersionCmd(a),
 	)

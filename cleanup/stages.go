@@ -1,0 +1,203 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"strata.dev/strata/internal/registry"
+)
+
+// Labels of stage images that cleanup reads. They must match what `strata build` writes (see
+// package build); readers also accept the keys listed in labelAliases.
+const (
+	LabelProject = "dev.strata.project"
+	LabelDigest  = "dev.strata.digest"
+	LabelParent  = "dev.strata.parent"
+	LabelImage   = "dev.strata.image"
+	// LabelCommitPrefix starts the label of each git mapping's commit; any strata label whose
+	// key mentions "commit" and whose value is a commit hash counts.
+	LabelCommitPrefix = "dev.strata.git."
+)
+
+var labelPrefixes = []string{"dev.strata.", "strata.dev/", "strata."}
+
+var commitHash = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+func strataKey(k string) (string, bool) {
+	for _, p := range labelPrefixes {
+		if strings.HasPrefix(k, p) {
+			return strings.TrimPrefix(k, p), true
+		}
+	}
+	return "", false
+}
+
+// StageFromLabels fills a stage's label fields (project, parent, commits, image) from its
+// image config labels.
+func StageFromLabels(s *Stage, labels map[string]string) {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := strings.TrimSpace(labels[k])
+		rest, ok := strataKey(k)
+		if !ok || v == "" {
+			continue
+		}
+		switch {
+		case rest == "project":
+			s.Project = v
+		case rest == "parent" || rest == "parent-stage" || rest == "parentStage" || rest == "stage.parent":
+			s.Parent = v
+		case rest == "image" || rest == "image.name" || rest == "image-name":
+			s.Image = v
+		case strings.Contains(strings.ToLower(rest), "commit") && commitHash.MatchString(v):
+			s.Commits = append(s.Commits, v)
+		}
+	}
+	s.Commits = uniq(s.Commits)
+}
+
+// Storage is a stages storage: one repository of a registry.
+type Storage struct {
+	Repo     name.Repository
+	Registry registry.Options
+	// Jobs is how many manifests are read at once; default 8.
+	Jobs int
+}
+
+// OpenStorage parses REGISTRY/PATH of a stages storage.
+func OpenStorage(repo string, o registry.Options) (*Storage, error) {
+	r, err := o.ParseRepository(repo)
+	if err != nil {
+		return nil, err
+	}
+	return &Storage{Repo: r, Registry: o}, nil
+}
+
+// Tags lists every tag of the repository; a repository that does not exist has none.
+func (s *Storage) Tags(ctx context.Context) ([]string, error) {
+	tags, err := remote.List(s.Repo, s.Registry.Remote(ctx)...)
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == 404 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list tags of %s: %w", s.Repo, err)
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// Stages reads the given tags (all when tags is nil): stage tags with their manifest digest and
+// labels, and other tags with their manifest digest. A tag that vanished meanwhile is left out.
+func (s *Storage) Stages(ctx context.Context, tags []string) ([]Stage, []Tagged, error) {
+	if tags == nil {
+		var err error
+		if tags, err = s.Tags(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	jobs := s.Jobs
+	if jobs <= 0 {
+		jobs = 8
+	}
+	type result struct {
+		stage  *Stage
+		other  *Tagged
+		err    error
+		absent bool
+	}
+	results := make([]result, len(tags))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, jobs)
+	for i, tag := range tags {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			st, other, err := s.readTag(ctx, tag)
+			var te *transport.Error
+			if errors.As(err, &te) && te.StatusCode == 404 {
+				results[i] = result{absent: true}
+				return
+			}
+			results[i] = result{stage: st, other: other, err: err}
+		}()
+	}
+	wg.Wait()
+	var stages []Stage
+	var others []Tagged
+	var errs []error
+	for _, r := range results {
+		switch {
+		case r.absent:
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.stage != nil:
+			stages = append(stages, *r.stage)
+		case r.other != nil:
+			others = append(others, *r.other)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return stages, others, nil
+}
+
+func (s *Storage) readTag(ctx context.Context, tag string) (*Stage, *Tagged, error) {
+	ref := s.Repo.Tag(tag)
+	digest, created, isStage := ParseStageTag(tag)
+	if !isStage {
+		d, err := remote.Head(ref, s.Registry.Remote(ctx)...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", ref, err)
+		}
+		return nil, &Tagged{Tag: tag, ManifestDigest: d.Digest.String()}, nil
+	}
+	desc, err := remote.Get(ref, s.Registry.Remote(ctx)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read stage %s: %w", ref, err)
+	}
+	st := &Stage{Tag: tag, Digest: digest, Created: created, ManifestDigest: desc.Digest.String()}
+	if !desc.MediaType.IsImage() {
+		// Not a single image (e.g. an index): no labels to read; it is kept only by use or age.
+		return st, nil, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read stage %s: %w", ref, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config of stage %s: %w", ref, err)
+	}
+	StageFromLabels(st, cfg.Config.Labels)
+	return st, nil, nil
+}
+
+// Delete deletes one manifest by digest. On registries such as distribution 2.8 this also
+// removes every tag pointing at it.
+func (s *Storage) Delete(ctx context.Context, manifest string) error {
+	if !strings.HasPrefix(manifest, "sha256:") {
+		return fmt.Errorf("delete %s@%s: not a sha256 manifest digest", s.Repo, manifest)
+	}
+	d := s.Repo.Digest(manifest)
+	if err := remote.Delete(d, s.Registry.Remote(ctx)...); err != nil {
+		return fmt.Errorf("delete %s: %w", d, err)
+	}
+	return nil
+}

@@ -1,0 +1,331 @@
+package cleanup
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"strata.dev/strata/internal/registry"
+)
+
+var (
+	stageTagInText = regexp.MustCompile(`(?:^|[^0-9a-f])([0-9a-f]{56}-[0-9]{10,19})(?:$|[^0-9])`)
+	digestInText   = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+)
+
+// scanRefs finds stage tags and manifest digests in text (an image reference, a values file…).
+func scanRefs(text string) (tags, digests []string) {
+	for _, m := range stageTagInText.FindAllStringSubmatch(text, -1) {
+		tags = append(tags, m[1])
+	}
+	digests = digestInText.FindAllString(text, -1)
+	return uniq(tags), uniq(digests)
+}
+
+func usesIn(text, why string) []Use {
+	tags, digests := scanRefs(text)
+	var out []Use
+	for _, t := range tags {
+		out = append(out, Use{Tag: t, Why: why})
+	}
+	for _, d := range digests {
+		out = append(out, Use{ManifestDigest: d, Why: why})
+	}
+	return out
+}
+
+const (
+	helmChartLayer   = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+	bundleMetadata   = "strata-bundle.json"
+	maxChartFile     = 16 << 20
+	maxChartUnpacked = 128 << 20
+)
+
+// BundleUses lists every tag of a bundle repository and returns the images each bundle pins:
+// the entries of its images lock (strata-bundle.json) and any stage tag or manifest digest
+// written anywhere in the chart (values.yaml, templates). Tags that are not Helm charts are
+// skipped; a chart that cannot be read is an error, since its images would be unknown.
+func BundleUses(ctx context.Context, repo string, o registry.Options, log *slog.Logger) ([]Use, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := OpenStorage(repo, o)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := st.Tags(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bundle repository: %w", err)
+	}
+	var uses []Use
+	for _, tag := range tags {
+		ref := st.Repo.Tag(tag)
+		desc, err := remote.Get(ref, o.Remote(ctx)...)
+		if err != nil {
+			return nil, fmt.Errorf("read bundle %s: %w", ref, err)
+		}
+		if !desc.MediaType.IsImage() {
+			log.Debug("not a chart, skipped", "bundle", ref.String(), "mediaType", desc.MediaType)
+			continue
+		}
+		img, err := desc.Image()
+		if err != nil {
+			return nil, fmt.Errorf("read bundle %s: %w", ref, err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("read bundle %s: %w", ref, err)
+		}
+		found := false
+		for _, l := range m.Layers {
+			if string(l.MediaType) != helmChartLayer {
+				continue
+			}
+			found = true
+			layer, err := img.LayerByDigest(l.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("read bundle %s: %w", ref, err)
+			}
+			u, err := chartUses(layer.Compressed, ref.String())
+			if err != nil {
+				return nil, fmt.Errorf("read bundle %s: %w", ref, err)
+			}
+			uses = append(uses, u...)
+		}
+		if !found {
+			log.Debug("no Helm chart layer, skipped", "bundle", ref.String())
+		}
+	}
+	return uses, nil
+}
+
+func chartUses(open func() (io.ReadCloser, error), bundle string) ([]Use, error) {
+	rc, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	zr, err := gzip.NewReader(rc)
+	if err != nil {
+		return nil, fmt.Errorf("chart archive: %w", err)
+	}
+	tr := tar.NewReader(zr)
+	var uses []Use
+	var total int64
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chart archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		if h.Size > maxChartFile {
+			return nil, fmt.Errorf("chart file %s is %d bytes, more than the %d limit", h.Name, h.Size, maxChartFile)
+		}
+		if total += h.Size; total > maxChartUnpacked {
+			return nil, fmt.Errorf("chart unpacks to more than %d bytes", maxChartUnpacked)
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, maxChartFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("chart file %s: %w", h.Name, err)
+		}
+		name := strings.TrimPrefix(path.Clean(h.Name), "/")
+		if path.Base(name) == bundleMetadata && strings.Count(name, "/") <= 1 {
+			var meta struct {
+				Images map[string]struct {
+					Repo   string `json:"repo"`
+					Tag    string `json:"tag"`
+					Ref    string `json:"ref"`
+					Digest string `json:"digest"`
+				} `json:"images"`
+			}
+			if err := json.Unmarshal(b, &meta); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			names := make([]string, 0, len(meta.Images))
+			for n := range meta.Images {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				im := meta.Images[n]
+				why := fmt.Sprintf("bundle %s pins it (images lock: %s)", bundle, n)
+				if StageTagPattern.MatchString(im.Tag) {
+					uses = append(uses, Use{Tag: im.Tag, Why: why})
+				}
+				if im.Digest != "" {
+					uses = append(uses, Use{ManifestDigest: im.Digest, Why: why})
+				}
+				uses = append(uses, usesIn(im.Ref, why)...)
+			}
+		}
+		uses = append(uses, usesIn(string(b), fmt.Sprintf("bundle %s mentions it in %s", bundle, name))...)
+	}
+	return uses, nil
+}
+
+// ClusterUses returns the images used by workloads (Pods, Deployments, StatefulSets,
+// DaemonSets, Jobs, CronJobs, ReplicaSets) in every namespace of the clusters of the given
+// kubeconfig contexts ("" = the current context). kubeconfig "" uses the default loading rules
+// ($KUBECONFIG, ~/.kube/config).
+func ClusterUses(ctx context.Context, kubeconfig string, contexts []string) ([]Use, error) {
+	var uses []Use
+	for _, kctx := range contexts {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		if kubeconfig != "" {
+			rules.ExplicitPath = kubeconfig
+		}
+		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kctx}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kube context %q: %w", kctx, err)
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("kube context %q: %w", kctx, err)
+		}
+		u, err := workloadUses(ctx, cs, kctx)
+		if err != nil {
+			return nil, err
+		}
+		uses = append(uses, u...)
+	}
+	return uses, nil
+}
+
+func workloadUses(ctx context.Context, cs kubernetes.Interface, kctx string) ([]Use, error) {
+	var uses []Use
+	label := kctx
+	if label == "" {
+		label = "current"
+	}
+	add := func(kind string, m metav1.ObjectMeta, spec *corev1.PodSpec, status *corev1.PodStatus) {
+		why := fmt.Sprintf("%s %s/%s uses it (kube context %s)", kind, m.Namespace, m.Name, label)
+		var images []string
+		for _, c := range spec.InitContainers {
+			images = append(images, c.Image)
+		}
+		for _, c := range spec.Containers {
+			images = append(images, c.Image)
+		}
+		for _, c := range spec.EphemeralContainers {
+			images = append(images, c.Image)
+		}
+		if status != nil {
+			for _, l := range [][]corev1.ContainerStatus{status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses} {
+				for _, c := range l {
+					images = append(images, c.Image, c.ImageID)
+				}
+			}
+		}
+		uses = append(uses, usesIn(strings.Join(images, "\n"), why)...)
+	}
+	fail := func(kind string, err error) error {
+		return fmt.Errorf("list %s in kube context %q: %w", kind, label, err)
+	}
+	// Each list is paginated so that a large cluster is read in bounded pieces.
+	opts := func(cont string) metav1.ListOptions { return metav1.ListOptions{Limit: 500, Continue: cont} }
+	for cont := ""; ; {
+		l, err := cs.CoreV1().Pods("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("pods", err)
+		}
+		for i := range l.Items {
+			add("Pod", l.Items[i].ObjectMeta, &l.Items[i].Spec, &l.Items[i].Status)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	for cont := ""; ; {
+		l, err := cs.AppsV1().Deployments("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("deployments", err)
+		}
+		for i := range l.Items {
+			add("Deployment", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	for cont := ""; ; {
+		l, err := cs.AppsV1().StatefulSets("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("statefulsets", err)
+		}
+		for i := range l.Items {
+			add("StatefulSet", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	for cont := ""; ; {
+		l, err := cs.AppsV1().DaemonSets("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("daemonsets", err)
+		}
+		for i := range l.Items {
+			add("DaemonSet", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	for cont := ""; ; {
+		l, err := cs.AppsV1().ReplicaSets("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("replicasets", err)
+		}
+		for i := range l.Items {
+			add("ReplicaSet", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	for cont := ""; ; {
+		l, err := cs.BatchV1().Jobs("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("jobs", err)
+		}
+		for i := range l.Items {
+			add("Job", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	for cont := ""; ; {
+		l, err := cs.BatchV1().CronJobs("").List(ctx, opts(cont))
+		if err != nil {
+			return nil, fail("cronjobs", err)
+		}
+		for i := range l.Items {
+			add("CronJob", l.Items[i].ObjectMeta, &l.Items[i].Spec.JobTemplate.Spec.Template.Spec, nil)
+		}
+		if cont = l.Continue; cont == "" {
+			break
+		}
+	}
+	return uses, nil
+}

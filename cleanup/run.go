@@ -236,7 +236,7 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 					}
 					done[m] = true
 					if why, ok := protected[m]; ok {
-						o.Log.Info("spared: the storage changed meanwhile", "manifest", m, "why", why)
+						fmt.Fprintf(o.Out, "spared %s: %s meanwhile\n", short(m), why)
 						res.Spared = append(res.Spared, m)
 						continue
 					}

@@ -42,7 +42,7 @@ type HostImage struct {
 	Tags     []string
 	Project  string
 	Size     int64
-	LastUsed time.Time // the later of its creation and its last tagging (pull, build, tag)
+	LastUsed time.Time // the latest of its creation, its last tagging and its stage tags' times
 	InUse    bool      // a container (running or not) uses it
 }
 
@@ -164,7 +164,17 @@ func HostImages(ctx context.Context, cli *client.Client, project string) ([]Host
 		if project != "" && st.Project != project {
 			continue
 		}
-		im := HostImage{ID: s.ID, Tags: s.RepoTags, Project: st.Project, Size: s.Size, LastUsed: time.Unix(s.Created, 0), InUse: used[s.ID]}
+		im := HostImage{ID: s.ID, Tags: s.RepoTags, Project: st.Project, Size: s.Size, InUse: used[s.ID]}
+		if s.Created > 0 {
+			im.LastUsed = time.Unix(s.Created, 0)
+		}
+		for _, t := range s.RepoTags {
+			if i := strings.LastIndex(t, ":"); i >= 0 {
+				if _, created, ok := ParseStageTag(t[i+1:]); ok && created.After(im.LastUsed) {
+					im.LastUsed = created
+				}
+			}
+		}
 		if insp, err := cli.ImageInspect(ctx, s.ID); err == nil && insp.Metadata.LastTagTime.After(im.LastUsed) {
 			im.LastUsed = insp.Metadata.LastTagTime
 		}

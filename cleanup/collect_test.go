@@ -1,0 +1,163 @@
+package cleanup
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testenv"
+)
+
+func TestScanRefs(t *testing.T) {
+	d := strings.Repeat("ab", 28)
+	m := "sha256:" + strings.Repeat("cd", 32)
+	text := "image: 127.0.0.1:5000/p:" + d + "-1700000000123@" + m + "\nnot: " + d + "0-1700000000123\n"
+	tags, digests := scanRefs(text)
+	if !reflect.DeepEqual(tags, []string{d + "-1700000000123"}) {
+		t.Errorf("tags %v", tags)
+	}
+	if !reflect.DeepEqual(digests, []string{m}) {
+		t.Errorf("digests %v", digests)
+	}
+	// Pod status image IDs.
+	_, digests = scanRefs("docker-pullable://127.0.0.1:5000/p@" + m)
+	if len(digests) != 1 {
+		t.Errorf("imageID digests %v", digests)
+	}
+}
+
+func TestStageFromLabels(t *testing.T) {
+	c1, c2 := strings.Repeat("1", 40), strings.Repeat("2", 40)
+	var s Stage
+	StageFromLabels(&s, map[string]string{
+		"dev.strata.project":          "demo",
+		"dev.strata.parent":           "abc-1",
+		"dev.strata.image":            "app",
+		"dev.strata.git.0.commit":     c1,
+		"dev.strata.git.src.commit":   c1,
+		"strata.dev/git-commit-other": c2,
+		"dev.strata.commit.bad":       "not-a-hash",
+		"org.opencontainers.commit":   strings.Repeat("3", 40),
+	})
+	if s.Project != "demo" || s.Parent != "abc-1" || s.Image != "app" {
+		t.Errorf("stage %+v", s)
+	}
+	if !reflect.DeepEqual(s.Commits, []string{c1, c2}) {
+		t.Errorf("commits %v, want %v", s.Commits, []string{c1, c2})
+	}
+}
+
+func TestReadGitLocalBranchesAndShallow(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	g := &gitRepo{t: t, dir: dir, now: now}
+	g.run(0, "init", "-q", "-b", "main")
+	a := g.commit("a", 3*day)
+	g.run(0, "tag", "-a", "v1", "-m", "v1")
+	g.run(0, "checkout", "-q", "-b", "topic")
+	b := g.commit("b", 2*day)
+	got, err := ReadGit(context.Background(), dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefs := []GitRef{{Name: "main", Commit: a}, {Name: "topic", Commit: b}, {Name: "v1", Tag: true, Commit: a}}
+	if !reflect.DeepEqual(got.Refs, wantRefs) || got.Source != "local branches" {
+		t.Errorf("refs %+v (%s), want %+v", got.Refs, got.Source, wantRefs)
+	}
+	if c := got.Commits[b]; !reflect.DeepEqual(c.Parents, []string{a}) || c.Time.Unix() != now.Add(-2*day).Unix() {
+		t.Errorf("commit b = %+v", c)
+	}
+	if _, err := ReadGit(context.Background(), dir, "upstream"); err == nil || !strings.Contains(err.Error(), `no remote "upstream"`) {
+		t.Errorf("unknown remote: %v", err)
+	}
+
+	shallow := filepath.Join(t.TempDir(), "shallow")
+	g.run(0, "clone", "-q", "--depth", "1", "file://"+dir, shallow)
+	if _, err := ReadGit(context.Background(), shallow, ""); err == nil || !strings.Contains(err.Error(), "shallow clone") {
+		t.Errorf("shallow clone: %v", err)
+	}
+	if _, err := ReadGit(context.Background(), t.TempDir(), ""); err == nil || !strings.Contains(err.Error(), "git rev-parse") {
+		t.Errorf("not a repository: %v", err)
+	}
+}
+
+func TestRunBadInput(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	if _, err := Run(ctx, Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "--repo") {
+		t.Errorf("no repo: %v", err)
+	}
+	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "strata.yaml") {
+		t.Errorf("no config: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte("project: p\ncleanup:\n  tags: {last: -1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "strata.yaml:3: cleanup.tags.last") {
+		t.Errorf("bad policy: %v", err)
+	}
+}
+
+func TestSyncStages(t *testing.T) {
+	from := testenv.Repo(t, "from")
+	to := testenv.Repo(t, "to")
+	ctx := context.Background()
+	reg := registry.Options{}
+	src, err := reg.ParseRepository(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := reg.ParseRepository(to)
+	now := time.Now()
+	var tags []string
+	manifests := map[string]string{}
+	for i := 0; i < 3; i++ {
+		tag, m := pushStage(t, src, "p", now.Add(-time.Duration(i)*time.Hour), "", "")
+		tags = append(tags, tag)
+		manifests[tag] = m
+	}
+	img, _ := random.Image(64, 1)
+	if err := remote.Write(src.Tag("latest"), img, reg.Remote(ctx)...); err != nil {
+		t.Fatal(err)
+	}
+	// A conflicting tag already at the destination is left alone.
+	conflict, _ := random.Image(64, 1)
+	if err := remote.Write(dst.Tag(tags[0]), conflict, reg.Remote(ctx)...); err != nil {
+		t.Fatal(err)
+	}
+	res, err := SyncStages(ctx, SyncOptions{From: from, To: to, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Copied) != 2 || len(res.Conflicts) != 1 || res.Conflicts[0] != tags[0] {
+		t.Errorf("first sync %+v", res)
+	}
+	got := listTags(t, dst)
+	if len(got) != 3 || contains(got, "latest") {
+		t.Errorf("destination tags %v, want the 3 stage tags only", got)
+	}
+	for _, tag := range tags[1:] {
+		d, err := remote.Head(dst.Tag(tag), reg.Remote(ctx)...)
+		if err != nil || d.Digest.String() != manifests[tag] {
+			t.Errorf("%s at destination: %v %v, want manifest %s", tag, d, err, manifests[tag])
+		}
+	}
+	res, err = SyncStages(ctx, SyncOptions{From: from, To: to, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Copied) != 0 || len(res.Present) != 2 || len(res.Conflicts) != 1 {
+		t.Errorf("second sync %+v, want nothing copied", res)
+	}
+	if _, err := SyncStages(ctx, SyncOptions{From: from, To: from, Registry: reg}); err == nil {
+		t.Error("sync onto itself accepted")
+	}
+}

@@ -1,16 +1,253 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"strata.dev/strata/bundle"
+	"strata.dev/strata/internal/registry"
 )
+
+const insecureUsage = "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)"
 
 func newBundleCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "bundle", Short: "Publish, pull, render and copy bundles (Helm charts in OCI with image refs)"}
-	c.AddCommand(
-		&cobra.Command{Use: "publish", Short: "Publish the chart with the built images' refs as an OCI artifact", RunE: notImplemented},
-		&cobra.Command{Use: "pull REF", Short: "Pull a bundle into a directory", RunE: notImplemented},
-		&cobra.Command{Use: "render (REF | --dir DIR)", Short: "Render a bundle to Kubernetes manifests on stdout", RunE: notImplemented},
-		&cobra.Command{Use: "copy", Short: "Copy a bundle and every image it references", RunE: notImplemented},
+	c.AddCommand(newBundlePublishCmd(a), newBundlePullCmd(a), newBundleRenderCmd(a), newBundleCopyCmd(a))
+	return c
+}
+
+func printJSON(a *app, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
+	return err
+}
+
+func newBundlePublishCmd(a *app) *cobra.Command {
+	var (
+		o          bundle.PublishOptions
+		dir        string
+		chartDir   string
+		reportFile string
+		insecure   []string
+		asJSON     bool
 	)
+	c := &cobra.Command{
+		Use:   "publish --repo REGISTRY/PATH/NAME --tag VERSION --build-report FILE",
+		Short: "Publish the chart with the built images' refs as an OCI artifact",
+		Long: `Publishes the chart (--chart-dir, default .helm in --dir) as a Helm chart in OCI at
+REGISTRY/PATH/NAME:VERSION: chart name NAME, version VERSION (semver as is, '+' stored as '_' in
+the tag; other values become 0.0.0-<VERSION>, see docs/bundles.md). The images of the build report
+are written into values.yaml (strata.image.<name> = repo:tag@sha256:..., strata.tag/digest,
+strata.repo, strata.commit, mirrored under global.strata) so plain 'helm template' renders the
+bundle; strata-bundle.json and the manifest annotations carry the commit and CI metadata.
+
+Blobs are pushed first and the manifest last: a failure leaves no tag. An existing VERSION with the
+same content is left alone; with different content it is refused unless --force.
+
+The build report comes from 'strata build --report FILE'. Commit, branch/tag, git URL and CI links
+default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to git in --dir.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reportFile == "" {
+				return fmt.Errorf("bundle publish: --build-report FILE is required (the JSON report of 'strata build')")
+			}
+			rep, err := bundle.ReadBuildReport(reportFile)
+			if err != nil {
+				return fmt.Errorf("bundle publish: %w", err)
+			}
+			o.Report = rep
+			o.ProjectDir = dir
+			o.ChartDir = chartDir
+			if o.ChartDir == "" {
+				o.ChartDir = filepath.Join(dir, ".helm")
+			}
+			o.Registry = registry.Options{Insecure: insecure}
+			o.Log = a.log
+			res, err := bundle.Publish(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a, res)
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s@%s\n", res.Ref, res.Digest)
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Repo, "repo", "", "bundle repository REGISTRY/PATH/NAME (NAME is the chart name)")
+	f.StringVar(&o.Version, "tag", "", "bundle version (semver; anything else is turned into 0.0.0-<VERSION>)")
+	f.StringVar(&dir, "dir", ".", "project directory (git work tree)")
+	f.StringVar(&chartDir, "chart-dir", "", "chart directory (default <dir>/.helm)")
+	f.StringVar(&reportFile, "build-report", "", "JSON report written by 'strata build' listing the images")
+	f.StringVar(&o.Commit.Hash, "commit", "", "commit hash (default: the build report's, else git rev-parse HEAD in --dir)")
+	f.StringVar(&o.Commit.Date, "commit-date", "", "commit date, RFC 3339 (default: from git)")
+	f.StringVar(&o.Branch, "git-branch", "", "branch the commit was built for")
+	f.StringVar(&o.Tag, "git-tag", "", "git tag the commit was built for")
+	f.StringVar(&o.GitURL, "git-url", "", "project repository URL (default: git remote origin; credentials are removed)")
+	f.StringVar(&o.CI.PipelineURL, "ci-pipeline-url", "", "CI pipeline URL")
+	f.StringVar(&o.CI.JobURL, "ci-job-url", "", "CI job URL")
+	f.BoolVar(&o.Force, "force", false, "replace an existing VERSION whose content differs")
+	f.BoolVar(&o.SkipRenderCheck, "skip-render-check", false, "do not render the chart before publishing (charts that need deploy-time values)")
+	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
+	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func newBundlePullCmd(a *app) *cobra.Command {
+	var (
+		o        bundle.PullOptions
+		insecure []string
+		asJSON   bool
+	)
+	c := &cobra.Command{
+		Use:   "pull REF --dir DIR",
+		Short: "Pull a bundle into a directory",
+		Long: `Pulls the bundle REF (REGISTRY/PATH/NAME:VERSION or @sha256:...) and extracts its chart into
+DIR (Chart.yaml at DIR's root). DIR must not exist or be empty. Prints REPO@DIGEST.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Ref = args[0]
+			o.Registry = registry.Options{Insecure: insecure}
+			o.Log = a.log
+			p, err := bundle.Pull(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a, p)
+			}
+			_, err = fmt.Fprintln(a.stdout, p.Ref)
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Dir, "dir", "", "directory to extract the chart into (required)")
+	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
+	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	f.BoolVar(&asJSON, "json", false, "print the pulled bundle's description (ref, chart, version, metadata) as JSON")
+	_ = c.MarkFlagRequired("dir")
+	return c
+}
+
+func newBundleRenderCmd(a *app) *cobra.Command {
+	var (
+		o        bundle.RenderOptions
+		dir      string
+		insecure []string
+	)
+	c := &cobra.Command{
+		Use:   "render (REF | --dir DIR)",
+		Short: "Render a bundle to Kubernetes manifests on stdout",
+		Long: `Renders a bundle (pulled from REF, or the chart in --dir) with the Helm engine, without any
+cluster access, and prints every object with the commit annotations the Argo CD plugin adds
+(strata.dev/commit, strata.dev/git, strata.dev/bundle, strata.dev/ci-url,
+link.argocd.argoproj.io/commit and /ci). The output is deterministic byte for byte. Values:
+the chart's values.yaml, then --values files in order, then --set.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			switch {
+			case len(args) == 1 && dir != "":
+				return fmt.Errorf("bundle render: give REF or --dir, not both")
+			case len(args) == 0 && dir == "":
+				return fmt.Errorf("bundle render: give REF or --dir DIR")
+			case dir != "":
+				o.ChartDir = dir
+			default:
+				tmp, err := os.MkdirTemp("", "strata-render-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				p, err := bundle.Pull(ctx, bundle.PullOptions{
+					Ref: args[0], Dir: filepath.Join(tmp, "chart"), Registry: registry.Options{Insecure: insecure},
+					MaxChartBytes: o.MaxChartBytes, Log: a.log,
+				})
+				if err != nil {
+					return err
+				}
+				o.ChartDir = filepath.Join(tmp, "chart")
+				if o.BundleRef == "" {
+					o.BundleRef = p.Ref
+				}
+			}
+			out, err := bundle.Render(ctx, o)
+			if err != nil {
+				return err
+			}
+			_, err = a.stdout.Write(out)
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&dir, "dir", "", "render the chart in this directory instead of pulling REF")
+	addRenderFlags(f, &o)
+	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	return c
+}
+
+func addRenderFlags(f *pflag.FlagSet, o *bundle.RenderOptions) {
+	f.StringVar(&o.ReleaseName, "release-name", "release", "release name (.Release.Name)")
+	f.StringVarP(&o.Namespace, "namespace", "n", "default", "release namespace (.Release.Namespace)")
+	f.StringArrayVarP(&o.ValueFiles, "values", "f", nil, "values file merged over the chart's (repeatable, later wins)")
+	f.StringArrayVar(&o.Set, "set", nil, "value KEY=VALUE[,KEY=VALUE] in Helm --set syntax (repeatable, wins over --values)")
+	f.StringVar(&o.KubeVersion, "kube-version", "", "Kubernetes version for .Capabilities.KubeVersion (default: Helm's)")
+	f.StringArrayVarP(&o.APIVersions, "api-versions", "a", nil, "API version for .Capabilities.APIVersions (repeatable)")
+	f.StringVar(&o.BundleRef, "bundle-ref", "", "value of the strata.dev/bundle annotation (default: the pulled REPO@DIGEST, or the metadata's)")
+	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
+	f.Int64Var(&o.MaxOutputBytes, "max-output-bytes", bundle.DefaultMaxOutputBytes, "refuse rendered output larger than this")
+}
+
+func newBundleCopyCmd(a *app) *cobra.Command {
+	var (
+		o        bundle.CopyOptions
+		insecure []string
+		asJSON   bool
+	)
+	c := &cobra.Command{
+		Use:   "copy --from (REF | archive:FILE.tar) --to (REPO[:TAG] | archive:FILE.tar)",
+		Short: "Copy a bundle and every image it references",
+		Long: `Copies a bundle and every image of its images lock, by digest, to another registry or
+repository, or into/out of an OCI layout tar archive for air-gapped transfer. At a registry
+destination the images go to --images-repo (default: the bundle's repository) under their own
+tags, and the bundle's values and images lock are rewritten to point there. Blobs already at
+the destination are skipped; blobs in another repository of the same registry are mounted.
+An archive holds the bundle as published; it is rewritten when copied on to a registry.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Registry = registry.Options{Insecure: insecure}
+			o.Log = a.log
+			res, err := bundle.Copy(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a, res)
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s@%s\n", res.Ref, res.Digest)
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.From, "from", "", "source bundle REF or archive:FILE.tar")
+	f.StringVar(&o.To, "to", "", "destination REPO[:TAG] or archive:FILE.tar")
+	f.StringVar(&o.ImagesRepo, "images-repo", "", "destination repository of the images (default: the bundle's)")
+	f.BoolVar(&o.Force, "force", false, "replace an existing destination tag whose content differs")
+	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
+	f.Int64Var(&o.MaxArchiveBytes, "max-archive-bytes", bundle.DefaultMaxArchiveBytes, "refuse archives holding more than this")
+	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	_ = c.MarkFlagRequired("from")
+	_ = c.MarkFlagRequired("to")
 	return c
 }

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"strata.dev/strata/bundle"
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testenv"
+)
+
+// The bundle commands end to end on the real registry: publish from a build report, pull,
+// render a REF (deterministic), copy to an archive and back.
+func TestBundleCommands(t *testing.T) {
+	ctx := context.Background()
+	stages := testenv.Repo(t, "stages")
+	var ro registry.Options
+	rep := bundle.BuildReport{Project: "app", Repo: stages, Commit: strings.Repeat("ab", 20)}
+	for i, n := range []string{"web", "worker"} {
+		img, err := random.Image(128, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := fmt.Sprintf("%056x-%d", i+1, time.Now().UnixMilli())
+		ref, _ := ro.ParseReference(stages + ":" + tag)
+		if err := remote.Write(ref, img, ro.Remote(ctx)...); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		rep.Images = append(rep.Images, bundle.ReportImage{Name: n, Repo: stages, Tag: tag, Ref: stages + ":" + tag, ManifestDigest: d.String()})
+	}
+	tmp := t.TempDir()
+	reportFile := filepath.Join(tmp, "build.json")
+	b, _ := json.Marshal(rep)
+	if err := os.WriteFile(reportFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo := testenv.Repo(t, "bundles") + "/app"
+	t.Setenv("STRATA_GIT_URL", "https://git.example.com/team/app.git")
+	t.Setenv("STRATA_CI_JOB_URL", "https://ci.example.com/jobs/9")
+	out, _, err := run(t, "bundle", "publish", "--repo", repo, "--tag", "main", "--build-report", reportFile,
+		"--chart-dir", "../../bundle/testdata/app", "--commit-date", "2026-11-22T10:00:00Z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, repo+":0.0.0-main@sha256:") {
+		t.Fatalf("publish printed %q", out)
+	}
+	// same content again: success, same digest
+	out2, _, err := run(t, "bundle", "publish", "--repo", repo, "--tag", "main", "--build-report", reportFile,
+		"--chart-dir", "../../bundle/testdata/app", "--commit-date", "2026-11-22T10:00:00Z")
+	if err != nil || out2 != out {
+		t.Fatalf("re-publish: %q, %v (first %q)", out2, err, out)
+	}
+
+	dir := filepath.Join(tmp, "pulled")
+	pulled, _, err := run(t, "bundle", "pull", repo+":0.0.0-main", "--dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Chart.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	r1, _, err := run(t, "bundle", "render", repo+":0.0.0-main", "--release-name", "r", "--namespace", "prod", "--set", "replicas=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _, err := run(t, "bundle", "render", "--dir", dir, "--release-name", "r", "--namespace", "prod", "--set", "replicas=3", "--bundle-ref", strings.TrimSpace(pulled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1 != r2 {
+		t.Errorf("render of REF and of the pulled dir differ:\n%s\n----\n%s", r1, r2)
+	}
+	for _, w := range []string{"replicas: 3", "namespace: prod", "strata.dev/bundle: " + strings.TrimSpace(pulled), "link.argocd.argoproj.io/ci: https://ci.example.com/jobs/9",
+		"image: " + rep.Images[0].Repo + ":" + rep.Images[0].Tag + "@" + rep.Images[0].ManifestDigest} {
+		if !strings.Contains(r1, w) {
+			t.Errorf("render lacks %q", w)
+		}
+	}
+
+	archive := filepath.Join(tmp, "app.tar")
+	if _, _, err := run(t, "bundle", "copy", "--from", repo+":0.0.0-main", "--to", "archive:"+archive); err != nil {
+		t.Fatal(err)
+	}
+	dst := testenv.Repo(t, "imported") + "/app"
+	copied, _, err := run(t, "bundle", "copy", "--from", "archive:"+archive, "--to", dst, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cr bundle.CopyResult
+	if err := json.Unmarshal([]byte(copied), &cr); err != nil {
+		t.Fatal(err)
+	}
+	if cr.Ref != dst+":0.0.0-main" || !strings.HasPrefix(cr.Images["web"], dst+":") {
+		t.Errorf("copy result %+v", cr)
+	}
+	r3, _, err := run(t, "bundle", "render", cr.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(r3, stages) {
+		t.Errorf("render of the imported bundle names the source repository:\n%s", r3)
+	}
+
+	// errors reach the user
+	if _, _, err := run(t, "bundle", "render"); err == nil {
+		t.Error("render without REF or --dir succeeded")
+	}
+	if _, _, err := run(t, "bundle", "publish", "--repo", repo, "--tag", "1.0.0"); err == nil || !strings.Contains(err.Error(), "--build-report") {
+		t.Errorf("publish without a report: %v", err)
+	}
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"strata.dev/strata/internal/testenv"
+)
+
+func TestCleanupCommands(t *testing.T) {
+	if _, _, err := run(t, "cleanup", "--dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "--repo") {
+		t.Errorf("cleanup without --repo: %v", err)
+	}
+	if _, _, err := run(t, "stages", "sync", "--from", "127.0.0.1:5000/a"); err == nil || !strings.Contains(err.Error(), "--from and --to are required") {
+		t.Errorf("stages sync without --to: %v", err)
+	}
+	if _, _, err := run(t, "cleanup", "--synchronization", "nfs://x", "--repo", "127.0.0.1:5000/a"); err == nil || !strings.Contains(err.Error(), "synchronization") {
+		t.Errorf("bad --synchronization: %v", err)
+	}
+
+	// A dry run on an empty storage, with the repository from the environment.
+	repo := testenv.Repo(t, "stages")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte("project: p\nconfigVersion: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", dir, "init", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v %s", err, out)
+	}
+	t.Setenv("STRATA_REPO", repo)
+	t.Setenv("STRATA_HOME", t.TempDir())
+	out, _, err := run(t, "cleanup", "--dir", dir, "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out) != "0 stages: keep 0, delete 0 (0 manifests) [dry run]" {
+		t.Errorf("dry run output %q", out)
+	}
+}

@@ -212,3 +212,20 @@ func TestRenderLimits(t *testing.T) {
 		t.Errorf("output limit: %v", err)
 	}
 }
+
+// A 100 MB chart is refused by the default limit before anything is read.
+func TestRender100MBChartRefused(t *testing.T) {
+	dir := copyDir(t, "testdata/app")
+	f, err := os.Create(filepath.Join(dir, "huge.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(100 << 20); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = Render(context.Background(), RenderOptions{ChartDir: dir})
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "huge.bin") || !strings.Contains(err.Error(), "20971520") {
+		t.Fatalf("100 MB chart: %v", err)
+	}
+}

@@ -161,3 +161,52 @@ func TestSyncStages(t *testing.T) {
 		t.Error("sync onto itself accepted")
 	}
 }
+
+func TestReadGitRemoteMustBeFetched(t *testing.T) {
+	now := time.Now()
+	ctx := context.Background()
+	origin := t.TempDir()
+	o := &gitRepo{t: t, dir: origin, now: now}
+	o.run(0, "init", "-q", "-b", "main")
+	a := o.commit("a", 3*day)
+	o.run(0, "checkout", "-q", "-b", "other")
+	o.commit("b", 2*day)
+	o.run(0, "checkout", "-q", "main")
+
+	clone := filepath.Join(t.TempDir(), "clone")
+	c := &gitRepo{t: t, dir: t.TempDir(), now: now}
+	c.run(0, "clone", "-q", "--single-branch", "--branch", "main", origin, clone)
+	c.dir = clone
+	if _, err := ReadGit(ctx, clone, ""); err == nil || !strings.Contains(err.Error(), "refs/heads/other is missing") {
+		t.Fatalf("single-branch clone: %v", err)
+	}
+	c.run(0, "fetch", "-q", "--prune", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
+	g, err := ReadGit(ctx, clone, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Source != "branches of remote origin" || len(g.Refs) != 2 || g.Refs[0].Name != "main" || g.Refs[0].Commit != a || len(g.Warnings) != 0 {
+		t.Errorf("fetched clone: %+v", g)
+	}
+	// A new commit on the remote not fetched yet: behind.
+	o.commit("c", day)
+	if _, err := ReadGit(ctx, clone, ""); err == nil || !strings.Contains(err.Error(), "refs/heads/main is at") {
+		t.Errorf("behind the remote: %v", err)
+	}
+	// A branch deleted on the remote but still fetched: a warning, its images are kept.
+	o.run(0, "branch", "-q", "-D", "other")
+	c.run(0, "fetch", "-q", "origin", "+refs/heads/main:refs/remotes/origin/main")
+	g, err = ReadGit(ctx, clone, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Warnings) != 1 || !strings.Contains(g.Warnings[0], "branch other was deleted on remote origin") {
+		t.Errorf("warnings %v", g.Warnings)
+	}
+	// No branches at all: refuse.
+	empty := t.TempDir()
+	(&gitRepo{t: t, dir: empty, now: now}).run(0, "init", "-q")
+	if _, err := ReadGit(ctx, empty, ""); err == nil || !strings.Contains(err.Error(), "refusing to clean up without branches") {
+		t.Errorf("no branches: %v", err)
+	}
+}

@@ -18,6 +18,9 @@ type Git struct {
 	Commits map[string]Commit
 	// Source says where branches came from: "remote origin" or "local branches".
 	Source string
+	// Warnings are things the caller should log: a remote that could not be asked, branches
+	// deleted on the remote but still fetched here.
+	Warnings []string
 }
 
 // ReadGit reads the branches and tags of the repository at dir and the history reachable from
@@ -101,8 +104,19 @@ func ReadGit(ctx context.Context, dir, remote string) (*Git, error) {
 			tips = append(tips, obj)
 		}
 	}
-	if len(tips) == 0 {
-		return g, nil
+	branches := 0
+	for _, r := range g.Refs {
+		if !r.Tag {
+			branches++
+		}
+	}
+	if branches == 0 {
+		return nil, fmt.Errorf("git repository %s: no %s found: refusing to clean up without branches (fetch them first)", dir, g.Source)
+	}
+	if remote != "" {
+		if err := g.checkRemote(ctx, git, remote); err != nil {
+			return nil, err
+		}
 	}
 	// Tags may point at tags of tags or at trees; only commits enter the history.
 	out, err = git(strings.Join(uniq(tips), "\n")+"\n", "log", "--stdin", "--format=%H %ct %P")
@@ -129,6 +143,56 @@ func ReadGit(ctx context.Context, dir, remote string) (*Git, error) {
 		return g.Refs[i].Name < g.Refs[j].Name
 	})
 	return g, nil
+}
+
+// checkRemote compares the fetched refs with the remote's own (git ls-remote): a branch or tag
+// the remote has but this clone lacks, or a branch behind the remote, would let cleanup delete
+// images still needed, so it is an error. A remote that cannot be reached is a warning.
+func (g *Git) checkRemote(ctx context.Context, git func(string, ...string) ([]byte, error), remote string) error {
+	out, err := git("", "ls-remote", "--heads", "--tags", remote)
+	if err != nil {
+		g.Warnings = append(g.Warnings, fmt.Sprintf("could not compare with remote %s, using the fetched refs as they are: %v", remote, err))
+		return nil
+	}
+	local := map[string]string{}
+	for _, r := range g.Refs {
+		if r.Tag {
+			local["refs/tags/"+r.Name] = "tag"
+		} else {
+			local["refs/heads/"+r.Name] = r.Commit
+		}
+	}
+	remoteRefs := map[string]bool{}
+	var problems []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 || strings.HasSuffix(f[1], "^{}") {
+			continue
+		}
+		obj, ref := f[0], f[1]
+		remoteRefs[ref] = true
+		have, ok := local[ref]
+		switch {
+		case !ok:
+			problems = append(problems, ref+" is missing")
+		case strings.HasPrefix(ref, "refs/heads/") && have != obj:
+			problems = append(problems, fmt.Sprintf("%s is at %s here but %s on the remote", ref, short(have), short(obj)))
+		}
+	}
+	for ref := range local {
+		if strings.HasPrefix(ref, "refs/heads/") && !remoteRefs[ref] {
+			g.Warnings = append(g.Warnings, fmt.Sprintf("branch %s was deleted on remote %s but is still fetched here: its images are kept (git fetch --prune)", strings.TrimPrefix(ref, "refs/heads/"), remote))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		if len(problems) > 5 {
+			problems = append(problems[:5], fmt.Sprintf("and %d more", len(problems)-5))
+		}
+		return fmt.Errorf("git: not up to date with remote %s (%s): fetch everything first: git fetch --prune --tags %s '+refs/heads/*:refs/remotes/%s/*'", remote, strings.Join(problems, "; "), remote, remote)
+	}
+	return nil
 }
 
 func contains(l []string, s string) bool {

@@ -134,6 +134,9 @@ func collect(ctx context.Context, o Options, cfg Config, storage *Storage) (*Inp
 		return nil, err
 	}
 	in.Refs, in.Commits = g.Refs, g.Commits
+	for _, w := range g.Warnings {
+		o.Log.Warn(w)
+	}
 	o.Log.Info("read git references", "source", g.Source, "refs", len(g.Refs), "commits", len(g.Commits))
 	if in.Stages, in.Others, err = storage.Stages(ctx, nil); err != nil {
 		return nil, err

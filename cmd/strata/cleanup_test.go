@@ -27,8 +27,10 @@ func TestCleanupCommands(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte("project: p\nconfigVersion: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("git", "-C", dir, "init", "-q").CombinedOutput(); err != nil {
-		t.Fatalf("git init: %v %s", err, out)
+	for _, args := range [][]string{{"init", "-q"}, {"add", "strata.yaml"}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "init"}} {
+		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
 	}
 	t.Setenv("STRATA_REPO", repo)
 	t.Setenv("STRATA_HOME", t.TempDir())

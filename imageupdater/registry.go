@@ -1,0 +1,275 @@
+package imageupdater
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/kubernetes"
+	orasremote "oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"strata.dev/strata/internal/registry"
+)
+
+// registryAccess is how the controller reaches registries: one rate limiter per registry host,
+// latency metrics, plain HTTP where it applies.
+type registryAccess struct {
+	opts      registry.Options
+	conf      RegistriesConfig
+	kube      kubernetes.Interface
+	metrics   *metrics
+	transport http.RoundTripper
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+func newRegistryAccess(opts registry.Options, conf RegistriesConfig, kube kubernetes.Interface, m *metrics) *registryAccess {
+	for _, r := range conf.Registries {
+		if r.Insecure {
+			opts.Insecure = append(opts.Insecure, r.Name)
+		}
+	}
+	ra := &registryAccess{opts: opts, conf: conf, kube: kube, metrics: m, limiters: map[string]*rate.Limiter{}}
+	base := opts.Transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	ra.transport = retry.NewTransport(&limitedTransport{ra: ra, base: base})
+	return ra
+}
+
+func (ra *registryAccess) limiter(host string) *rate.Limiter {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	l, ok := ra.limiters[host]
+	if !ok {
+		r := ra.conf.limit(host)
+		burst := int(r)
+		if burst < 1 {
+			burst = 1
+		}
+		l = rate.NewLimiter(rate.Limit(r), burst)
+		ra.limiters[host] = l
+	}
+	return l
+}
+
+// limitedTransport waits for the registry's rate limiter and records latency.
+type limitedTransport struct {
+	ra   *registryAccess
+	base http.RoundTripper
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Host
+	if err := t.ra.limiter(host).Wait(req.Context()); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+	}
+	t.ra.metrics.latency.WithLabelValues(host, code).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+// credentialKey is the credential source used for host: the Application's pull-secret, else the
+// registries config's, else "" (docker config and credential helpers).
+func (ra *registryAccess) credentialKey(pullSecret, host string) string {
+	if pullSecret != "" {
+		return pullSecret
+	}
+	if r, ok := ra.conf.lookup(host); ok {
+		return r.Credentials
+	}
+	return ""
+}
+
+// cycle is the registry state of one check cycle: each repository is listed at most once per
+// credential source, each manifest fetched at most once, and credentials resolved once.
+type cycle struct {
+	ra *registryAccess
+
+	mu        sync.Mutex
+	listings  map[string]*onceValue[[]string]
+	manifests map[string]*onceValue[manifestInfo]
+	creds     map[string]*onceValue[auth.Credential]
+	clients   map[string]*auth.Client
+}
+
+type onceValue[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+func (o *onceValue[T]) get(f func() (T, error)) (T, error) {
+	o.once.Do(func() { o.v, o.err = f() })
+	return o.v, o.err
+}
+
+func onceFor[T any](mu *sync.Mutex, m map[string]*onceValue[T], key string) *onceValue[T] {
+	mu.Lock()
+	defer mu.Unlock()
+	o, ok := m[key]
+	if !ok {
+		o = &onceValue[T]{}
+		m[key] = o
+	}
+	return o
+}
+
+func (ra *registryAccess) newCycle() *cycle {
+	return &cycle{ra: ra,
+		listings:  map[string]*onceValue[[]string]{},
+		manifests: map[string]*onceValue[manifestInfo]{},
+		creds:     map[string]*onceValue[auth.Credential]{},
+		clients:   map[string]*auth.Client{},
+	}
+}
+
+// forget drops what the cycle knows about repository (a webhook said it changed).
+func (c *cycle) forget(repository string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.listings {
+		if strings.HasSuffix(k, "\x00"+repository) {
+			delete(c.listings, k)
+		}
+	}
+	for k := range c.manifests {
+		if strings.HasPrefix(k, repository+":") {
+			delete(c.manifests, k)
+		}
+	}
+}
+
+func hostOf(repository string) string {
+	h, _, _ := strings.Cut(repository, "/")
+	return h
+}
+
+// client returns the auth client for a credential source, sharing its token cache in the cycle.
+func (c *cycle) client(ctx context.Context, credKey string) *auth.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.clients[credKey]; ok {
+		return cl
+	}
+	cl := &auth.Client{
+		Client: &http.Client{Transport: c.ra.transport},
+		Cache:  auth.NewCache(),
+		Header: http.Header{"User-Agent": {registry.UserAgent()}},
+		Credential: func(ctx context.Context, host string) (auth.Credential, error) {
+			return c.credential(ctx, credKey, host)
+		},
+	}
+	c.clients[credKey] = cl
+	return cl
+}
+
+func (c *cycle) credential(ctx context.Context, credKey, host string) (auth.Credential, error) {
+	return onceFor(&c.mu, c.creds, credKey+"\x00"+host).get(func() (auth.Credential, error) {
+		if credKey == "" {
+			kc := c.ra.opts.Keychain
+			if kc == nil {
+				kc = authn.DefaultKeychain
+			}
+			return keychainCredential(kc, host)
+		}
+		return resolveCredential(ctx, c.ra.kube, credKey, host)
+	})
+}
+
+func (c *cycle) repository(ctx context.Context, repository, credKey string) (*orasremote.Repository, error) {
+	r, err := orasremote.NewRepository(repository)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %w", repository, err)
+	}
+	r.PlainHTTP = c.ra.opts.IsInsecure(r.Reference.Registry)
+	r.Client = c.client(ctx, credKey)
+	return r, nil
+}
+
+// tags lists repository's tags, once per cycle and credential source.
+func (c *cycle) tags(ctx context.Context, repository, pullSecret string) ([]string, error) {
+	credKey := c.ra.credentialKey(pullSecret, hostOf(repository))
+	return onceFor(&c.mu, c.listings, credKey+"\x00"+repository).get(func() ([]string, error) {
+		if credKey != "" {
+			// Resolve credentials first: a missing secret is a clearer error than a 401.
+			if _, err := c.credential(ctx, credKey, hostOf(repository)); err != nil {
+				return nil, err
+			}
+		}
+		r, err := c.repository(ctx, repository, credKey)
+		if err != nil {
+			return nil, err
+		}
+		c.ra.metrics.listings.Inc()
+		var all []string
+		err = r.Tags(ctx, "", func(tags []string) error {
+			all = append(all, tags...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list tags of %s: %w", repository, err)
+		}
+		return all, nil
+	})
+}
+
+// manifestInfo is what the strategies read from a bundle manifest.
+type manifestInfo struct {
+	digest  string
+	created time.Time
+}
+
+// manifest fetches repository:tag's manifest, once per cycle.
+func (c *cycle) manifest(ctx context.Context, repository, tag, pullSecret string) (manifestInfo, error) {
+	credKey := c.ra.credentialKey(pullSecret, hostOf(repository))
+	return onceFor(&c.mu, c.manifests, repository+":"+tag+"\x00"+credKey).get(func() (manifestInfo, error) {
+		r, err := c.repository(ctx, repository, credKey)
+		if err != nil {
+			return manifestInfo{}, err
+		}
+		desc, rc, err := r.FetchReference(ctx, tag)
+		if err != nil {
+			return manifestInfo{}, fmt.Errorf("fetch manifest %s:%s: %w", repository, tag, err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, 4<<20))
+		if err != nil {
+			return manifestInfo{}, fmt.Errorf("read manifest %s:%s: %w", repository, tag, err)
+		}
+		mi := manifestInfo{digest: desc.Digest.String()}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return mi, fmt.Errorf("manifest %s:%s: %w", repository, tag, err)
+		}
+		if s := m.Annotations[ocispec.AnnotationCreated]; s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return mi, fmt.Errorf("manifest %s:%s: annotation %s=%q: %w", repository, tag, ocispec.AnnotationCreated, s, err)
+			}
+			mi.created = t
+		}
+		return mi, nil
+	})
+}
+
+func isLoopbackHost(h string) bool { return registry.IsLoopback(h) }

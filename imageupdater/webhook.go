@@ -1,0 +1,180 @@
+package imageupdater
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// handler serves /webhook, /healthz and /metrics.
+func (c *controller) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		c.mu.Lock()
+		ready := c.ready
+		c.mu.Unlock()
+		if !ready {
+			http.Error(w, "applications informer not synced", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/webhook", c.webhook)
+	return mux
+}
+
+// pushEvent is a pushed repository[:tag]. Repository is REGISTRY/PATH when the sender named the
+// registry, else PATH only.
+type pushEvent struct {
+	repository string
+	tag        string
+}
+
+// parseWebhook reads distribution's notification envelope or a simple {"repository", "tag"}.
+func parseWebhook(body []byte) ([]pushEvent, error) {
+	var env struct {
+		Events []struct {
+			Action string `json:"action"`
+			Target struct {
+				Repository string `json:"repository"`
+				Tag        string `json:"tag"`
+			} `json:"target"`
+			Request struct {
+				Host string `json:"host"`
+			} `json:"request"`
+		} `json:"events"`
+		Repository string `json:"repository"`
+		Tag        string `json:"tag"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, fmt.Errorf("webhook body: %w", err)
+	}
+	if env.Events == nil {
+		if env.Repository == "" {
+			return nil, fmt.Errorf("webhook body: neither a distribution envelope (events[]) nor {\"repository\", \"tag\"}")
+		}
+		return []pushEvent{{repository: strings.TrimPrefix(env.Repository, "oci://"), tag: env.Tag}}, nil
+	}
+	var out []pushEvent
+	for _, e := range env.Events {
+		if e.Action != "push" || e.Target.Repository == "" {
+			continue
+		}
+		repo := e.Target.Repository
+		if e.Request.Host != "" {
+			repo = e.Request.Host + "/" + repo
+		}
+		out = append(out, pushEvent{repository: repo, tag: e.Target.Tag})
+	}
+	return out, nil
+}
+
+func (c *controller) authorized(r *http.Request) bool {
+	if c.opts.WebhookSecret == "" {
+		return true
+	}
+	got := r.Header.Get("X-Strata-Webhook-Secret")
+	if got == "" {
+		got = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(c.opts.WebhookSecret)) == 1
+}
+
+func (c *controller) webhook(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	if !c.authorized(r) {
+		http.Error(w, "bad or missing webhook secret", http.StatusUnauthorized)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	events, err := parseWebhook(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	keys, repos := c.affected(events)
+	if len(keys) > 0 {
+		c.enqueue(keys, repos)
+	}
+	c.log.Info("webhook", "pushes", len(events), "applications", len(keys))
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]any{"applications": keys})
+}
+
+// affected returns the opted-in Applications whose bundle repository a push names, and those
+// repositories. A push without registry host matches on the path.
+func (c *controller) affected(events []pushEvent) (keys, repos []string) {
+	seenRepo := map[string]bool{}
+	for _, l := range c.listers {
+		apps, err := l.List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, a := range apps {
+			if !optedIn(a.Annotations) {
+				continue
+			}
+			p, err := parsePolicy(a.Annotations)
+			if err != nil {
+				continue
+			}
+			src, err := findBundleSource(a, p.source)
+			if err != nil {
+				continue
+			}
+			for _, e := range events {
+				if repositoryMatches(src.repository, e.repository) {
+					keys = append(keys, a.Namespace+"/"+a.Name)
+					if !seenRepo[src.repository] {
+						seenRepo[src.repository] = true
+						repos = append(repos, src.repository)
+					}
+					break
+				}
+			}
+		}
+	}
+	return keys, repos
+}
+
+// repositoryMatches compares a bundle repository with a pushed one. Loopback aliases
+// (localhost, 127.0.0.1) are the same registry; a pushed repository without a registry host
+// matches on its path.
+func repositoryMatches(bundle, pushed string) bool {
+	if strings.EqualFold(bundle, pushed) {
+		return true
+	}
+	bh, bp, _ := strings.Cut(bundle, "/")
+	ph, pp, ok := strings.Cut(pushed, "/")
+	if !ok || !(strings.ContainsAny(ph, ".:") || ph == "localhost") {
+		return bp == pushed
+	}
+	if bp != pp {
+		return false
+	}
+	return sameLoopback(bh, ph)
+}
+
+func sameLoopback(a, b string) bool {
+	port := func(h string) string {
+		if i := strings.LastIndex(h, ":"); i >= 0 {
+			return h[i+1:]
+		}
+		return ""
+	}
+	return isLoopbackHost(a) && isLoopbackHost(b) && port(a) == port(b)
+}

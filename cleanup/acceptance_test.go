@@ -64,7 +64,7 @@ func (g *gitRepo) commit(msg string, age time.Duration) string {
 	return g.run(age, "rev-parse", "HEAD")
 }
 
-func randomDigest(t *testing.T) string {
+func randomDigest(t testing.TB) string {
 	b := make([]byte, 28)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func randomDigest(t *testing.T) string {
 }
 
 // pushStage pushes a small random image as a stage tag with the labels strata build writes.
-func pushStage(t *testing.T, repo name.Repository, project string, created time.Time, commit, parent string) (tag, manifest string) {
+func pushStage(t testing.TB, repo name.Repository, project string, created time.Time, commit, parent string) (tag, manifest string) {
 	t.Helper()
 	img, err := random.Image(256, 1)
 	if err != nil {
@@ -99,7 +99,7 @@ func pushStage(t *testing.T, repo name.Repository, project string, created time.
 	return tag, h.String()
 }
 
-func withLabels(t *testing.T, img v1.Image, labels map[string]string) v1.Image {
+func withLabels(t testing.TB, img v1.Image, labels map[string]string) v1.Image {
 	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {

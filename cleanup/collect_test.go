@@ -210,3 +210,27 @@ func TestReadGitRemoteMustBeFetched(t *testing.T) {
 		t.Errorf("no branches: %v", err)
 	}
 }
+
+// BenchmarkStorageStages reads 100 stages (tags listing, manifests and configs) per iteration.
+func BenchmarkStorageStages(b *testing.B) {
+	repoName := testenv.Repo(b, "bench")
+	reg := registry.Options{}
+	repo, err := reg.ParseRepository(repoName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		pushStage(b, repo, "p", time.Now().Add(-time.Duration(i)*time.Minute), strings.Repeat("a", 40), "")
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		st, err := OpenStorage(repoName, reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		stages, _, err := st.Stages(context.Background(), nil)
+		if err != nil || len(stages) != 100 {
+			b.Fatalf("%d stages, %v", len(stages), err)
+		}
+	}
+}

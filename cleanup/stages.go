@@ -75,6 +75,22 @@ type Storage struct {
 	Registry registry.Options
 	// Jobs is how many manifests are read at once; default 8.
 	Jobs int
+
+	pullerOnce sync.Once
+	puller     *remote.Puller
+}
+
+// remote returns go-containerregistry options that reuse one authenticated transport for every
+// request to the storage (instead of a registry ping and token per request).
+func (s *Storage) remote(ctx context.Context) []remote.Option {
+	opts := s.Registry.Remote(ctx)
+	s.pullerOnce.Do(func() {
+		s.puller, _ = remote.NewPuller(s.Registry.Remote(context.Background())...)
+	})
+	if s.puller != nil {
+		opts = append(opts, remote.Reuse(s.puller))
+	}
+	return opts
 }
 
 // OpenStorage parses REGISTRY/PATH of a stages storage.
@@ -88,7 +104,7 @@ func OpenStorage(repo string, o registry.Options) (*Storage, error) {
 
 // Tags lists every tag of the repository; a repository that does not exist has none.
 func (s *Storage) Tags(ctx context.Context) ([]string, error) {
-	tags, err := remote.List(s.Repo, s.Registry.Remote(ctx)...)
+	tags, err := remote.List(s.Repo, s.remote(ctx)...)
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && te.StatusCode == 404 {
@@ -162,13 +178,13 @@ func (s *Storage) readTag(ctx context.Context, tag string) (*Stage, *Tagged, err
 	ref := s.Repo.Tag(tag)
 	digest, created, isStage := ParseStageTag(tag)
 	if !isStage {
-		d, err := remote.Head(ref, s.Registry.Remote(ctx)...)
+		d, err := remote.Head(ref, s.remote(ctx)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", ref, err)
 		}
 		return nil, &Tagged{Tag: tag, ManifestDigest: d.Digest.String()}, nil
 	}
-	desc, err := remote.Get(ref, s.Registry.Remote(ctx)...)
+	desc, err := remote.Get(ref, s.remote(ctx)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read stage %s: %w", ref, err)
 	}

@@ -103,12 +103,12 @@ func SyncStages(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 func syncOne(ctx context.Context, o SyncOptions, from, to *Storage, tag string, present bool) (string, error) {
 	src := from.Repo.Tag(tag)
 	dst := to.Repo.Tag(tag)
-	desc, err := remote.Get(src, o.Registry.Remote(ctx)...)
+	desc, err := remote.Get(src, from.remote(ctx)...)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", src, err)
 	}
 	if present {
-		d, err := remote.Head(dst, o.Registry.Remote(ctx)...)
+		d, err := remote.Head(dst, to.remote(ctx)...)
 		if err != nil {
 			return "", fmt.Errorf("read %s: %w", dst, err)
 		}

@@ -1,0 +1,49 @@
+package build
+
+// Stage statuses in a Report.
+const (
+	StatusReused    = "reused"
+	StatusBuilt     = "built"
+	StatusDiscarded = "discarded-for-existing"
+)
+
+// Report is what a build produced: the contract `strata bundle publish` reads (--report PATH).
+type Report struct {
+	Project string        `json:"project"`
+	Repo    string        `json:"repo"`
+	Commit  string        `json:"commit"`
+	Dev     bool          `json:"dev,omitempty"`
+	Images  []ImageReport `json:"images"`
+}
+
+// ImageReport is one image of strata.yaml: its final reference and the stages it is made of.
+type ImageReport struct {
+	Name string `json:"name"`
+	// Repo, Tag and Ref name the final image: in the stages storage, or in --final-repo.
+	Repo           string        `json:"repo"`
+	Tag            string        `json:"tag"`
+	Ref            string        `json:"ref"`
+	ManifestDigest string        `json:"manifestDigest"`
+	StageRef       string        `json:"stageRef,omitempty"` // the last stage in the stages storage
+	ExtraTags      []string      `json:"extraTags,omitempty"`
+	Stages         []StageReport `json:"stages"`
+}
+
+// StageReport is one non-empty stage of an image.
+type StageReport struct {
+	Name       string `json:"name"`
+	Digest     string `json:"digest"`
+	Tag        string `json:"tag"`
+	Status     string `json:"status"`
+	DurationMs int64  `json:"durationMs"`
+}
+
+// Image returns the report of the named image, or nil.
+func (r *Report) Image(name string) *ImageReport {
+	for i := range r.Images {
+		if r.Images[i].Name == name {
+			return &r.Images[i]
+		}
+	}
+	return nil
+}

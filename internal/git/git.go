@@ -1,0 +1,276 @@
+// Package git reads the project's git repository through the git CLI: commits, file lists with
+// blob hashes (from git objects, not the file system), blob contents, diffs, ancestry, and a
+// snapshot commit of a dirty work tree for development builds.
+package git
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Repo is a git work tree.
+type Repo struct {
+	Dir string
+
+	mu       sync.Mutex
+	ancestor map[[2]string]bool
+	trees    map[string][]File
+}
+
+// Open finds the work tree containing dir.
+func Open(ctx context.Context, dir string) (*Repo, error) {
+	r := &Repo{Dir: dir}
+	top, err := r.out(ctx, "rev-parse", "--show-toplevel")
+	if err != nil {
+		return nil, fmt.Errorf("%s is not in a git work tree: %w", dir, err)
+	}
+	r.Dir = strings.TrimSpace(top)
+	return r, nil
+}
+
+func (r *Repo) cmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, "git", append([]string{"-c", "core.quotepath=off"}, args...)...)
+	c.Dir = r.Dir
+	c.Env = append(os.Environ(), env...)
+	return c
+}
+
+func (r *Repo) out(ctx context.Context, args ...string) (string, error) {
+	return r.outEnv(ctx, nil, args...)
+}
+
+func (r *Repo) outEnv(ctx context.Context, env []string, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	c := r.cmd(ctx, env, args...)
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// Head returns the commit HEAD points at.
+func (r *Repo) Head(ctx context.Context) (string, error) {
+	s, err := r.out(ctx, "rev-parse", "--verify", "HEAD^{commit}")
+	return strings.TrimSpace(s), err
+}
+
+// Status lists uncommitted changes (tracked and untracked, not ignored), porcelain lines.
+func (r *Repo) Status(ctx context.Context) ([]string, error) {
+	s, err := r.out(ctx, "status", "--porcelain", "--untracked-files=all")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Snapshot records the work tree (tracked changes and untracked, non-ignored files) as a
+// commit whose parent is HEAD, without touching the index, HEAD or any ref.
+func (r *Repo) Snapshot(ctx context.Context, head string) (string, error) {
+	tmp, err := os.CreateTemp("", "strata-index-*")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	gitDir, err := r.out(ctx, "rev-parse", "--absolute-git-dir")
+	if err != nil {
+		return "", err
+	}
+	if idx, err := os.ReadFile(filepath.Join(strings.TrimSpace(gitDir), "index")); err == nil {
+		if err := os.WriteFile(tmp.Name(), idx, 0o600); err != nil {
+			return "", err
+		}
+	} else {
+		os.Remove(tmp.Name())
+	}
+	env := []string{"GIT_INDEX_FILE=" + tmp.Name()}
+	if _, err := r.outEnv(ctx, env, "add", "-A", "."); err != nil {
+		return "", err
+	}
+	tree, err := r.outEnv(ctx, env, "write-tree")
+	if err != nil {
+		return "", err
+	}
+	env = append(env, "GIT_AUTHOR_NAME=strata", "GIT_AUTHOR_EMAIL=strata@localhost", "GIT_COMMITTER_NAME=strata",
+		"GIT_COMMITTER_EMAIL=strata@localhost", "GIT_AUTHOR_DATE=@0 +0000", "GIT_COMMITTER_DATE=@0 +0000")
+	c, err := r.outEnv(ctx, env, "commit-tree", strings.TrimSpace(tree), "-p", head, "-m", "strata --dev snapshot")
+	return strings.TrimSpace(c), err
+}
+
+// File is one entry of a tree listing.
+type File struct {
+	Path string // relative to the repository root, slash-separated
+	Mode string // 100644, 100755, 120000 (symlink), 160000 (submodule)
+	Hash string // blob hash
+}
+
+// Files lists every file of a commit's tree, recursively (cached per commit).
+func (r *Repo) Files(ctx context.Context, commit string) ([]File, error) {
+	r.mu.Lock()
+	if fs, ok := r.trees[commit]; ok {
+		r.mu.Unlock()
+		return fs, nil
+	}
+	r.mu.Unlock()
+	s, err := r.out(ctx, "ls-tree", "-r", "-z", "--full-tree", commit)
+	if err != nil {
+		return nil, err
+	}
+	var fs []File
+	for _, rec := range strings.Split(s, "\x00") {
+		if rec == "" {
+			continue
+		}
+		meta, p, ok := strings.Cut(rec, "\t")
+		f := strings.Fields(meta)
+		if !ok || len(f) != 3 {
+			return nil, fmt.Errorf("git ls-tree %s: bad record %q", commit, rec)
+		}
+		fs = append(fs, File{Path: p, Mode: f[0], Hash: f[2]})
+	}
+	r.mu.Lock()
+	if r.trees == nil {
+		r.trees = map[string][]File{}
+	}
+	r.trees[commit] = fs
+	r.mu.Unlock()
+	return fs, nil
+}
+
+// Change is one file changed between two commits.
+type Change struct {
+	Path    string
+	Status  byte // 'A', 'M', 'D', 'T'
+	NewMode string
+	NewHash string
+}
+
+// Diff lists the files changed from one commit to another (no rename detection).
+func (r *Repo) Diff(ctx context.Context, from, to string) ([]Change, error) {
+	s, err := r.out(ctx, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", from, to)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(s, "\x00")
+	var out []Change
+	for i := 0; i+1 < len(parts); i += 2 {
+		meta := strings.Fields(strings.TrimPrefix(parts[i], ":"))
+		if len(meta) != 5 {
+			return nil, fmt.Errorf("git diff-tree: bad record %q", parts[i])
+		}
+		out = append(out, Change{Path: parts[i+1], Status: meta[4][0], NewMode: meta[1], NewHash: meta[3]})
+	}
+	return out, nil
+}
+
+// IsAncestor reports whether commit a is an ancestor of (or equal to) b. Unknown commits are
+// not ancestors.
+func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
+	if a == b {
+		return true, nil
+	}
+	key := [2]string{a, b}
+	r.mu.Lock()
+	if v, ok := r.ancestor[key]; ok {
+		r.mu.Unlock()
+		return v, nil
+	}
+	r.mu.Unlock()
+	var stderr bytes.Buffer
+	c := r.cmd(ctx, nil, "merge-base", "--is-ancestor", a, b)
+	c.Stderr = &stderr
+	err := c.Run()
+	var v bool
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		v = true
+	case errors.As(err, &ee) && (ee.ExitCode() == 1 || ee.ExitCode() == 128):
+		v = false // 128: unknown commit (e.g. built from another clone): not an ancestor
+	default:
+		return false, fmt.Errorf("git merge-base --is-ancestor %s %s: %w: %s", a, b, err, stderr.String())
+	}
+	r.mu.Lock()
+	if r.ancestor == nil {
+		r.ancestor = map[[2]string]bool{}
+	}
+	r.ancestor[key] = v
+	r.mu.Unlock()
+	return v, nil
+}
+
+// Blobs reads many blobs with one `git cat-file --batch`, calling fn for each in order.
+func (r *Repo) Blobs(ctx context.Context, hashes []string, fn func(hash string, data []byte) error) error {
+	if len(hashes) == 0 {
+		return nil
+	}
+	c := r.cmd(ctx, nil, "cat-file", "--batch")
+	in, err := c.StdinPipe()
+	if err != nil {
+		return err
+	}
+	outp, err := c.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		return err
+	}
+	go func() {
+		w := bufio.NewWriter(in)
+		for _, h := range hashes {
+			w.WriteString(h + "\n")
+		}
+		w.Flush()
+		in.Close()
+	}()
+	br := bufio.NewReader(outp)
+	var ferr error
+	for _, h := range hashes {
+		hdr, err := br.ReadString('\n')
+		if err != nil {
+			ferr = fmt.Errorf("git cat-file: %w: %s", err, stderr.String())
+			break
+		}
+		f := strings.Fields(hdr)
+		if len(f) != 3 {
+			ferr = fmt.Errorf("git cat-file %s: %s", h, strings.TrimSpace(hdr))
+			break
+		}
+		n, _ := strconv.Atoi(f[2])
+		buf := make([]byte, n+1)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			ferr = fmt.Errorf("git cat-file %s: %w", h, err)
+			break
+		}
+		if err := fn(h, buf[:n]); err != nil {
+			ferr = err
+			break
+		}
+	}
+	if ferr != nil {
+		c.Process.Kill()
+		c.Wait()
+		return ferr
+	}
+	return c.Wait()
+}

@@ -96,14 +96,15 @@ type controller struct {
 	listers   []argolisters.ApplicationLister
 	synced    []cache.InformerSynced
 
-	mu       sync.Mutex
-	ready    bool
-	current  *cycle            // the last cycle's registry state, reused for event-driven checks
-	pending  map[string]bool   // Application keys to check
-	fresh    map[string]bool   // repositories to re-list before checking
-	lastErr  map[string]string // last error reported per Application (Events only on change)
-	wake     chan struct{}
-	inFlight sync.WaitGroup
+	mu      sync.Mutex
+	ready   bool
+	current *cycle            // the last cycle's registry state, reused for event-driven checks
+	pending map[string]bool   // Application keys to check
+	fresh   map[string]bool   // repositories to re-list before checking
+	lastErr map[string]string // last error reported per Application (Events only on change)
+	wake    chan struct{}
+
+	beforeWrite func(*v1alpha1.Application) // test hook: runs between decision and write
 }
 
 func restConfig(opts Options) (*rest.Config, error) {
@@ -280,6 +281,11 @@ func (c *controller) run(ctx context.Context) error {
 		}
 		return nil
 	}
+	return c.loop(ctx, errc)
+}
+
+// loop runs a cycle now and every interval, and the queued checks in between.
+func (c *controller) loop(ctx context.Context, errc <-chan error) error {
 	ticker := time.NewTicker(c.opts.Interval)
 	defer ticker.Stop()
 	c.runCycle(ctx)
@@ -551,6 +557,9 @@ func (c *controller) reconcile(ctx context.Context, cyc *cycle, key string) (upd
 			c.metrics.updates.Inc()
 			return true, nil
 		}
+		if c.beforeWrite != nil {
+			c.beforeWrite(app)
+		}
 		err = c.write(ctx, app, d)
 		if err == nil {
 			log.Info("updated bundle", "repository", d.source.repository, "from", d.source.current, "to", d.target, "why", d.why)
@@ -583,11 +592,12 @@ func orNone(s string) string {
 	return s
 }
 
-// write sets the source's targetRevision with a JSON patch that first tests the resourceVersion
-// the decision was based on: a concurrent edit makes it fail instead of being overwritten.
+// write sets the source's targetRevision with a JSON patch that also carries the resourceVersion
+// the decision was based on. The apiserver takes it as a precondition: after a concurrent edit the
+// patch fails with 409 Conflict instead of overwriting, and only targetRevision is ever written.
 func (c *controller) write(ctx context.Context, app *v1alpha1.Application, d decision) error {
 	ops := []map[string]any{
-		{"op": "test", "path": "/metadata/resourceVersion", "value": app.ResourceVersion},
+		{"op": "replace", "path": "/metadata/resourceVersion", "value": app.ResourceVersion},
 		{"op": "add", "path": d.source.jsonPath(), "value": d.target},
 	}
 	body, err := json.Marshal(ops)
@@ -598,20 +608,7 @@ func (c *controller) write(ctx context.Context, app *v1alpha1.Application, d dec
 	return err
 }
 
-// isConflict reports a stale resourceVersion: 409, or the failed JSON-patch test (422/500 with
-// "testing value" in the message, depending on the apiserver).
-func isConflict(err error) bool {
-	if apierrors.IsConflict(err) {
-		return true
-	}
-	var se apierrors.APIStatus
-	if errors.As(err, &se) {
-		msg := se.Status().Message
-		return strings.Contains(msg, "test") && strings.Contains(msg, "resourceVersion") ||
-			strings.Contains(msg, "testing value")
-	}
-	return false
-}
+func isConflict(err error) bool { return apierrors.IsConflict(err) }
 
 func (c *controller) reportError(ctx context.Context, app *v1alpha1.Application, key string, err error) {
 	reason := "BundleCheckFailed"

@@ -1,0 +1,196 @@
+package imageupdater
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"strata.dev/strata/internal/testenv"
+)
+
+func metricValue(t *testing.T, c *controller, series string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	c.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	sc := bufio.NewScanner(rec.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func waitRevision(t *testing.T, k *kubeEnv, name, want string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return revision(k.getApp(t, name), -1) == want, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: targetRevision = %q after %v, want %q", name, revision(k.getApp(t, name), -1), timeout, want)
+	}
+	return time.Since(start)
+}
+
+func post(t *testing.T, url, secret, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if secret != "" {
+		req.Header.Set("X-Strata-Webhook-Secret", secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A webhook call checks the affected Applications at once, without waiting for the interval
+// (an hour here), and re-lists only the pushed repository.
+func TestWebhookTriggersUpdate(t *testing.T) {
+	k := newKubeEnv(t)
+	repo := testenv.Repo(t, "app")
+	pushBundle(t, repo, "1.0.0", t0)
+	k.app(t, "hooked", map[string]string{AnnotationChartVersion: "1.x"}, helmSource(repo, "1.0.0"))
+	c, ct, _ := k.startController(t, func(o *Options) { o.WebhookSecret = "s3cret" })
+	srv := httptest.NewServer(c.handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.loop(ctx, nil) }()
+
+	// /healthz answers once the informers synced.
+	if resp, err := http.Get(srv.URL + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+	// Wait for the first cycle, then publish.
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return metricValue(t, c, "strata_image_updater_cycles_total") == "1", nil
+	}); err != nil {
+		t.Fatal("first cycle did not run")
+	}
+	pushBundle(t, repo, "1.1.0", t0.Add(time.Hour))
+
+	if code, _ := post(t, srv.URL+"/webhook", "wrong", `{"repository":"`+repo+`","tag":"1.1.0"}`); code != http.StatusUnauthorized {
+		t.Errorf("wrong secret: status %d, want 401", code)
+	}
+	if code, body := post(t, srv.URL+"/webhook", "s3cret", `{"nonsense":true}`); code != http.StatusBadRequest {
+		t.Errorf("bad body: status %d %s, want 400", code, body)
+	}
+	code, body := post(t, srv.URL+"/webhook", "s3cret", `{"repository":"oci://`+repo+`","tag":"1.1.0"}`)
+	if code != http.StatusAccepted || !strings.Contains(body, k.ns+"/hooked") {
+		t.Fatalf("webhook: %d %s", code, body)
+	}
+	waitRevision(t, k, "hooked", "1.1.0", 5*time.Second)
+	if n := ct.listings(repo); n != 2 {
+		t.Errorf("listings = %d, want 2 (first cycle + webhook)", n)
+	}
+	if got := metricValue(t, c, "strata_image_updater_updates_total"); got != "1" {
+		t.Errorf("updates metric = %q, want 1", got)
+	}
+	if metricValue(t, c, `strata_image_updater_registry_request_duration_seconds_count{code="200",registry="`+hostOf(repo)+`"}`) == "" {
+		t.Error("no registry latency series")
+	}
+}
+
+// The real registry's notifications (distribution, configured to call the webhook) move the
+// Application within 2 s of a push.
+func TestRegistryNotificationsTriggerUpdate(t *testing.T) {
+	k := newKubeEnv(t)
+	testenv.Registry(t) // the binary comes with the test environment
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		if bin, err = exec.LookPath("registry"); err != nil {
+			t.Fatalf("no distribution binary (docker-registry) found: %v", err)
+		}
+	}
+	var c *controller
+	mux := http.NewServeMux()
+	var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) })
+	hook := httptest.NewServer(mux)
+	defer hook.Close()
+
+	// Own registry on a free port, notifying the webhook.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: %s}
+  delete: {enabled: true}
+http: {addr: %s, secret: strata-iu-test}
+notifications:
+  endpoints:
+  - name: strata
+    url: %s/webhook
+    headers: {Authorization: ["Bearer hook-secret"]}
+    timeout: 2s
+    threshold: 3
+    backoff: 100ms
+    ignoredmediatypes: [application/octet-stream]
+`, filepath.Join(dir, "data"), addr, hook.URL)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
+	logf, _ := os.Create(filepath.Join(dir, "registry.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+		t.Fatalf("own registry did not start: %s", b)
+	}
+
+	repo := addr + "/strata-test/" + testenv.UniqueName(t, "notified")
+	pushBundle(t, repo, "1.0.0", t0)
+	k.app(t, "notified", map[string]string{AnnotationChartVersion: ">=1.0 <2"}, helmSource(repo, "1.0.0"))
+	c, _, _ = k.startController(t, func(o *Options) { o.WebhookSecret = "hook-secret" })
+	handler = c.handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.loop(ctx, nil) }()
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return metricValue(t, c, "strata_image_updater_cycles_total") == "1", nil
+	}); err != nil {
+		t.Fatal("first cycle did not run")
+	}
+	pushBundle(t, repo, "2.0.0-rc.1", t0.Add(time.Hour))
+	pushed := time.Now()
+	pushBundle(t, repo, "1.2.0", t0.Add(2*time.Hour))
+	waitRevision(t, k, "notified", "1.2.0", 2*time.Second)
+	t.Logf("moved to 1.2.0 %v after the push started", time.Since(pushed))
+	if got := metricValue(t, c, "strata_image_updater_cycles_total"); got != "1" {
+		t.Errorf("cycles = %s: the update came from a cycle, not from the notification", got)
+	}
+}

@@ -1,0 +1,520 @@
+package kubelock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"strata.dev/strata/internal/lock"
+)
+
+// DefaultNamespace holds Strata's Leases unless another namespace is given.
+const DefaultNamespace = "strata-synchronization"
+
+// NameAnnotation carries the full lock name on each Lease (the object name is a hash of it).
+const NameAnnotation = "strata.dev/lock-name"
+
+// Defaults for Options.
+const (
+	DefaultTTL        = 15 * time.Second
+	DefaultRenewEvery = 5 * time.Second
+)
+
+// Options configure a Locker.
+type Options struct {
+	// Client talks to the apiserver. Required.
+	Client kubernetes.Interface
+	// Namespace holds the Leases; default DefaultNamespace. Created if missing.
+	Namespace string
+	// Owner is written to spec.holderIdentity (with a random suffix per lease); default
+	// lock.DefaultOwner().
+	Owner string
+	// TTL is spec.leaseDurationSeconds (whole seconds, at least 1); default 15 s.
+	TTL time.Duration
+	// RenewEvery is the background renew period; default 5 s, must be below TTL.
+	RenewEvery time.Duration
+	// MaxWait caps the pause between two attempts of a waiter; default 2 s.
+	MaxWait time.Duration
+	// Log receives wait, takeover and lost-lease messages; nil discards them.
+	Log *slog.Logger
+}
+
+// Locker implements lock.Locker with Leases.
+type Locker struct {
+	o Options
+
+	nsMu    sync.Mutex
+	nsReady bool
+}
+
+var _ lock.Locker = (*Locker)(nil)
+
+// New checks the options and returns a Locker. The namespace is created on first use.
+func New(o Options) (*Locker, error) {
+	if o.Client == nil {
+		return nil, errors.New("kubelock: Options.Client is required")
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.Owner == "" {
+		o.Owner = lock.DefaultOwner()
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.TTL < time.Second {
+		return nil, fmt.Errorf("kubelock: TTL %s is below the 1 s resolution of leaseDurationSeconds", o.TTL)
+	}
+	o.TTL = o.TTL.Truncate(time.Second)
+	if o.RenewEvery == 0 {
+		o.RenewEvery = DefaultRenewEvery
+		if o.RenewEvery >= o.TTL {
+			o.RenewEvery = o.TTL / 3
+		}
+	}
+	if o.RenewEvery <= 0 || o.RenewEvery >= o.TTL {
+		return nil, fmt.Errorf("kubelock: renew period %s must be positive and below the TTL %s", o.RenewEvery, o.TTL)
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 2 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Locker{o: o}, nil
+}
+
+// RESTConfig loads a client configuration: from kubeconfig (empty: the KUBECONFIG variable or
+// ~/.kube/config) with an optional context, or in-cluster when no kubeconfig exists and the
+// process runs in a Pod.
+func RESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	if err == nil {
+		return cfg, nil
+	}
+	if kubeconfig == "" && kubeContext == "" {
+		if in, ierr := rest.InClusterConfig(); ierr == nil {
+			return in, nil
+		}
+	}
+	where := kubeconfig
+	if where == "" {
+		where = "default kubeconfig"
+	}
+	if kubeContext != "" {
+		where += ", context " + kubeContext
+	}
+	return nil, fmt.Errorf("kubernetes client configuration (%s): %w", where, err)
+}
+
+// LeaseName is the Lease object name for a lock name.
+func LeaseName(name string) string { return "strata-" + lock.Key(name) }
+
+// ensureNamespace creates the namespace once per Locker (again after a NotFound).
+func (k *Locker) ensureNamespace(ctx context.Context) error {
+	k.nsMu.Lock()
+	defer k.nsMu.Unlock()
+	if k.nsReady {
+		return nil
+	}
+	ns := k.o.Namespace
+	_, err := k.o.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	switch {
+	case err == nil:
+	case apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+		_, cerr := k.o.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		switch {
+		case cerr == nil:
+			k.o.Log.Info("created namespace for locks", "namespace", ns)
+		case apierrors.IsAlreadyExists(cerr):
+		case apierrors.IsForbidden(cerr) && apierrors.IsForbidden(err):
+			// Not allowed to see or create namespaces: assume it exists; Lease calls will tell.
+		default:
+			return fmt.Errorf("create namespace %q: %w", ns, cerr)
+		}
+	default:
+		return fmt.Errorf("get namespace %q: %w", ns, err)
+	}
+	k.nsReady = true
+	return nil
+}
+
+func (k *Locker) forgetNamespace() {
+	k.nsMu.Lock()
+	k.nsReady = false
+	k.nsMu.Unlock()
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// expired reports whether a Lease is past renewTime + leaseDurationSeconds at now.
+func expired(l *coordinationv1.Lease, now time.Time) bool {
+	return now.After(expiry(l))
+}
+
+func expiry(l *coordinationv1.Lease) time.Time {
+	s := l.Spec
+	if s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		// A Lease without timing information cannot be renewed by anyone: treat it as expired.
+		return time.Time{}
+	}
+	return s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second)
+}
+
+func holderOf(l *coordinationv1.Lease) lock.Holder {
+	h := lock.Holder{}
+	if l.Spec.HolderIdentity != nil {
+		h.Owner = *l.Spec.HolderIdentity
+	}
+	if l.Spec.AcquireTime != nil {
+		h.Since = l.Spec.AcquireTime.Time
+	}
+	return h
+}
+
+// Holder returns who holds the lock now, and whether it is held (an expired Lease is not).
+func (k *Locker) Holder(ctx context.Context, name string) (lock.Holder, bool, error) {
+	l, err := k.o.Client.CoordinationV1().Leases(k.o.Namespace).Get(ctx, LeaseName(name), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return lock.Holder{}, false, nil
+	}
+	if err != nil {
+		return lock.Holder{}, false, fmt.Errorf("get lease %s/%s for lock %q: %w", k.o.Namespace, LeaseName(name), name, err)
+	}
+	return holderOf(l), !expired(l, time.Now()), nil
+}
+
+// Lock implements lock.Locker. It retries through apiserver outages until ctx ends.
+func (k *Locker) Lock(ctx context.Context, name string) (lock.Lease, error) {
+	leases := k.o.Client.CoordinationV1().Leases(k.o.Namespace)
+	leaseName := LeaseName(name)
+	identity := k.o.Owner + "/" + randomSuffix()
+	ttlSeconds := int32(k.o.TTL / time.Second)
+	log := k.o.Log.With("lock", name, "lease", k.o.Namespace+"/"+leaseName)
+
+	pause := 50 * time.Millisecond
+	var loggedHolder string
+	var loggedErr bool
+	wait := func(d time.Duration) error {
+		if d > k.o.MaxWait {
+			d = k.o.MaxWait
+		}
+		// ±25 % jitter so waiters released together do not hit the apiserver in step.
+		d = d*3/4 + time.Duration(mrand.Int64N(int64(d)/2+1))
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lock %q (lease %s/%s): %w", name, k.o.Namespace, leaseName, context.Cause(ctx))
+		case <-t.C:
+			return nil
+		}
+	}
+	transient := func(what string, err error) error {
+		if permanent(err) {
+			return fmt.Errorf("lock %q: %s (lease %s/%s): %w", name, what, k.o.Namespace, leaseName, err)
+		}
+		if !loggedErr {
+			log.Warn("kubernetes lock: "+what+" failed; retrying", "error", err)
+			loggedErr = true
+		} else {
+			log.Debug("kubernetes lock: "+what+" failed; retrying", "error", err)
+		}
+		pause = min(pause*2, k.o.MaxWait)
+		return wait(pause)
+	}
+
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lock %q (lease %s/%s): %w", name, k.o.Namespace, leaseName, context.Cause(ctx))
+		}
+		if err := k.ensureNamespace(ctx); err != nil {
+			if werr := transient("namespace check", err); werr != nil {
+				return nil, werr
+			}
+			continue
+		}
+		now := metav1.NewMicroTime(time.Now())
+		want := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        leaseName,
+				Namespace:   k.o.Namespace,
+				Annotations: map[string]string{NameAnnotation: name},
+				Labels:      map[string]string{"app.kubernetes.io/managed-by": "strata"},
+			},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity:       &identity,
+				LeaseDurationSeconds: &ttlSeconds,
+				AcquireTime:          &now,
+				RenewTime:            &now,
+			},
+		}
+		created, err := leases.Create(ctx, want, metav1.CreateOptions{})
+		if err == nil {
+			log.Debug("kubernetes lock acquired", "holder", identity)
+			return k.hold(name, identity, created, now.Time), nil
+		}
+		switch {
+		case apierrors.IsAlreadyExists(err):
+		case apierrors.IsNotFound(err):
+			// The namespace vanished: create it again.
+			k.forgetNamespace()
+			continue
+		default:
+			if ctx.Err() != nil {
+				continue
+			}
+			if werr := transient("create lease", err); werr != nil {
+				return nil, werr
+			}
+			continue
+		}
+
+		cur, err := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue // released between our Create and Get: try again at once
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			if werr := transient("get lease", err); werr != nil {
+				return nil, werr
+			}
+			continue
+		}
+		loggedErr = false
+		if expired(cur, time.Now()) {
+			prev := holderOf(cur)
+			take := cur.DeepCopy()
+			if take.Annotations == nil {
+				take.Annotations = map[string]string{}
+			}
+			take.Annotations[NameAnnotation] = name
+			now = metav1.NewMicroTime(time.Now())
+			take.Spec.HolderIdentity = &identity
+			take.Spec.LeaseDurationSeconds = &ttlSeconds
+			take.Spec.AcquireTime = &now
+			take.Spec.RenewTime = &now
+			transitions := int32(1)
+			if take.Spec.LeaseTransitions != nil {
+				transitions = *take.Spec.LeaseTransitions + 1
+			}
+			take.Spec.LeaseTransitions = &transitions
+			updated, err := leases.Update(ctx, take, metav1.UpdateOptions{})
+			if err == nil {
+				log.Info("took over expired lock", "previous holder", prev.String(), "expired at", expiry(cur).UTC().Format(time.RFC3339Nano))
+				return k.hold(name, identity, updated, now.Time), nil
+			}
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				continue // someone else won the takeover, or it was released: look again
+			}
+			if ctx.Err() != nil {
+				continue
+			}
+			if werr := transient("take over lease", err); werr != nil {
+				return nil, werr
+			}
+			continue
+		}
+		h := holderOf(cur)
+		if h.Owner != loggedHolder {
+			log.Info("waiting for lock", "holder", h.String())
+			loggedHolder = h.Owner
+			pause = 50 * time.Millisecond
+		}
+		pause = min(pause*3/2+10*time.Millisecond, k.o.MaxWait)
+		d := pause
+		if until := time.Until(expiry(cur)); until > 0 && until+10*time.Millisecond < d {
+			d = until + 10*time.Millisecond
+		}
+		if err := wait(d); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// permanent reports errors retrying cannot fix: permissions and invalid requests.
+func permanent(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
+}
+
+// lease is a held Lease, renewed in the background.
+type lease struct {
+	k        *Locker
+	name     string
+	identity string
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	obj  *coordinationv1.Lease // our last written version
+	err  error
+	lost chan struct{}
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	unlock   sync.Once
+}
+
+func (k *Locker) hold(name, identity string, obj *coordinationv1.Lease, written time.Time) *lease {
+	l := &lease{
+		k: k, name: name, identity: identity, obj: obj,
+		log:  k.o.Log.With("lock", name, "lease", k.o.Namespace+"/"+obj.Name),
+		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go l.renew(written)
+	return l
+}
+
+func (l *lease) Lost() <-chan struct{} { return l.lost }
+
+func (l *lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *lease) markLost(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	l.err = fmt.Errorf("lock %q lost: %w", l.name, err)
+	l.log.Warn("lock lost", "error", err)
+	close(l.lost)
+}
+
+// renew keeps the Lease fresh until stopped or lost. lastOK is the renewTime of the last
+// successful write: past lastOK + TTL others may take the Lease over, so the lease is lost then.
+func (l *lease) renew(lastOK time.Time) {
+	defer close(l.done)
+	o := l.k.o
+	leases := o.Client.CoordinationV1().Leases(o.Namespace)
+	var lastErr error
+	next := o.RenewEvery
+	base, baseCancel := context.WithCancel(context.Background())
+	defer baseCancel()
+	go func() {
+		select {
+		case <-l.stop:
+			baseCancel()
+		case <-base.Done():
+		}
+	}()
+	for {
+		deadline := lastOK.Add(o.TTL)
+		wait := min(next, time.Until(deadline))
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-l.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if !time.Now().Before(deadline) {
+			l.markLost(fmt.Errorf("no successful renew within the TTL %s (last renew %s); last error: %v",
+				o.TTL, lastOK.UTC().Format(time.RFC3339Nano), lastErr))
+			return
+		}
+		l.mu.Lock()
+		upd := l.obj.DeepCopy()
+		l.mu.Unlock()
+		now := metav1.NewMicroTime(time.Now())
+		upd.Spec.RenewTime = &now
+		ctx, cancel := context.WithDeadline(base, deadline)
+		res, err := leases.Update(ctx, upd, metav1.UpdateOptions{})
+		if err == nil {
+			cancel()
+			l.mu.Lock()
+			l.obj = res
+			l.mu.Unlock()
+			lastOK, lastErr, next = now.Time, nil, o.RenewEvery
+			continue
+		}
+		select {
+		case <-l.stop:
+			cancel()
+			return
+		default:
+		}
+		switch {
+		case apierrors.IsNotFound(err):
+			cancel()
+			l.markLost(errors.New("the Lease was deleted by someone else"))
+			return
+		case apierrors.IsConflict(err):
+			// Changed behind our back: still ours (e.g. a label edit) or taken over?
+			cur, gerr := leases.Get(ctx, upd.Name, metav1.GetOptions{})
+			cancel()
+			switch {
+			case apierrors.IsNotFound(gerr):
+				l.markLost(errors.New("the Lease was deleted by someone else"))
+				return
+			case gerr != nil:
+				lastErr, next = gerr, o.RenewEvery/4
+			case cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != l.identity:
+				l.markLost(fmt.Errorf("the Lease was taken over by %s", holderOf(cur).String()))
+				return
+			default:
+				l.mu.Lock()
+				l.obj = cur
+				l.mu.Unlock()
+				next = 0
+			}
+		default:
+			cancel()
+			lastErr, next = err, o.RenewEvery/4
+			l.log.Debug("renew failed; retrying", "error", err, "lost at", deadline.UTC().Format(time.RFC3339Nano))
+		}
+	}
+}
+
+// Unlock stops renewing and deletes the Lease if it is still ours (resourceVersion precondition).
+func (l *lease) Unlock(ctx context.Context) error {
+	var err error
+	l.unlock.Do(func() {
+		l.stopOnce.Do(func() { close(l.stop) })
+		<-l.done
+		if l.Err() != nil {
+			return // lost: not ours to delete
+		}
+		l.mu.Lock()
+		obj := l.obj
+		l.mu.Unlock()
+		rv := obj.ResourceVersion
+		derr := l.k.o.Client.CoordinationV1().Leases(obj.Namespace).Delete(ctx, obj.Name,
+			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
+		switch {
+		case derr == nil, apierrors.IsNotFound(derr), apierrors.IsConflict(derr):
+		default:
+			err = fmt.Errorf("unlock %q (lease %s/%s): %w; it expires by itself after %s", l.name, obj.Namespace, obj.Name, derr, l.k.o.TTL)
+		}
+	})
+	return err
+}

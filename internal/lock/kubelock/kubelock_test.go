@@ -1,0 +1,443 @@
+package kubelock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/testenv"
+)
+
+// testNamespace returns a fresh namespace name, deleted when the test ends (the Locker creates it).
+func testNamespace(t *testing.T, cs kubernetes.Interface) string {
+	ns := testenv.UniqueName(t, "ns")
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
+	return ns
+}
+
+func newLocker(t testing.TB, cs kubernetes.Interface, ns, owner string, ttl, renew time.Duration) *Locker {
+	t.Helper()
+	k, err := New(Options{Client: cs, Namespace: ns, Owner: owner, TTL: ttl, RenewEvery: renew, MaxWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func clientFor(t testing.TB, cfg *rest.Config) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// exclusion runs workers goroutines, each taking the lock rounds times through its own Locker, and
+// fails if two are ever inside at once. It returns the number of critical sections run.
+func exclusion(t *testing.T, lockers []*Locker, name string, rounds int, hold time.Duration) int64 {
+	t.Helper()
+	var inside, total, overlaps atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, len(lockers)*rounds)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, k := range lockers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				l, err := k.Lock(ctx, name)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				time.Sleep(hold)
+				if lock.IsLost(l) {
+					errs <- fmt.Errorf("lease lost while held: %v", l.Err())
+				}
+				total.Add(1)
+				inside.Add(-1)
+				if err := l.Unlock(ctx); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := overlaps.Load(); n != 0 {
+		t.Fatalf("%d critical sections overlapped", n)
+	}
+	return total.Load()
+}
+
+func TestMutualExclusion(t *testing.T) {
+	cs := testenv.Kube(t)
+	ns := testNamespace(t, cs) // does not exist yet: 8 lockers create it concurrently
+	var lockers []*Locker
+	for i := 0; i < 8; i++ {
+		lockers = append(lockers, newLocker(t, cs, ns, fmt.Sprintf("worker-%d", i), 5*time.Second, time.Second))
+	}
+	name := "project/" + testenv.UniqueName(t, "digest")
+	if n := exclusion(t, lockers, name, 5, 5*time.Millisecond); n != 40 {
+		t.Fatalf("ran %d critical sections, want 40", n)
+	}
+	// Released locks leave no Lease behind.
+	_, err := cs.CoordinationV1().Leases(ns).Get(context.Background(), LeaseName(name), metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		t.Fatalf("Lease after the last release: %v, want NotFound", err)
+	}
+}
+
+func TestLeaseObject(t *testing.T) {
+	cs := testenv.Kube(t)
+	ns := testNamespace(t, cs)
+	k := newLocker(t, cs, ns, "builder-a", 15*time.Second, 5*time.Second)
+	name := "my-project/" + strings.Repeat("ab", 28)
+	l, err := k.Lock(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	obj, err := cs.CoordinationV1().Leases(ns).Get(context.Background(), LeaseName(name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.Annotations[NameAnnotation]; got != name {
+		t.Errorf("annotation %s = %q, want %q", NameAnnotation, got, name)
+	}
+	if h := *obj.Spec.HolderIdentity; !strings.HasPrefix(h, "builder-a/") {
+		t.Errorf("holderIdentity %q, want builder-a/<suffix>", h)
+	}
+	if *obj.Spec.LeaseDurationSeconds != 15 || obj.Spec.AcquireTime == nil || obj.Spec.RenewTime == nil {
+		t.Errorf("spec %+v: want leaseDurationSeconds 15, acquireTime and renewTime", obj.Spec)
+	}
+	h, held, err := k.Holder(context.Background(), name)
+	if err != nil || !held || !strings.HasPrefix(h.Owner, "builder-a/") {
+		t.Errorf("Holder = %v, %v, %v", h, held, err)
+	}
+}
+
+// putLease writes a Lease as a foreign holder would: renewed at renew, valid for ttl seconds.
+func putLease(t *testing.T, cs kubernetes.Interface, ns, name, holder string, renew time.Time, ttl int32) {
+	t.Helper()
+	mt := metav1.NewMicroTime(renew)
+	_, err := cs.CoordinationV1().Leases(ns).Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: LeaseName(name), Namespace: ns},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &ttl, AcquireTime: &mt, RenewTime: &mt},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTakeoverOnlyAfterExpiry(t *testing.T) {
+	cs := testenv.Kube(t)
+	ns := testNamespace(t, cs)
+	k := newLocker(t, cs, ns, "waiter", 3*time.Second, time.Second)
+	ctx := context.Background()
+	if err := k.ensureNamespace(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("dead holder", func(t *testing.T) {
+		name := testenv.UniqueName(t, "dead")
+		renewed := time.Now()
+		putLease(t, cs, ns, name, "ghost", renewed, 2)
+		l, err := k.Lock(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Unlock(ctx)
+		if at := time.Now(); at.Before(renewed.Add(2 * time.Second)) {
+			t.Fatalf("took over at %s, before the ghost's lease expired at %s", at, renewed.Add(2*time.Second))
+		}
+		obj, err := cs.CoordinationV1().Leases(ns).Get(ctx, LeaseName(name), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(*obj.Spec.HolderIdentity, "waiter/") || obj.Spec.LeaseTransitions == nil || *obj.Spec.LeaseTransitions != 1 {
+			t.Fatalf("after takeover: holder %q transitions %v", *obj.Spec.HolderIdentity, obj.Spec.LeaseTransitions)
+		}
+	})
+
+	t.Run("live holder", func(t *testing.T) {
+		name := testenv.UniqueName(t, "live")
+		holder := newLocker(t, cs, ns, "holder", 2*time.Second, 500*time.Millisecond)
+		hl, err := holder.Lock(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Three TTLs pass; the renewing holder keeps the lock all along.
+		wctx, cancel := context.WithTimeout(ctx, 6*time.Second)
+		defer cancel()
+		if l, err := k.Lock(wctx, name); err == nil {
+			l.Unlock(ctx)
+			t.Fatal("a waiter took a lock whose holder keeps renewing it")
+		} else if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("waiter: %v, want deadline exceeded", err)
+		}
+		if lock.IsLost(hl) {
+			t.Fatalf("holder lost its lease: %v", hl.Err())
+		}
+		if err := hl.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := k.Lock(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock(ctx)
+	})
+
+	t.Run("racing takeover", func(t *testing.T) {
+		// Many waiters on one expired Lease: resourceVersion checks let exactly one win at a time.
+		name := testenv.UniqueName(t, "race")
+		putLease(t, cs, ns, name, "ghost", time.Now().Add(-time.Minute), 1)
+		var lockers []*Locker
+		for i := 0; i < 6; i++ {
+			lockers = append(lockers, newLocker(t, cs, ns, fmt.Sprintf("racer-%d", i), 3*time.Second, time.Second))
+		}
+		if n := exclusion(t, lockers, name, 2, 20*time.Millisecond); n != 12 {
+			t.Fatalf("ran %d critical sections, want 12", n)
+		}
+	})
+}
+
+func TestLostWhenTakenOverOrDeleted(t *testing.T) {
+	cs := testenv.Kube(t)
+	ns := testNamespace(t, cs)
+	k := newLocker(t, cs, ns, "holder", 3*time.Second, 300*time.Millisecond)
+	ctx := context.Background()
+	leases := cs.CoordinationV1().Leases(ns)
+
+	name := testenv.UniqueName(t, "stolen")
+	l, err := k.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := leases.Get(ctx, LeaseName(name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := "intruder"
+	obj.Spec.HolderIdentity = &intruder
+	if _, err := leases.Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost() not closed after the Lease was taken over")
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "taken over by intruder") {
+		t.Fatalf("Err() = %v, want it to name the intruder", err)
+	}
+	// Unlocking a lost lease is fine and leaves the new holder's Lease alone.
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock of a lost lease: %v", err)
+	}
+	if cur, err := leases.Get(ctx, LeaseName(name), metav1.GetOptions{}); err != nil || *cur.Spec.HolderIdentity != intruder {
+		t.Fatalf("the intruder's Lease after our Unlock: %v, %v", cur, err)
+	}
+
+	name = testenv.UniqueName(t, "deleted")
+	l, err = k.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leases.Delete(ctx, LeaseName(name), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost() not closed after the Lease was deleted")
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("Err() = %v, want it to say the Lease was deleted", err)
+	}
+}
+
+const helperEnv = "STRATA_KUBELOCK_TEST_HELPER"
+
+// TestMain lets the test binary act as a lock holder in a separate process (killed by tests).
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperEnv); spec != "" {
+		os.Exit(holdForever(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// holdForever takes lock NAME in NAMESPACE (spec "KUBECONFIG|NAMESPACE|NAME"), prints "locked"
+// and sleeps until killed.
+func holdForever(spec string) int {
+	parts := strings.Split(spec, "|")
+	cfg, err := RESTConfig(parts[0], "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	k, err := New(Options{Client: cs, Namespace: parts[1], Owner: "doomed-helper", TTL: 3 * time.Second, RenewEvery: time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if _, err := k.Lock(context.Background(), parts[2]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Println("locked")
+	select {}
+}
+
+func TestSIGKILLedHolderBlocksAtMostTTLPlusRenew(t *testing.T) {
+	kubeconfig := testenv.Kubeconfig(t)
+	cs := testenv.Kube(t)
+	ns := testNamespace(t, cs)
+	name := testenv.UniqueName(t, "killed")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+kubeconfig+"|"+ns+"|"+name)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "locked" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	// Let the helper renew a couple of times, then kill it without a chance to clean up.
+	time.Sleep(1500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed := time.Now()
+	k := newLocker(t, cs, ns, "survivor", 3*time.Second, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := k.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	blocked := time.Since(killed)
+	// Helper: TTL 3 s, renew every 1 s. Bound: TTL + one renew period, plus one waiter poll.
+	if limit := 3*time.Second + time.Second + 300*time.Millisecond; blocked > limit {
+		t.Fatalf("a SIGKILLed holder blocked others for %s, want at most %s", blocked, limit)
+	}
+	t.Logf("SIGKILLed holder blocked others for %s (TTL 3s, renew 1s)", blocked)
+}
+
+func TestAPIServerRestartWhileWaiting(t *testing.T) {
+	srv := testenv.StartAPIServer(t)
+	cs := clientFor(t, srv.Config())
+	ns := "strata-synchronization" // the default, on a private apiserver: created by the Locker
+	name := testenv.UniqueName(t, "restart")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	holder := newLocker(t, cs, ns, "holder", 10*time.Second, time.Second)
+	hl, err := holder.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Waiters queue up behind the holder.
+	const waiters = 4
+	var done, inside, overlaps atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, waiters)
+	for i := 0; i < waiters; i++ {
+		k := newLocker(t, clientFor(t, srv.Config()), ns, fmt.Sprintf("waiter-%d", i), 10*time.Second, time.Second)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := k.Lock(ctx, name)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if inside.Add(1) != 1 {
+				overlaps.Add(1)
+			}
+			time.Sleep(50 * time.Millisecond)
+			inside.Add(-1)
+			done.Add(1)
+			if err := l.Unlock(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	srv.Stop()
+	time.Sleep(2 * time.Second) // waiters and the holder's renewer hit a dead apiserver
+	srv.Start()
+	if lock.IsLost(hl) {
+		t.Fatalf("holder lost its lease during a short outage (TTL 10 s): %v", hl.Err())
+	}
+	if err := hl.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if done.Load() != waiters || overlaps.Load() != 0 {
+		t.Fatalf("%d of %d waiters finished, %d overlaps", done.Load(), waiters, overlaps.Load())
+	}
+
+	// An outage longer than the TTL: the holder's lease is lost, with a reason.
+	short := newLocker(t, cs, ns, "short", 2*time.Second, 500*time.Millisecond)
+	l, err := short.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost() not closed with the apiserver down past the TTL")
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "no successful renew within the TTL") {
+		t.Fatalf("Err() = %v", err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock of a lost lease: %v", err)
+	}
+}

@@ -2,10 +2,57 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"strata.dev/strata/imageupdater"
+	"strata.dev/strata/internal/registry"
 )
 
 func newImageUpdaterCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "image-updater", Short: "Move Argo CD Applications to newly published bundles"}
-	c.AddCommand(&cobra.Command{Use: "run", Short: "Run the updater controller", RunE: notImplemented})
+	var (
+		o          imageupdater.Options
+		insecure   []string
+		registries string
+	)
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the updater controller",
+		Long: `Watches Argo CD Applications opted in with the annotation
+argocd-image-updater.argoproj.io/chart-version (or strata.dev/bundle-constraint) whose source is a
+bundle (Helm-OCI repoURL + chart, or oci://), lists the bundle repository's tags once per cycle,
+picks the best tag by argocd-image-updater.argoproj.io/update-strategy (semver, newest-build,
+digest, alphabetical) and sets the source's targetRevision (never downgrading unless
+force-update=true). See docs/image-updater.md.
+
+HTTP on --listen: POST /webhook (distribution notifications or {"repository","tag"}), /healthz,
+/metrics (Prometheus).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Registry = registry.Options{Insecure: insecure}
+			o.Logger = a.log
+			if registries != "" {
+				rc, err := imageupdater.LoadRegistriesConfig(registries)
+				if err != nil {
+					return err
+				}
+				o.Registries = rc
+			}
+			if o.Once && !cmd.Flags().Changed("listen") {
+				o.Listen = ""
+			}
+			return imageupdater.Run(cmd.Context(), o)
+		},
+	}
+	f := run.Flags()
+	f.StringArrayVar(&o.Namespaces, "namespace", nil, "namespace whose Applications are watched (repeatable; default all)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, ~/.kube/config, else in-cluster)")
+	f.DurationVar(&o.Interval, "interval", imageupdater.DefaultInterval, "time between check cycles")
+	f.BoolVar(&o.Once, "once", false, "run one cycle and exit (non-zero if an Application failed its check)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "log the updates, write nothing")
+	f.StringVar(&o.Listen, "listen", ":8080", `address for /webhook, /healthz and /metrics ("" = none; off with --once unless given)`)
+	f.StringVar(&registries, "registries-config", "", "YAML file: insecure registries, per-registry rate limits (default 20 rps) and credentials")
+	f.StringVar(&o.WebhookSecret, "webhook-secret", "", "shared secret /webhook requires (Authorization: Bearer SECRET or X-Strata-Webhook-Secret)")
+	f.StringArrayVar(&insecure, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)")
+	c.AddCommand(run)
 	return c
 }

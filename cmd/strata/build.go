@@ -1,9 +1,93 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
+
+	"strata.dev/strata/build"
+	"strata.dev/strata/internal/lock/backends"
+	"strata.dev/strata/internal/registry"
 )
 
 func newBuildCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "build [IMAGE...]", Short: "Build the images of strata.yaml stage by stage into the stages storage", RunE: notImplemented}
+	var (
+		o        build.Options
+		insecure []string
+		syncSpec string
+		report   string
+	)
+	c := &cobra.Command{
+		Use:   "build [IMAGE...]",
+		Short: "Build the images of strata.yaml stage by stage into the stages storage",
+		Long: `Builds the images of strata.yaml (or werf.yaml) in --dir, stage by stage, into the stages
+storage --repo REGISTRY/PROJECT: every stage is an image REPO:<digest>-<unix-millis>, reused by any
+later build whose stage has the same digest (git stages only from ancestor commits). Shell stages
+run in containers of the Docker engine (DOCKER_HOST); git and docker-instruction stages are
+applied registry-side. See docs/strata-yaml.md.
+
+Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only these lines).
+--report FILE writes the JSON report 'strata bundle publish --build-report' reads.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			o.Images = args
+			o.Registry = registry.Options{Insecure: insecure}
+			o.Log = a.log
+			if !a.quiet {
+				o.Output = a.stderr
+			}
+			locker, err := backends.Open(ctx, syncSpec, backends.Options{Log: a.log})
+			if err != nil {
+				return err
+			}
+			o.Locker = locker
+			rep, err := build.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			if report != "" {
+				if err := writeReport(report, rep); err != nil {
+					return err
+				}
+			}
+			for _, im := range rep.Images {
+				fmt.Fprintf(a.stdout, "%s %s@%s\n", im.Name, im.Ref, im.ManifestDigest)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Dir, "dir", ".", "project directory (in a git work tree) with strata.yaml")
+	f.StringVar(&o.ConfigFile, "config", "", "config path (default DIR/strata.yaml, else DIR/werf.yaml)")
+	f.StringVar(&o.Repo, "repo", "", "stages storage REGISTRY/PROJECT")
+	f.StringVar(&o.FinalRepo, "final-repo", "", "also publish the final images to this REGISTRY/PATH (registry-side copy)")
+	f.StringArrayVar(&o.AddTags, "add-tag", nil, "extra tag template for each final image, e.g. '{{.Image}}-{{.ShortCommit}}' (repeatable)")
+	f.IntVar(&o.Parallel, "parallel", 0, "images built at once (default: number of CPUs)")
+	f.BoolVar(&o.Dev, "dev", false, "include uncommitted changes instead of refusing them")
+	f.StringVar(&o.Network, "network", "host", "network of shell-stage containers and Dockerfile builds: host or none")
+	f.StringVar(&report, "report", "", "write the JSON build report to this file")
+	f.StringVar(&syncSpec, "synchronization", ":local", "lock backend: :local, kubernetes://NAMESPACE[:CONTEXT] or http(s)://HOST:PORT")
+	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	return c
+}
+
+func writeReport(path string, rep *build.Report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if path == "-" {
+		_, err = os.Stdout.Write(append(data, '\n'))
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
 }

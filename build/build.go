@@ -1,0 +1,413 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"strata.dev/strata/internal/git"
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/version"
+)
+
+// Run builds the images of the config and returns the report.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	if o.Repo == "" {
+		return nil, errors.New("build: --repo REGISTRY/PROJECT is required")
+	}
+	if o.Network != "host" && o.Network != "none" {
+		return nil, fmt.Errorf("build: network %q: want host or none (the default bridge is never used)", o.Network)
+	}
+	file := o.ConfigFile
+	if file == "" {
+		f, err := FindConfig(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		file = f
+	}
+	cfg, err := ReadConfig(file)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := git.Open(ctx, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	head, err := repo.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read HEAD of %s: %w", repo.Dir, err)
+	}
+	status, err := repo.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(status) > 0 {
+		if !o.Dev {
+			return nil, fmt.Errorf("uncommitted changes in %s (commit them, or build with --dev):\n  %s", repo.Dir, strings.Join(status, "\n  "))
+		}
+		snap, err := repo.Snapshot(ctx, head)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot uncommitted changes: %w", err)
+		}
+		o.Log.Warn("--dev: building with uncommitted changes", "changes", len(status), "files", strings.Join(status, "; "), "snapshot", snap)
+		head = snap
+	}
+	// Paths in the config are relative to the config's directory inside the repository.
+	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
+	cfgDir, err := filepath.Rel(repo.Dir, absCfgDir)
+	if err != nil || strings.HasPrefix(cfgDir, "..") {
+		cfgDir = "."
+	}
+	locker := o.Locker
+	if locker == nil {
+		locker = &lock.File{Log: o.Log}
+	}
+	stRepo, err := o.Registry.ParseRepository(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	b := &builder{
+		o: o, cfg: cfg, git: repo, head: head, cfgDir: filepath.ToSlash(cfgDir),
+		st:   &storage{repo: stRepo, reg: o.Registry, project: cfg.Project, locker: locker, git: repo},
+		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
+	}
+	images, err := selectImages(cfg, o.Images)
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range images {
+		b.done[im.Name] = make(chan struct{})
+	}
+	sem := make(chan struct{}, o.Parallel)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var firstErr error
+	var errOnce sync.Once
+	for _, im := range images {
+		wg.Add(1)
+		go func(im *Image) {
+			defer wg.Done()
+			defer close(b.done[im.Name])
+			if im.FromImage != "" {
+				select {
+				case <-b.done[im.FromImage]:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			res, err := b.image(ctx, im)
+			b.mu.Lock()
+			b.results[im.Name] = res
+			b.mu.Unlock()
+			if err != nil {
+				errOnce.Do(func() { firstErr = fmt.Errorf("image %s: %w", im.Name, err); cancel() })
+			}
+		}(im)
+	}
+	wg.Wait()
+	if b.docker != nil {
+		b.docker.Close()
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	rep := &Report{Project: cfg.Project, Repo: stRepo.String(), Commit: head, Dev: len(status) > 0}
+	for _, im := range images {
+		r := b.results[im.Name]
+		if r == nil || r.final == nil {
+			return nil, fmt.Errorf("image %s: not built", im.Name)
+		}
+		ir, err := b.finish(ctx, im, r)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		rep.Images = append(rep.Images, *ir)
+	}
+	return rep, nil
+}
+
+// selectImages returns the wanted images plus the images they need through fromImage, in
+// config order.
+func selectImages(cfg *Config, names []string) ([]*Image, error) {
+	if len(names) == 0 {
+		return cfg.Images, nil
+	}
+	by := map[string]*Image{}
+	for _, im := range cfg.Images {
+		by[im.Name] = im
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		im, ok := by[n]
+		if !ok {
+			return nil, fmt.Errorf("no image %q in %s", n, cfg.File)
+		}
+		for ; im != nil; im = by[im.FromImage] {
+			want[im.Name] = true
+		}
+	}
+	var out []*Image
+	for _, im := range cfg.Images {
+		if want[im.Name] {
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}
+
+type builder struct {
+	o      Options
+	cfg    *Config
+	git    *git.Repo
+	head   string
+	cfgDir string
+	st     *storage
+
+	mu      sync.Mutex
+	done    map[string]chan struct{}
+	results map[string]*imageResult
+	docker  *client.Client
+}
+
+// state is the last stage reached in an image's pipeline.
+type state struct {
+	digest string
+	tag    string
+	millis int64
+	commit string // commit of the git content in the image ("" before gitArchive)
+	img    v1.Image
+}
+
+type imageResult struct {
+	final  *state
+	stages []StageReport
+}
+
+func (b *builder) engine() (*client.Client, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.docker != nil {
+		return b.docker, nil
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if b.o.DockerHost != "" {
+		opts = append(opts, client.WithHost(b.o.DockerHost))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	b.docker = c
+	return c, nil
+}
+
+// stageSpec is one non-empty stage before selection.
+type stageSpec struct {
+	name   string
+	gitRel bool // needs the ancestor check and carries commit labels
+	// digest computes the stage digest from its parent.
+	digest func(ctx context.Context, parent *state) (string, bool, error)
+	// build makes the stage image from the parent; returns the image and the git commit of
+	// its content.
+	build func(ctx context.Context, parent *state, digest string) (v1.Image, string, error)
+}
+
+func (b *builder) image(ctx context.Context, im *Image) (*imageResult, error) {
+	res := &imageResult{}
+	var cur *state
+	if im.FromImage != "" {
+		b.mu.Lock()
+		p := b.results[im.FromImage]
+		b.mu.Unlock()
+		if p == nil || p.final == nil {
+			return res, fmt.Errorf("fromImage %s failed", im.FromImage)
+		}
+		f := *p.final
+		f.img = nil
+		cur = &f
+	}
+	for _, sp := range b.pipeline(im, cur != nil) {
+		start := time.Now()
+		digest, ok, err := sp.digest(ctx, cur)
+		if err != nil {
+			return res, fmt.Errorf("stage %s: digest: %w", sp.name, err)
+		}
+		if !ok {
+			continue // empty stage
+		}
+		next, status, err := b.stage(ctx, im, sp, cur, digest)
+		if err != nil {
+			return res, fmt.Errorf("stage %s: %w", sp.name, err)
+		}
+		d := time.Since(start)
+		res.stages = append(res.stages, StageReport{Name: sp.name, Digest: digest, Tag: next.tag, Status: status, DurationMs: d.Milliseconds()})
+		b.o.Log.Info("stage", "image", im.Name, "stage", sp.name, "digest", shortDigest(digest), "status", status, "time", d.Round(time.Millisecond))
+		cur = next
+	}
+	if cur == nil {
+		return res, errors.New("no stages")
+	}
+	res.final = cur
+	return res, nil
+}
+
+// stage selects a stored stage for digest, or builds and publishes one.
+func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *state, digest string) (*state, string, error) {
+	var parentMillis int64
+	var parentCommit string
+	if parent != nil {
+		parentMillis, parentCommit = parent.millis, parent.commit
+	}
+	times, err := b.st.cached(ctx, digest)
+	if err != nil {
+		return nil, "", err
+	}
+	gitRel := sp.gitRel && parentCommit != "" || sp.name == "gitArchive"
+	c, err := b.st.choose(ctx, digest, times, parentMillis, gitRel, b.head)
+	if err != nil {
+		return nil, "", err
+	}
+	if c != nil {
+		commit := c.Commit
+		if !gitRel {
+			commit = parentCommit
+		}
+		return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit}, StatusReused, nil
+	}
+	img, commit, err := sp.build(ctx, parent, digest)
+	if err != nil {
+		return nil, "", err
+	}
+	img, err = b.withLabels(img, im, sp.name, digest, parent, commit, len(im.Git))
+	if err != nil {
+		return nil, "", err
+	}
+	s, discarded, err := b.st.publish(ctx, digest, parentMillis, gitRel, b.head, commit, img)
+	if err != nil {
+		return nil, "", err
+	}
+	if discarded {
+		if !gitRel {
+			s.Commit = parentCommit
+		}
+		return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: s.Commit}, StatusDiscarded, nil
+	}
+	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img}, StatusBuilt, nil
+}
+
+func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, parent *state, commit string, mappings int) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read image config: %w", err)
+	}
+	c := cf.Config.DeepCopy()
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "dev.strata.") {
+			delete(c.Labels, k)
+		}
+	}
+	c.Labels[LabelProject] = b.cfg.Project
+	c.Labels[LabelDigest] = digest
+	c.Labels[LabelImage] = im.Name
+	c.Labels[LabelStage] = stage
+	c.Labels[LabelVersion] = version.String()
+	if parent != nil {
+		c.Labels[LabelParent] = parent.tag
+	}
+	if commit != "" {
+		for i := 0; i < max(mappings, 1); i++ {
+			c.Labels[fmt.Sprintf(LabelCommitFmt, i)] = commit
+		}
+	}
+	return mutate.Config(img, *c)
+}
+
+// parentImage returns the parent stage as a lazy remote image (no layer is downloaded).
+func (b *builder) parentImage(ctx context.Context, parent *state) (v1.Image, error) {
+	if parent.img != nil {
+		return parent.img, nil
+	}
+	img, err := remote.Image(b.st.ref(parent.tag), b.o.Registry.Remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
+	}
+	return img, nil
+}
+
+// finish computes the final reference of an image and publishes extra tags / the final repo.
+func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*ImageReport, error) {
+	f := r.final
+	ref := b.st.ref(f.tag)
+	var desc *v1.Descriptor
+	var err error
+	if f.img != nil {
+		d, derr := f.img.Digest()
+		if derr != nil {
+			return nil, derr
+		}
+		desc = &v1.Descriptor{Digest: d}
+	} else if desc, err = remote.Head(ref, b.o.Registry.Remote(ctx)...); err != nil {
+		return nil, fmt.Errorf("read final stage %s: %w", ref, err)
+	}
+	ir := &ImageReport{Name: im.Name, Repo: b.st.repo.String(), Tag: f.tag, Ref: ref.String(), ManifestDigest: desc.Digest.String(), StageRef: ref.String(), Stages: r.stages}
+	if ir.Stages == nil {
+		ir.Stages = []StageReport{}
+	}
+	target := b.st.repo
+	if b.o.FinalRepo != "" {
+		fr, err := b.o.Registry.ParseRepository(b.o.FinalRepo)
+		if err != nil {
+			return nil, err
+		}
+		target = fr
+		img, err := remote.Image(ref, b.o.Registry.Remote(ctx)...)
+		if err != nil {
+			return nil, fmt.Errorf("read final stage %s: %w", ref, err)
+		}
+		if err := remote.Write(fr.Tag(f.tag), img, b.o.Registry.Remote(ctx)...); err != nil {
+			return nil, fmt.Errorf("copy %s to %s: %w", ref, fr, err)
+		}
+		ir.Repo, ir.Ref = fr.String(), fr.Tag(f.tag).String()
+	}
+	if len(b.o.AddTags) > 0 {
+		desc, err := remote.Get(ref, b.o.Registry.Remote(ctx)...)
+		if err != nil {
+			return nil, fmt.Errorf("read final stage %s: %w", ref, err)
+		}
+		for _, tmpl := range b.o.AddTags {
+			t, err := expandTag(tmpl, tagData{Image: im.Name, Commit: b.head, ShortCommit: b.head[:min(8, len(b.head))], Digest: f.digest, Project: b.cfg.Project, Tag: f.tag})
+			if err != nil {
+				return nil, err
+			}
+			if err := remote.Tag(target.Tag(t), desc, b.o.Registry.Remote(ctx)...); err != nil {
+				return nil, fmt.Errorf("tag %s: %w", target.Tag(t), err)
+			}
+			ir.ExtraTags = append(ir.ExtraTags, target.Tag(t).String())
+		}
+		sort.Strings(ir.ExtraTags)
+	}
+	b.o.Log.Info("image", "image", im.Name, "ref", ir.Ref, "digest", ir.ManifestDigest)
+	return ir, nil
+}

@@ -1,0 +1,75 @@
+package build
+
+import (
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/sha3"
+)
+
+// digester builds a stage digest: SHA3-224 over NUL-separated fields, 56 hex characters.
+type digester struct{ h hash.Hash }
+
+func newDigester(kind string) *digester {
+	d := &digester{h: sha3.New224()}
+	d.add("strata-stage-v1", kind)
+	return d
+}
+
+func (d *digester) add(fields ...string) {
+	for _, f := range fields {
+		fmt.Fprintf(d.h, "%d:%s\x00", len(f), f)
+	}
+}
+
+func (d *digester) list(name string, l []string) {
+	d.add(name, fmt.Sprint(len(l)))
+	d.add(l...)
+}
+
+func (d *digester) dict(name string, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	d.add(name, fmt.Sprint(len(keys)))
+	for _, k := range keys {
+		d.add(k, m[k])
+	}
+}
+
+func (d *digester) sum() string { return hex.EncodeToString(d.h.Sum(nil)) }
+
+func shortDigest(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+func (di DockerInstructions) fields(d *digester) {
+	d.add("WORKDIR", di.Workdir, "USER", di.User)
+	d.dict("ENV", di.Env)
+	d.dict("LABEL", di.Label)
+	d.list("EXPOSE", di.Expose)
+	d.list("VOLUME", di.Volume)
+	d.add("CMD", fmt.Sprint(di.Cmd != nil))
+	d.list("CMD", di.Cmd)
+	d.add("ENTRYPOINT", fmt.Sprint(di.Entrypoint != nil))
+	d.list("ENTRYPOINT", di.Entrypoint)
+	if h := di.Healthcheck; h != nil {
+		d.list("HEALTHCHECK", h.Test)
+		d.add(h.Interval, h.Timeout, h.StartPeriod, fmt.Sprint(h.Retries))
+	}
+}
+
+func (g GitMapping) fields(d *digester) {
+	d.add("add", g.Add, "to", g.To, "owner", g.Owner, "group", g.Group)
+	d.list("includePaths", g.IncludePaths)
+	d.list("excludePaths", g.ExcludePaths)
+	_ = strings.TrimSpace
+}

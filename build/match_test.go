@@ -1,0 +1,37 @@
+package build
+
+import "testing"
+
+func TestMatcher(t *testing.T) {
+	for _, tc := range []struct {
+		glob, path string
+		want       bool
+	}{
+		{"*.go", "a.go", true},
+		{"*.go", "dir/a.go", false},
+		{"**/*.go", "dir/sub/a.go", true},
+		{"**/*.go", "a.go", true},
+		{"src", "src/a/b.txt", true},
+		{"src/", "src/a/b.txt", true},
+		{"src/*", "src/a/b.txt", true},
+		{"packages.txt", "packages.txt", true},
+		{"packages.txt", "x/packages.txt", false},
+		{"a?c", "abc", true},
+		{"[ab]c", "bc", true},
+		{"docs/**", "docs/x/y.md", true},
+		{"docs/**", "doc/x", false},
+	} {
+		if got := newMatcher([]string{tc.glob}).match(tc.path); got != tc.want {
+			t.Errorf("match(%q, %q) = %v, want %v", tc.glob, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestDockerignore(t *testing.T) {
+	d := parseDockerignore("# c\n*.log\n!keep.log\nnode_modules\n")
+	for p, want := range map[string]bool{"a.log": true, "keep.log": false, "node_modules/x/y": true, "src/a.go": false} {
+		if got := d.ignored(p); got != want {
+			t.Errorf("ignored(%q) = %v, want %v", p, got, want)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package build
+
+import (
+	"io"
+	"log/slog"
+	"runtime"
+
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/registry"
+)
+
+// Options configure Run.
+type Options struct {
+	// Dir is the project directory (inside a git work tree); default ".".
+	Dir string
+	// ConfigFile is the config path; default Dir/strata.yaml (or werf.yaml).
+	ConfigFile string
+	// Images limits the build to these images (and what they need); empty = all.
+	Images []string
+	// Repo is the stages storage REGISTRY/PATH (required).
+	Repo string
+	// Registry says how to reach registries (credentials, insecure, transport).
+	Registry registry.Options
+	// Locker serializes publishing a stage; nil means file locks on this host.
+	Locker lock.Locker
+	// Parallel is how many images build at once; default runtime.NumCPU().
+	Parallel int
+	// Dev includes uncommitted changes (reported) instead of refusing them.
+	Dev bool
+	// DockerHost is the engine address; "" means DOCKER_HOST or the default socket. The engine
+	// is contacted only when a shell stage or a Dockerfile image must be built.
+	DockerHost string
+	// Network is the network mode of shell-stage containers and Dockerfile builds: "host"
+	// (default) or "none". The default bridge is never used.
+	Network string
+	// AddTags are text/template tags published for every final image ({{.Image}}, {{.Commit}},
+	// {{.ShortCommit}}, {{.Digest}}, {{.Project}}, {{.Tag}}).
+	AddTags []string
+	// FinalRepo, when set, receives each final image (registry-side copy) under its stage tag
+	// and the AddTags.
+	FinalRepo string
+	// Log receives per-stage lines; nil discards them.
+	Log *slog.Logger
+	// Output receives the output of shell commands and docker builds; nil discards it.
+	Output io.Writer
+}
+
+func (o *Options) defaults() {
+	if o.Dir == "" {
+		o.Dir = "."
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = runtime.NumCPU()
+	}
+	if o.Network == "" {
+		o.Network = "host"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Output == nil {
+		o.Output = io.Discard
+	}
+}

@@ -1,0 +1,293 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"strata.dev/strata/internal/version"
+)
+
+// Stage names in pipeline order.
+var StageNames = []string{"from", "beforeInstall", "gitArchive", "install", "beforeSetup", "setup", "gitLatestPatch", "dockerInstructions"}
+
+func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
+	if im.Dockerfile != "" {
+		return []stageSpec{b.dockerfileStage(im)}
+	}
+	ms := compile(im.Git)
+	var out []stageSpec
+	if !hasFromImage {
+		out = append(out, stageSpec{name: "from",
+			digest: func(ctx context.Context, _ *state) (string, bool, error) {
+				d := newDigester("from")
+				d.add(im.From, im.FromCacheVersion, b.cfg.CacheVersion)
+				return d.sum(), true, nil
+			},
+			build: func(ctx context.Context, _ *state, _ string) (v1.Image, string, error) {
+				ref, err := b.o.Registry.ParseReference(im.From)
+				if err != nil {
+					return nil, "", err
+				}
+				img, err := remote.Image(ref, b.o.Registry.Remote(ctx)...)
+				if err != nil {
+					return nil, "", fmt.Errorf("read base image %s: %w", im.From, err)
+				}
+				return img, "", nil
+			}})
+	} else if im.FromCacheVersion != "" {
+		// fromImage with a cache version: an empty marker stage on top of the other image.
+		out = append(out, stageSpec{name: "from",
+			digest: func(ctx context.Context, p *state) (string, bool, error) {
+				d := newDigester("fromImage")
+				d.add(p.digest, im.FromCacheVersion, b.cfg.CacheVersion)
+				return d.sum(), true, nil
+			},
+			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+				img, err := b.parentImage(ctx, p)
+				return img, p.commit, err
+			}})
+	}
+	user := func(name string, cmds []string, afterGit bool) {
+		if len(cmds) == 0 {
+			return
+		}
+		out = append(out, stageSpec{name: name, gitRel: afterGit && len(ms) > 0,
+			digest: func(ctx context.Context, p *state) (string, bool, error) {
+				d := newDigester(name)
+				if p != nil {
+					d.add(p.digest)
+				}
+				d.list("commands", cmds)
+				d.add(im.Shell.CacheVersion, im.Shell.StageCacheVersion[name], b.cfg.CacheVersion)
+				for i, m := range ms {
+					globs := m.StageDependencies[name]
+					if len(globs) == 0 {
+						continue
+					}
+					files, err := mappingFiles(ctx, b.git, ms[i:i+1], b.head)
+					if err != nil {
+						return "", false, err
+					}
+					dep := newMatcher(globs)
+					d.add("mapping", fmt.Sprint(i))
+					for _, f := range files {
+						rel, _ := relTo(m.Add, f.Path)
+						if dep.match(rel) {
+							d.add(rel, f.Mode, f.Hash)
+						}
+					}
+				}
+				return d.sum(), true, nil
+			},
+			build: func(ctx context.Context, p *state, digest string) (v1.Image, string, error) {
+				return b.shellStage(ctx, im, ms, name, cmds, p, digest)
+			}})
+	}
+	user("beforeInstall", im.Shell.BeforeInstall, false)
+	if len(ms) > 0 {
+		out = append(out, stageSpec{name: "gitArchive", gitRel: true,
+			digest: func(ctx context.Context, p *state) (string, bool, error) {
+				d := newDigester("gitArchive")
+				if p != nil {
+					d.add(p.digest)
+				}
+				for _, m := range ms {
+					m.fields(d)
+				}
+				return d.sum(), true, nil
+			},
+			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+				files, err := mappingFiles(ctx, b.git, ms, b.head)
+				if err != nil {
+					return nil, "", err
+				}
+				img, err := b.appendGitLayer(ctx, p, files, "gitArchive")
+				return img, b.head, err
+			}})
+	}
+	user("install", im.Shell.Install, true)
+	user("beforeSetup", im.Shell.BeforeSetup, true)
+	user("setup", im.Shell.Setup, true)
+	if len(ms) > 0 {
+		out = append(out, stageSpec{name: "gitLatestPatch", gitRel: true,
+			digest: func(ctx context.Context, p *state) (string, bool, error) {
+				if p == nil || p.commit == "" || p.commit == b.head {
+					return "", false, nil
+				}
+				changes, err := mappingChanges(ctx, b.git, ms, p.commit, b.head)
+				if err != nil || len(changes) == 0 {
+					return "", false, err
+				}
+				d := newDigester("gitLatestPatch")
+				d.add(p.digest)
+				for _, c := range changes {
+					d.add(c.dest, c.Mode, c.Hash, fmt.Sprint(c.del))
+				}
+				return d.sum(), true, nil
+			},
+			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+				changes, err := mappingChanges(ctx, b.git, ms, p.commit, b.head)
+				if err != nil {
+					return nil, "", err
+				}
+				img, err := b.appendGitLayer(ctx, p, changes, "gitLatestPatch")
+				return img, b.head, err
+			}})
+	}
+	if !im.Docker.empty() {
+		out = append(out, stageSpec{name: "dockerInstructions", gitRel: len(ms) > 0,
+			digest: func(ctx context.Context, p *state) (string, bool, error) {
+				d := newDigester("dockerInstructions")
+				d.add(p.digest)
+				im.Docker.fields(d)
+				return d.sum(), true, nil
+			},
+			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+				img, err := b.parentImage(ctx, p)
+				if err != nil {
+					return nil, "", err
+				}
+				img, err = applyDocker(img, im.Docker)
+				return img, p.commit, err
+			}})
+	}
+	return out
+}
+
+// appendGitLayer adds the files (with whiteouts for deletions) as one layer on the parent stage,
+// registry-side: the parent's layers are neither downloaded nor uploaded again.
+func (b *builder) appendGitLayer(ctx context.Context, p *state, files []mappingFile, stage string) (v1.Image, error) {
+	parent, err := b.parentImage(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	data, err := gitTar(ctx, b.git, files, true)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := layerFromBytes(data)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Append(parent, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "strata " + stage + " " + b.head, Comment: "strata " + version.String()}})
+}
+
+func applyDocker(img v1.Image, d DockerInstructions) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	c := cf.Config.DeepCopy()
+	if d.Workdir != "" {
+		c.WorkingDir = d.Workdir
+	}
+	if d.User != "" {
+		c.User = d.User
+	}
+	if len(d.Env) > 0 {
+		keys := make([]string, 0, len(d.Env))
+		for k := range d.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			found := false
+			for i, e := range c.Env {
+				if strings.HasPrefix(e, k+"=") {
+					c.Env[i], found = k+"="+d.Env[k], true
+				}
+			}
+			if !found {
+				c.Env = append(c.Env, k+"="+d.Env[k])
+			}
+		}
+	}
+	if len(d.Label) > 0 && c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	for k, v := range d.Label {
+		c.Labels[k] = v
+	}
+	if len(d.Expose) > 0 && c.ExposedPorts == nil {
+		c.ExposedPorts = map[string]struct{}{}
+	}
+	for _, p := range d.Expose {
+		if !strings.Contains(p, "/") {
+			p += "/tcp"
+		}
+		c.ExposedPorts[p] = struct{}{}
+	}
+	if len(d.Volume) > 0 && c.Volumes == nil {
+		c.Volumes = map[string]struct{}{}
+	}
+	for _, v := range d.Volume {
+		c.Volumes[path.Clean(v)] = struct{}{}
+	}
+	if d.Entrypoint != nil {
+		c.Entrypoint = d.Entrypoint
+		if d.Cmd == nil {
+			c.Cmd = nil // as docker does when ENTRYPOINT changes
+		}
+	}
+	if d.Cmd != nil {
+		c.Cmd = d.Cmd
+	}
+	if h := d.Healthcheck; h != nil {
+		hc := &v1.HealthConfig{Test: h.Test, Retries: h.Retries}
+		var err error
+		if hc.Interval, err = parseDur(h.Interval); err != nil {
+			return nil, fmt.Errorf("docker.HEALTHCHECK.interval: %w", err)
+		}
+		if hc.Timeout, err = parseDur(h.Timeout); err != nil {
+			return nil, fmt.Errorf("docker.HEALTHCHECK.timeout: %w", err)
+		}
+		if hc.StartPeriod, err = parseDur(h.StartPeriod); err != nil {
+			return nil, fmt.Errorf("docker.HEALTHCHECK.startPeriod: %w", err)
+		}
+		c.Healthcheck = hc
+	}
+	return mutate.Config(img, *c)
+}
+
+type tagData struct {
+	Image, Commit, ShortCommit, Digest, Project, Tag string
+}
+
+func expandTag(tmpl string, d tagData) (string, error) {
+	t, err := template.New("tag").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return "", fmt.Errorf("--add-tag %q: %w", tmpl, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		return "", fmt.Errorf("--add-tag %q: %w", tmpl, err)
+	}
+	s := buf.String()
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || (i > 0 && (c == '.' || c == '-'))
+		if !ok || len(s) > 128 {
+			return "", fmt.Errorf("--add-tag %q gives %q: not a valid tag", tmpl, s)
+		}
+	}
+	if s == "" {
+		return "", fmt.Errorf("--add-tag %q gives an empty tag", tmpl)
+	}
+	return s, nil
+}
+
+func parseDur(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return time.ParseDuration(s)
+}

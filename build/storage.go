@@ -1,0 +1,241 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"strata.dev/strata/internal/git"
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/registry"
+)
+
+// Labels written on every stage image (read back by cleanup).
+const (
+	LabelProject = "dev.strata.project"
+	LabelDigest  = "dev.strata.digest"
+	LabelParent  = "dev.strata.parent"
+	LabelImage   = "dev.strata.image"
+	LabelStage   = "dev.strata.stage"
+	LabelVersion = "dev.strata.version"
+	// LabelCommitFmt is the label of git mapping i's commit: dev.strata.git.<i>.commit.
+	LabelCommitFmt = "dev.strata.git.%d.commit"
+)
+
+// storage is the stages storage with one cached tags listing per build.
+type storage struct {
+	repo    name.Repository
+	reg     registry.Options
+	project string
+	locker  lock.Locker
+	git     *git.Repo
+
+	mu     sync.Mutex
+	tags   map[string][]int64 // digest -> creation millis of stored stages
+	listed bool
+	labels map[string]map[string]string // tag -> labels
+}
+
+// stored is one stage in the storage.
+type stored struct {
+	Tag    string
+	Millis int64
+	Commit string // commit of its git mappings ("" for stages without git content)
+}
+
+func stageTag(digest string, millis int64) string {
+	return digest + "-" + strconv.FormatInt(millis, 10)
+}
+
+func parseTag(tag string) (string, int64, bool) {
+	d, ms, ok := strings.Cut(tag, "-")
+	if !ok || len(d) != 56 {
+		return "", 0, false
+	}
+	for _, c := range d {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", 0, false
+		}
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return d, n, true
+}
+
+func (s *storage) list(ctx context.Context) (map[string][]int64, error) {
+	tags, err := remote.List(s.repo, s.reg.Remote(ctx)...)
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == 404 {
+			tags = nil
+		} else {
+			return nil, fmt.Errorf("list tags of %s: %w", s.repo, err)
+		}
+	}
+	out := map[string][]int64{}
+	for _, t := range tags {
+		if d, ms, ok := parseTag(t); ok {
+			out[d] = append(out[d], ms)
+		}
+	}
+	for d := range out {
+		sort.Slice(out[d], func(i, j int) bool { return out[d][i] < out[d][j] })
+	}
+	return out, nil
+}
+
+// cached returns the creation times stored for digest from the build's single listing.
+func (s *storage) cached(ctx context.Context, digest string) ([]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.listed {
+		t, err := s.list(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.tags, s.listed = t, true
+	}
+	return append([]int64(nil), s.tags[digest]...), nil
+}
+
+func (s *storage) add(digest string, ms int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tags[digest] = append(s.tags[digest], ms)
+	sort.Slice(s.tags[digest], func(i, j int) bool { return s.tags[digest][i] < s.tags[digest][j] })
+}
+
+func (s *storage) ref(tag string) name.Tag { return s.repo.Tag(tag) }
+
+// stageLabels reads the config labels of a stored stage (cached).
+func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]string, error) {
+	s.mu.Lock()
+	if l, ok := s.labels[tag]; ok {
+		s.mu.Unlock()
+		return l, nil
+	}
+	s.mu.Unlock()
+	img, err := remote.Image(s.ref(tag), s.reg.Remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("read stage %s: %w", tag, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read config of stage %s: %w", tag, err)
+	}
+	s.mu.Lock()
+	if s.labels == nil {
+		s.labels = map[string]map[string]string{}
+	}
+	s.labels[tag] = cf.Config.Labels
+	s.mu.Unlock()
+	return cf.Config.Labels, nil
+}
+
+// choose picks the oldest suitable stage among creation times: not created before the parent,
+// and for git stages with a commit label that is an ancestor of head.
+func (s *storage) choose(ctx context.Context, digest string, times []int64, parentMillis int64, gitStage bool, head string) (*stored, error) {
+	for _, ms := range times {
+		if ms < parentMillis {
+			continue
+		}
+		c := &stored{Tag: stageTag(digest, ms), Millis: ms}
+		if gitStage {
+			l, err := s.stageLabels(ctx, c.Tag)
+			if err != nil {
+				var te *transport.Error
+				if errors.As(err, &te) && te.StatusCode == 404 {
+					continue // deleted meanwhile
+				}
+				return nil, err
+			}
+			c.Commit = l[fmt.Sprintf(LabelCommitFmt, 0)]
+			if c.Commit == "" {
+				continue
+			}
+			ok, err := s.git.IsAncestor(ctx, c.Commit, head)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		return c, nil
+	}
+	return nil, nil
+}
+
+// publish stores a built stage under the lock of its digest, unless a suitable stage appeared
+// meanwhile (then that one is returned with discarded = true).
+func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image) (st *stored, discarded bool, err error) {
+	lease, err := s.locker.Lock(ctx, s.project+"/"+digest)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
+	}
+	defer func() { lease.Unlock(context.WithoutCancel(ctx)) }()
+	for attempt := 0; ; attempt++ {
+		fresh, err := s.list(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		existing, err := s.choose(ctx, digest, fresh[digest], parentMillis, gitStage, head)
+		if err != nil {
+			return nil, false, err
+		}
+		if existing != nil {
+			s.add(digest, existing.Millis)
+			return existing, true, nil
+		}
+		taken := map[int64]bool{}
+		for _, ms := range fresh[digest] {
+			taken[ms] = true
+		}
+		ms := time.Now().UnixMilli()
+		if ms <= parentMillis {
+			ms = parentMillis + 1
+		}
+		for taken[ms] {
+			ms++
+		}
+		if ms > time.Now().UnixMilli() {
+			time.Sleep(time.Duration(ms-time.Now().UnixMilli()) * time.Millisecond)
+		}
+		tag := stageTag(digest, ms)
+		// Never overwrite: the tag must not exist, even if the listing missed it.
+		if _, err := remote.Head(s.ref(tag), s.reg.Remote(ctx)...); err == nil {
+			if attempt > 5 {
+				return nil, false, fmt.Errorf("publish stage %s: tag collisions", digest)
+			}
+			continue
+		}
+		if lock.IsLost(lease) {
+			if attempt > 3 {
+				return nil, false, fmt.Errorf("publish stage %s: lock lost: %v", digest, lease.Err())
+			}
+			// Abandon this attempt, re-lock and re-check.
+			lease.Unlock(context.WithoutCancel(ctx))
+			if lease, err = s.locker.Lock(ctx, s.project+"/"+digest); err != nil {
+				return nil, false, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
+			}
+			continue
+		}
+		if err := remote.Write(s.ref(tag), img, s.reg.Remote(ctx)...); err != nil {
+			return nil, false, fmt.Errorf("push stage %s: %w", tag, err)
+		}
+		s.add(digest, ms)
+		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
+	}
+}

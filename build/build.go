@@ -49,7 +49,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read HEAD of %s: %w", repo.Dir, err)
 	}
-	status, err := repo.Status(ctx)
+	// Paths in the config are relative to the config's directory inside the repository.
+	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
+	if d, err := filepath.EvalSymlinks(absCfgDir); err == nil {
+		absCfgDir = d
+	}
+	top := repo.Dir
+	if d, err := filepath.EvalSymlinks(top); err == nil {
+		top = d
+	}
+	cfgDir, err := filepath.Rel(top, absCfgDir)
+	if err != nil || strings.HasPrefix(cfgDir, "..") {
+		cfgDir = "."
+	}
+	// Only changes under the config's directory can change the build.
+	status, err := repo.Status(ctx, cfgDir)
 	if err != nil {
 		return nil, err
 	}
@@ -63,12 +77,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		o.Log.Warn("--dev: building with uncommitted changes", "changes", len(status), "files", strings.Join(status, "; "), "snapshot", snap)
 		head = snap
-	}
-	// Paths in the config are relative to the config's directory inside the repository.
-	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
-	cfgDir, err := filepath.Rel(repo.Dir, absCfgDir)
-	if err != nil || strings.HasPrefix(cfgDir, "..") {
-		cfgDir = "."
 	}
 	locker := o.Locker
 	if locker == nil {

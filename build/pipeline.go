@@ -24,7 +24,14 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	if im.Dockerfile != "" {
 		return []stageSpec{b.dockerfileStage(im)}
 	}
-	ms := compile(im.Git)
+	// Mapping paths are relative to the config's directory (the repository root when the config is
+	// at the root, as in werf).
+	mappings := make([]GitMapping, len(im.Git))
+	for i, m := range im.Git {
+		m.Add = path.Join("/", b.cfgDir, m.Add)
+		mappings[i] = m
+	}
+	ms := compile(mappings)
 	var out []stageSpec
 	if !hasFromImage {
 		out = append(out, stageSpec{name: "from",

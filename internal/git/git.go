@@ -65,9 +65,14 @@ func (r *Repo) Head(ctx context.Context) (string, error) {
 	return strings.TrimSpace(s), err
 }
 
-// Status lists uncommitted changes (tracked and untracked, not ignored), porcelain lines.
-func (r *Repo) Status(ctx context.Context) ([]string, error) {
-	s, err := r.out(ctx, "status", "--porcelain", "--untracked-files=all")
+// Status lists uncommitted changes (tracked and untracked, not ignored) under the given paths
+// relative to the repository root (none = everything), as porcelain lines.
+func (r *Repo) Status(ctx context.Context, paths ...string) ([]string, error) {
+	args := []string{"status", "--porcelain", "--untracked-files=all"}
+	if len(paths) > 0 {
+		args = append(append(args, "--"), paths...)
+	}
+	s, err := r.out(ctx, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,59 @@
 package main
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
+
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/lock/httplock"
+	"strata.dev/strata/internal/lock/kubelock"
 )
 
 func newSyncServerCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "sync-server", Short: "Serve distributed locks over HTTP for builders", RunE: notImplemented}
+	var (
+		o           httplock.ServeOptions
+		kubeNS      string
+		kubeContext string
+		kubeconfig  string
+	)
+	cmd := &cobra.Command{
+		Use:   "sync-server",
+		Short: "Serve distributed locks over HTTP for builders",
+		Long: `sync-server hands out the publish locks of builders that use
+--synchronization=http(s)://HOST:PORT. Its locks live in memory, or with --kubernetes in Lease
+objects of that namespace (so several servers, or a restarted one, share them).
+
+Clients send --token (STRATA_TOKEN here) as a bearer token; they read it from STRATA_SYNC_TOKEN.
+GET /healthz answers ok; GET /metrics serves Prometheus metrics.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Log = a.log
+			if cmd.Flags().Changed("kubernetes") || kubeNS != "" {
+				cfg, err := kubelock.RESTConfig(kubeconfig, kubeContext)
+				if err != nil {
+					return err
+				}
+				cs, err := kubelock.ClientFor(cfg)
+				if err != nil {
+					return err
+				}
+				k, err := kubelock.New(kubelock.Options{Client: cs, Namespace: kubeNS, Owner: "sync-server/" + lock.DefaultOwner(), Log: a.log})
+				if err != nil {
+					return err
+				}
+				o.Backend = k
+			}
+			return httplock.Serve(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:7373", "address to listen on (host:port)")
+	f.StringVar(&o.Token, "token", "", "bearer token clients must send (empty: no authentication)")
+	f.DurationVar(&o.TTL, "ttl", 15*time.Second, "how long a lock lives without a renew from its holder")
+	f.DurationVar(&o.MaxWait, "max-wait", 30*time.Second, "longest time one acquire request waits (long poll)")
+	f.StringVar(&kubeNS, "kubernetes", "", "keep locks as Leases in this Kubernetes namespace instead of in memory")
+	f.StringVar(&kubeContext, "kube-context", "", "kubeconfig context for --kubernetes")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig path for --kubernetes (default: KUBECONFIG, ~/.kube/config, in-cluster)")
+	return cmd
 }

@@ -110,11 +110,11 @@ func RESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
 		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
 	if err == nil {
-		return cfg, nil
+		return withRate(cfg), nil
 	}
 	if kubeconfig == "" && kubeContext == "" {
 		if in, ierr := rest.InClusterConfig(); ierr == nil {
-			return in, nil
+			return withRate(in), nil
 		}
 	}
 	where := kubeconfig
@@ -125,6 +125,25 @@ func RESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 		where += ", context " + kubeContext
 	}
 	return nil, fmt.Errorf("kubernetes client configuration (%s): %w", where, err)
+}
+
+// withRate lifts client-go's default client-side limit (5 requests/s), which would make waiters
+// of a busy lock queue behind each other's polls.
+func withRate(cfg *rest.Config) *rest.Config {
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	return cfg
+}
+
+// ClientFor returns a clientset for cfg with the rate limits Lockers need.
+func ClientFor(cfg *rest.Config) (kubernetes.Interface, error) {
+	cfg = withRate(rest.CopyConfig(cfg))
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
+	}
+	return cs, nil
 }
 
 // LeaseName is the Lease object name for a lock name.

@@ -44,7 +44,7 @@ func newLocker(t testing.TB, cs kubernetes.Interface, ns, owner string, ttl, ren
 
 func clientFor(t testing.TB, cfg *rest.Config) kubernetes.Interface {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := ClientFor(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func exclusion(t *testing.T, lockers []*Locker, name string, rounds int, hold ti
 }
 
 func TestMutualExclusion(t *testing.T) {
-	cs := testenv.Kube(t)
+	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs) // does not exist yet: 8 lockers create it concurrently
 	var lockers []*Locker
 	for i := 0; i < 8; i++ {
@@ -115,7 +115,7 @@ func TestMutualExclusion(t *testing.T) {
 }
 
 func TestLeaseObject(t *testing.T) {
-	cs := testenv.Kube(t)
+	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs)
 	k := newLocker(t, cs, ns, "builder-a", 15*time.Second, 5*time.Second)
 	name := "my-project/" + strings.Repeat("ab", 28)
@@ -157,7 +157,7 @@ func putLease(t *testing.T, cs kubernetes.Interface, ns, name, holder string, re
 }
 
 func TestTakeoverOnlyAfterExpiry(t *testing.T) {
-	cs := testenv.Kube(t)
+	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs)
 	k := newLocker(t, cs, ns, "waiter", 3*time.Second, time.Second)
 	ctx := context.Background()
@@ -230,7 +230,7 @@ func TestTakeoverOnlyAfterExpiry(t *testing.T) {
 }
 
 func TestLostWhenTakenOverOrDeleted(t *testing.T) {
-	cs := testenv.Kube(t)
+	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs)
 	k := newLocker(t, cs, ns, "holder", 3*time.Second, 300*time.Millisecond)
 	ctx := context.Background()
@@ -323,7 +323,7 @@ func holdForever(spec string) int {
 
 func TestSIGKILLedHolderBlocksAtMostTTLPlusRenew(t *testing.T) {
 	kubeconfig := testenv.Kubeconfig(t)
-	cs := testenv.Kube(t)
+	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs)
 	name := testenv.UniqueName(t, "killed")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -1,0 +1,284 @@
+package httplock
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"strata.dev/strata/internal/lock"
+)
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// URL of the sync-server, http(s)://HOST:PORT. Required.
+	URL string
+	// Token is sent as a bearer token.
+	Token string
+	// Owner identifies this process to other waiters; default lock.DefaultOwner().
+	Owner string
+	// Wait is the long-poll duration of one acquire request; default 20 s.
+	Wait time.Duration
+	// RenewEvery overrides the renew period; default a third of the TTL the server grants.
+	RenewEvery time.Duration
+	// HTTPClient, default a client with sane timeouts.
+	HTTPClient *http.Client
+	// Log receives wait and lost messages; nil discards them.
+	Log *slog.Logger
+}
+
+// Client is a lock.Locker talking to a `strata sync-server`.
+type Client struct{ o ClientOptions }
+
+var _ lock.Locker = (*Client)(nil)
+
+// NewClient checks the options and returns a Client.
+func NewClient(o ClientOptions) (*Client, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("sync-server URL %q: want http(s)://HOST:PORT", o.URL)
+	}
+	o.URL = strings.TrimRight(o.URL, "/")
+	if o.Owner == "" {
+		o.Owner = lock.DefaultOwner()
+	}
+	if o.Wait <= 0 {
+		o.Wait = 20 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: o.Wait + 30*time.Second,
+		}}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{o: o}, nil
+}
+
+// httpError is a non-2xx answer.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.code, http.StatusText(e.code), e.msg)
+}
+
+func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	body, _ := json.Marshal(in)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.o.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.o.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.o.Token)
+	}
+	resp, err := c.o.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("POST %s%s: read answer: %w", c.o.URL, path, err)
+	}
+	if len(b) > 0 && out != nil {
+		_ = json.Unmarshal(b, out)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return &httpError{code: resp.StatusCode, msg: e.Error}
+	}
+	return nil
+}
+
+// Lock implements lock.Locker: long polls until granted, retrying through server outages until
+// ctx ends. A wrong token or a bad request fails at once.
+func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
+	log := c.o.Log.With("lock", name, "server", c.o.URL)
+	var loggedHolder string
+	loggedErr := false
+	pause := 100 * time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, context.Cause(ctx))
+		}
+		wait := c.o.Wait
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			wait = max(time.Until(dl), time.Millisecond)
+		}
+		var res AcquireResponse
+		err := c.post(ctx, "/v1/acquire", AcquireRequest{Name: name, Owner: c.o.Owner, WaitSeconds: wait.Seconds()}, &res)
+		if err == nil {
+			if res.Token == "" || res.TTLSeconds <= 0 {
+				return nil, fmt.Errorf("lock %q at %s: answer without token or TTL", name, c.o.URL)
+			}
+			return c.hold(name, res.Token, time.Duration(res.TTLSeconds*float64(time.Second))), nil
+		}
+		var he *httpError
+		if errors.As(err, &he) {
+			switch {
+			case he.code == http.StatusConflict && res.Held:
+				loggedErr = false
+				if h := res.Holder; h != nil && h.Owner != loggedHolder {
+					log.Info("waiting for lock", "holder", h.String())
+					loggedHolder = h.Owner
+				}
+				pause = 100 * time.Millisecond
+				continue
+			case he.code == http.StatusUnauthorized, he.code == http.StatusBadRequest, he.code == http.StatusNotFound:
+				return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, err)
+			}
+		}
+		if ctx.Err() != nil {
+			continue
+		}
+		if !loggedErr {
+			log.Warn("sync-server unavailable; retrying", "error", err)
+			loggedErr = true
+		}
+		d := pause*3/4 + time.Duration(mrand.Int64N(int64(pause)/2+1))
+		pause = min(pause*2, 2*time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+}
+
+type clientLease struct {
+	c     *Client
+	name  string
+	token string
+	ttl   time.Duration
+	log   *slog.Logger
+
+	mu   sync.Mutex
+	err  error
+	lost chan struct{}
+
+	stop   chan struct{}
+	done   chan struct{}
+	unlock sync.Once
+}
+
+func (c *Client) hold(name, token string, ttl time.Duration) *clientLease {
+	l := &clientLease{c: c, name: name, token: token, ttl: ttl, log: c.o.Log.With("lock", name, "server", c.o.URL),
+		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.renew(time.Now())
+	return l
+}
+
+func (l *clientLease) Lost() <-chan struct{} { return l.lost }
+
+func (l *clientLease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *clientLease) markLost(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	l.err = fmt.Errorf("lock %q lost: %w", l.name, err)
+	l.log.Warn("lock lost", "error", err)
+	close(l.lost)
+}
+
+// renew keeps the grant alive. lastOK is when the last successful renew was sent: past
+// lastOK + TTL the server may have handed the lock to someone else.
+func (l *clientLease) renew(lastOK time.Time) {
+	defer close(l.done)
+	every := l.c.o.RenewEvery
+	if every <= 0 || every >= l.ttl {
+		every = l.ttl / 3
+	}
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-base.Done():
+		}
+	}()
+	next := every
+	var lastErr error
+	for {
+		deadline := lastOK.Add(l.ttl)
+		t := time.NewTimer(max(min(next, time.Until(deadline)), 0))
+		select {
+		case <-l.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if !time.Now().Before(deadline) {
+			l.markLost(fmt.Errorf("no successful renew within the TTL %s (sync-server %s unreachable?); last error: %v", l.ttl, l.c.o.URL, lastErr))
+			return
+		}
+		sent := time.Now()
+		ctx, cancelReq := context.WithDeadline(base, deadline)
+		err := l.c.post(ctx, "/v1/renew", TokenRequest{Token: l.token}, nil)
+		cancelReq()
+		if err == nil {
+			lastOK, lastErr, next = sent, nil, every
+			continue
+		}
+		if base.Err() != nil {
+			return
+		}
+		var he *httpError
+		if errors.As(err, &he) && (he.code == http.StatusGone || he.code == http.StatusUnauthorized) {
+			l.markLost(fmt.Errorf("sync-server %s: %s", l.c.o.URL, he.msg))
+			return
+		}
+		lastErr, next = err, every/4
+	}
+}
+
+// Unlock stops renewing and releases the lock on the server.
+func (l *clientLease) Unlock(ctx context.Context) error {
+	var err error
+	l.unlock.Do(func() {
+		close(l.stop)
+		<-l.done
+		if l.Err() != nil {
+			return
+		}
+		for attempt := 0; ; attempt++ {
+			rerr := l.c.post(ctx, "/v1/release", TokenRequest{Token: l.token}, nil)
+			var he *httpError
+			if rerr == nil || (errors.As(rerr, &he) && he.code == http.StatusGone) {
+				return
+			}
+			if attempt == 2 || ctx.Err() != nil {
+				err = fmt.Errorf("unlock %q at %s: %w; the server drops it after %s", l.name, l.c.o.URL, rerr, l.ttl)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return err
+}

@@ -1,0 +1,282 @@
+package backends
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"strata.dev/strata/internal/testenv"
+)
+
+// strataBinary builds cmd/strata once per test binary run.
+func strataBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "strata-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "strata")
+		cmd := exec.Command("go", "build", "-o", binPath, "strata.dev/strata/cmd/strata")
+		cmd.Dir = testenv.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build cmd/strata: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// report is the part of `strata build --report` these tests read.
+type report struct {
+	Images []struct {
+		Name, Ref, ManifestDigest string
+		Stages                    []struct{ Name, Digest, Tag, Status string }
+	}
+}
+
+// project writes a one-image project with two shell stages into a fresh git repository.
+func project(t *testing.T, base string) string {
+	t.Helper()
+	dir := t.TempDir()
+	marker := testenv.UniqueName(t, "marker") // distinct digests per run: every build is cold
+	cfg := fmt.Sprintf(`project: synctest
+configVersion: 1
+---
+image: app
+from: %s
+shell:
+  beforeInstall:
+  - echo %s > /marker
+  install:
+  - sleep 1
+  - echo installed > /installed
+`, base, marker)
+	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"init", "-q"}, {"add", "strata.yaml"},
+		{"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "init"},
+	} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	return dir
+}
+
+// buildConcurrently runs n `strata build` processes on one project and returns their reports.
+func buildConcurrently(t *testing.T, bin, dir, repo, spec string, env []string, n int) []report {
+	t.Helper()
+	reports := make([]report, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rp := filepath.Join(t.TempDir(), "report.json")
+			cmd := exec.Command(bin, "build", "--dir", dir, "--repo", repo, "--synchronization", spec, "--report", rp)
+			cmd.Env = append(append(os.Environ(), env...), "DOCKER_HOST="+testenv.Load().DockerHost)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("builder %d: %v\n%s", i, err, out)
+				return
+			}
+			b, err := os.ReadFile(rp)
+			if err == nil {
+				err = json.Unmarshal(b, &reports[i])
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("builder %d report: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reports
+}
+
+// checkBuilds asserts: identical final images in all reports, exactly one stored tag per stage
+// digest, exactly one builder reporting each stage as built (the others reused or discarded).
+func checkBuilds(t *testing.T, repo string, reports []report) {
+	t.Helper()
+	first := reports[0].Images
+	if len(first) != 1 || len(first[0].Stages) == 0 {
+		t.Fatalf("report 0: %+v, want one image with stages", first)
+	}
+	built := map[string]int{}
+	statuses := map[string]int{}
+	for i, r := range reports {
+		if len(r.Images) != 1 || r.Images[0].Ref != first[0].Ref || r.Images[0].ManifestDigest != first[0].ManifestDigest {
+			t.Errorf("report %d names %+v, report 0 names %s@%s", i, r.Images, first[0].Ref, first[0].ManifestDigest)
+			continue
+		}
+		for _, st := range r.Images[0].Stages {
+			statuses[st.Status]++
+			if st.Status == "built" {
+				built[st.Digest]++
+			}
+		}
+	}
+	ref, err := name.NewRepository(repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := remote.List(ref, remote.WithContext(context.Background()))
+	if err != nil {
+		t.Fatalf("list %s: %v", repo, err)
+	}
+	stageTag := regexp.MustCompile(`^([0-9a-f]{56})-[0-9]+$`)
+	perDigest := map[string][]string{}
+	for _, tag := range tags {
+		if m := stageTag.FindStringSubmatch(tag); m != nil {
+			perDigest[m[1]] = append(perDigest[m[1]], tag)
+		}
+	}
+	for _, st := range first[0].Stages {
+		if got := perDigest[st.Digest]; len(got) != 1 {
+			t.Errorf("stage %s (%s): stored tags %v, want exactly one", st.Name, st.Digest, got)
+		}
+		if built[st.Digest] != 1 {
+			t.Errorf("stage %s: %d builders report it built, want exactly 1", st.Name, built[st.Digest])
+		}
+	}
+	if len(perDigest) != len(first[0].Stages) {
+		t.Errorf("repository holds stages of %d digests, the image has %d stages: %v", len(perDigest), len(first[0].Stages), perDigest)
+	}
+	t.Logf("%d builders, stage statuses %v, final %s", len(reports), statuses, first[0].Ref)
+}
+
+// TestConcurrentBuilds runs 8 cold `strata build` processes on one project for each backend.
+func TestConcurrentBuilds(t *testing.T) {
+	testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	kubeconfig := testenv.Kubeconfig(t)
+	bin := strataBinary(t)
+	const builders = 8
+
+	t.Run("local", func(t *testing.T) {
+		repo := testenv.Repo(t, "local")
+		home := t.TempDir()
+		reports := buildConcurrently(t, bin, project(t, base), repo, ":local", []string{"STRATA_HOME=" + home}, builders)
+		checkBuilds(t, repo, reports)
+	})
+
+	t.Run("kubernetes", func(t *testing.T) {
+		repo := testenv.Repo(t, "kube")
+		ns := testenv.UniqueName(t, "ns")
+		cs := testenv.Kube(t)
+		t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+		reports := buildConcurrently(t, bin, project(t, base), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, builders)
+		checkBuilds(t, repo, reports)
+		leases, err := cs.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(leases.Items) != 0 {
+			t.Errorf("%d Leases left after all builds released their locks", len(leases.Items))
+		}
+	})
+
+	t.Run("http", func(t *testing.T) {
+		repo := testenv.Repo(t, "http")
+		addr := startSyncServer(t, bin, "tok-"+testenv.UniqueName(t, "t"))
+		reports := buildConcurrently(t, bin, project(t, base), repo, "http://"+addr.addr,
+			[]string{TokenEnv + "=" + addr.token}, builders)
+		checkBuilds(t, repo, reports)
+	})
+}
+
+type syncServer struct{ addr, token string }
+
+// startSyncServer runs `strata sync-server` on a free port (token from STRATA_TOKEN) and returns
+// its address once it listens.
+func startSyncServer(t *testing.T, bin, token string) syncServer {
+	t.Helper()
+	cmd := exec.Command(bin, "sync-server", "--listen", "127.0.0.1:0", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "STRATA_TOKEN="+token)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var rec struct {
+				Msg     string `json:"msg"`
+				Address string `json:"address"`
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Address != "" {
+				select {
+				case found <- rec.Address:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-found:
+		return syncServer{addr: a, token: token}
+	case <-time.After(20 * time.Second):
+		t.Fatal("strata sync-server did not report its address in 20 s")
+	}
+	return syncServer{}
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	for _, bad := range []string{"etcd://x", "kubernetes", "http://", "local"} {
+		if _, err := Open(ctx, bad, Options{}); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("Open(%q) = %v, want an error naming the spec", bad, err)
+		}
+	}
+	if _, err := Open(ctx, "kubernetes://ns:no-such-context", Options{Kubeconfig: testenv.Kubeconfig(t)}); err == nil || !strings.Contains(err.Error(), "no-such-context") {
+		t.Errorf("unknown context: %v", err)
+	}
+	l, err := Open(ctx, "kubernetes://:testenv", Options{Kubeconfig: testenv.Kubeconfig(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := l.Lock(ctx, testenv.UniqueName(t, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

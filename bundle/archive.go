@@ -32,7 +32,7 @@ func chartArchive(name string, files []*loader.BufferedFile) ([]byte, error) {
 		return sorted[i].Name < sorted[j].Name
 	})
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	tw := tar.NewWriter(zw)
 	for _, f := range sorted {
 		hdr := &tar.Header{

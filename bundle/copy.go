@@ -274,7 +274,7 @@ func Copy(ctx context.Context, o CopyOptions) (*CopyResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("copy: %w", err)
 	}
-	pr, err := pushArtifact(ctx, dstRepo, dstTag, art, o.Force, log)
+	pr, err := pushArtifact(ctx, dstRepo, dstTag, art, o.Force, log, nil)
 	if err != nil {
 		return nil, fmt.Errorf("copy to %s:%s: %w", dstRepoName.Name(), dstTag, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -245,17 +246,10 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	for _, n := range meta.ImageNames() {
-		im := meta.Images[n]
-		ir, err := o.Registry.Repository(im.Repo)
-		if err != nil {
-			return nil, fmt.Errorf("publish: image %s: %w", n, err)
-		}
-		if _, err := ir.Resolve(ctx, im.Digest); err != nil {
-			return nil, fmt.Errorf("publish: image %s (%s) is not in the registry: %w", n, im.Ref, err)
-		}
-	}
-	res, err := pushArtifact(ctx, repo, tag, art, o.Force, log)
+	// the images are checked while the chart's blobs upload; the manifest waits for both
+	checked := make(chan error, 1)
+	go func() { checked <- checkImages(ctx, o.Registry, meta) }()
+	res, err := pushArtifact(ctx, repo, tag, art, o.Force, log, func() error { return <-checked })
 	if err != nil {
 		return nil, fmt.Errorf("publish %s:%s: %w", repoName.Name(), tag, err)
 	}
@@ -263,6 +257,33 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	log.Info("published bundle", "ref", res.Ref, "digest", res.Digest, "unchanged", res.Unchanged,
 		"blobsPushed", res.BlobsPushed, "blobsSkipped", res.BlobsSkipped, "bytesPushed", res.BytesPushed)
 	return res, nil
+}
+
+// checkImages verifies, concurrently, that every image of the lock is in its repository.
+func checkImages(ctx context.Context, ro registry.Options, meta *Metadata) error {
+	names := meta.ImageNames()
+	errs := make([]error, len(names))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			im := meta.Images[n]
+			ir, err := ro.Repository(im.Repo)
+			if err != nil {
+				errs[i] = fmt.Errorf("image %s: %w", n, err)
+				return
+			}
+			if _, err := ir.Resolve(ctx, im.Digest); err != nil {
+				errs[i] = fmt.Errorf("image %s (%s) is not in the registry: %w", n, im.Ref, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // buildArtifact rewrites Chart.yaml (name, version) and values.yaml (strata.*), adds the
@@ -388,7 +409,13 @@ func renderCheck(ctx context.Context, art *artifact, max int64) error {
 
 // pushArtifact pushes config and layer (skipping blobs already present), then the manifest
 // under tag in one request.
-func pushArtifact(ctx context.Context, target oras.Target, tag string, art *artifact, force bool, log *slog.Logger) (*PublishResult, error) {
+//
+// beforeManifest, when not nil, runs before the manifest is pushed; its error stops the push
+// (it is also waited for when nothing is pushed).
+func pushArtifact(ctx context.Context, target oras.Target, tag string, art *artifact, force bool, log *slog.Logger, beforeManifest func() error) (*PublishResult, error) {
+	if beforeManifest == nil {
+		beforeManifest = func() error { return nil }
+	}
 	res := &PublishResult{Chart: art.chart, Version: art.version, Tag: tag}
 	configDesc := content.NewDescriptorFromBytes(MediaTypeHelmConfig, art.config)
 	layerDesc := content.NewDescriptorFromBytes(MediaTypeHelmChart, art.layer)
@@ -412,6 +439,9 @@ func pushArtifact(ctx context.Context, target oras.Target, tag string, art *arti
 			return nil, fmt.Errorf("read the existing tag %s: %w", tag, err)
 		}
 		if oldMan.Annotations[AnnotationContentDigest] == art.annotations[AnnotationContentDigest] {
+			if err := beforeManifest(); err != nil {
+				return nil, err
+			}
 			res.Digest, res.Unchanged = old.Digest.String(), true
 			log.Info("bundle tag already holds this content: nothing to push", "tag", tag, "digest", old.Digest)
 			return res, nil
@@ -424,23 +454,47 @@ func pushArtifact(ctx context.Context, target oras.Target, tag string, art *arti
 		return nil, fmt.Errorf("check tag %s: %w", tag, err)
 	}
 
-	for _, b := range []struct {
+	// config and chart archive concurrently, each skipped when present
+	blobs := []struct {
 		desc ocispec.Descriptor
 		data []byte
-	}{{configDesc, art.config}, {layerDesc, art.layer}} {
-		ok, err := target.Exists(ctx, b.desc)
-		if err != nil {
-			return nil, fmt.Errorf("check blob %s: %w", b.desc.Digest, err)
-		}
-		if ok {
+	}{{configDesc, art.config}, {layerDesc, art.layer}}
+	pushed := make([]bool, len(blobs))
+	errs := make([]error, len(blobs))
+	var wg sync.WaitGroup
+	for i, b := range blobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := target.Exists(ctx, b.desc)
+			if err != nil {
+				errs[i] = fmt.Errorf("check blob %s: %w", b.desc.Digest, err)
+				return
+			}
+			if ok {
+				return
+			}
+			if err := target.Push(ctx, b.desc, bytes.NewReader(b.data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+				errs[i] = fmt.Errorf("push blob %s (%s): %w", b.desc.Digest, b.desc.MediaType, err)
+				return
+			}
+			pushed[i] = true
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, p := range pushed {
+		if p {
+			res.BlobsPushed++
+			res.BytesPushed += blobs[i].desc.Size
+		} else {
 			res.BlobsSkipped++
-			continue
 		}
-		if err := target.Push(ctx, b.desc, bytes.NewReader(b.data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-			return nil, fmt.Errorf("push blob %s (%s): %w", b.desc.Digest, b.desc.MediaType, err)
-		}
-		res.BlobsPushed++
-		res.BytesPushed += b.desc.Size
+	}
+	if err := beforeManifest(); err != nil {
+		return nil, err
 	}
 	if err := pushManifest(ctx, target, manDesc, manBytes, tag); err != nil {
 		return nil, err

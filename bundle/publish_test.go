@@ -29,7 +29,7 @@ import (
 
 // pushImages pushes one random image per name to a fresh stages repository and returns the
 // build report a `strata build` would have written.
-func pushImages(t *testing.T, names ...string) *BuildReport {
+func pushImages(t testing.TB, names ...string) *BuildReport {
 	t.Helper()
 	ctx := context.Background()
 	stages := testenv.Repo(t, "stages")

@@ -142,6 +142,10 @@ func newController(opts Options) (*controller, error) {
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = registry.UserAgent() + " image-updater"
+	if cfg.QPS == 0 {
+		// client-go's default (5 rps) would take minutes to move 1,000 Applications.
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	argo, err := argoclient.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("argo cd client: %w", err)

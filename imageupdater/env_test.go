@@ -61,7 +61,7 @@ type kubeEnv struct {
 	ns   string
 }
 
-func newKubeEnv(t *testing.T) *kubeEnv {
+func newKubeEnv(t testing.TB) *kubeEnv {
 	t.Helper()
 	cfg := testenv.KubeConfig(t)
 	ensureCRD(t, cfg)
@@ -118,7 +118,7 @@ func ensureCRD(t testing.TB, cfg *rest.Config) {
 }
 
 // app creates an Application in the test namespace.
-func (k *kubeEnv) app(t *testing.T, name string, ann map[string]string, sources ...v1alpha1.ApplicationSource) *v1alpha1.Application {
+func (k *kubeEnv) app(t testing.TB, name string, ann map[string]string, sources ...v1alpha1.ApplicationSource) *v1alpha1.Application {
 	t.Helper()
 	a := &v1alpha1.Application{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: k.ns, Annotations: ann},
@@ -139,7 +139,7 @@ func (k *kubeEnv) app(t *testing.T, name string, ann map[string]string, sources 
 	return got
 }
 
-func (k *kubeEnv) getApp(t *testing.T, name string) *v1alpha1.Application {
+func (k *kubeEnv) getApp(t testing.TB, name string) *v1alpha1.Application {
 	t.Helper()
 	a, err := k.argo.ArgoprojV1alpha1().Applications(k.ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -156,7 +156,7 @@ func revision(a *v1alpha1.Application, i int) string {
 }
 
 // events returns the Events recorded on Application name.
-func (k *kubeEnv) events(t *testing.T, name string) []corev1.Event {
+func (k *kubeEnv) events(t testing.TB, name string) []corev1.Event {
 	t.Helper()
 	l, err := k.kube.CoreV1().Events(k.ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 	if err != nil {
@@ -274,7 +274,7 @@ func (l *logBuffer) String() string {
 }
 
 // startController builds a controller for the env's namespace and syncs its informers.
-func (k *kubeEnv) startController(t *testing.T, mod func(*Options)) (*controller, *countingTransport, *logBuffer) {
+func (k *kubeEnv) startController(t testing.TB, mod func(*Options)) (*controller, *countingTransport, *logBuffer) {
 	t.Helper()
 	ct := newCountingTransport()
 	logs := &logBuffer{}
@@ -306,7 +306,7 @@ func (k *kubeEnv) startController(t *testing.T, mod func(*Options)) (*controller
 }
 
 // waitCached waits until the controller's cache has Application name at resourceVersion rv or later.
-func waitCached(t *testing.T, c *controller, ns, name, rv string) {
+func waitCached(t testing.TB, c *controller, ns, name, rv string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		a, ok := c.get(ns + "/" + name)

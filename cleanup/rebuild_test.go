@@ -138,3 +138,84 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestAcceptancePublishRacingCleanupLosesNothing runs `strata build` of a new commit and
+// `strata cleanup` at the same time, several rounds, with a policy that keeps only the branch
+// tip: every stage of every build report, built or reused, is still in the storage afterwards.
+func TestAcceptancePublishRacingCleanupLosesNothing(t *testing.T) {
+	dockerHost := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "stages")
+	ctx := context.Background()
+	reg := registry.Options{}
+	locker := &lock.File{Dir: t.TempDir()}
+	now := time.Now().Add(3 * time.Hour) // nothing counts as recently built
+	g := &gitRepo{t: t, dir: t.TempDir(), now: now}
+	g.run(0, "init", "-q", "-b", "main")
+	writeFile(t, g.dir, "strata.yaml", fmt.Sprintf(`project: %s
+configVersion: 1
+cleanup:
+  branches: {last: 1, within: 7d}
+  tags: {last: 0}
+---
+image: app
+from: %s
+git:
+- add: /src
+  to: /app
+docker:
+  CMD: ["cat", "/app/main.txt"]
+`, testenv.UniqueName(t, "p"), base))
+	st, err := OpenStorage(repo, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 4; round++ {
+		writeFile(t, g.dir, "src/main.txt", fmt.Sprintf("round %d", round))
+		g.run(time.Duration(5-round)*day, "add", "-A")
+		g.run(time.Duration(5-round)*day, "commit", "-q", "-m", fmt.Sprintf("round %d", round))
+		var rep *build.Report
+		var buildErr, cleanErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			rep, buildErr = build.Run(ctx, build.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
+		}()
+		_, cleanErr = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now})
+		<-done
+		if buildErr != nil || cleanErr != nil {
+			t.Fatalf("round %d: build: %v; cleanup: %v", round, buildErr, cleanErr)
+		}
+		// A cleanup after the build keeps the tip's stages and deletes the previous tip's own.
+		res, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: build %v; cleanups deleted %d manifests after the build", round, statuses(rep), len(res.Deleted))
+		tags, err := st.Tags(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, tag := range tags {
+			have[tag] = true
+		}
+		for _, im := range rep.Images {
+			for _, s := range im.Stages {
+				if !have[s.Tag] {
+					t.Errorf("round %d: stage %s (%s, %s) of the build is gone", round, s.Name, s.Status, s.Tag)
+				}
+			}
+		}
+	}
+}
+
+func statuses(rep *build.Report) []string {
+	var out []string
+	for _, im := range rep.Images {
+		for _, s := range im.Stages {
+			out = append(out, s.Name+"="+s.Status)
+		}
+	}
+	return out
+}

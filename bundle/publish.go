@@ -64,12 +64,21 @@ func ReadBuildReport(file string) (*BuildReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build report: %w", err)
 	}
-	var r BuildReport
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := ParseBuildReport(b)
+	if err != nil {
 		return nil, fmt.Errorf("build report %s: %w", file, err)
 	}
+	return r, nil
+}
+
+// ParseBuildReport decodes a build report (the JSON of build.Report).
+func ParseBuildReport(b []byte) (*BuildReport, error) {
+	var r BuildReport
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
 	if len(r.Images) == 0 {
-		return nil, fmt.Errorf("build report %s: no images", file)
+		return nil, fmt.Errorf("no images")
 	}
 	return &r, nil
 }

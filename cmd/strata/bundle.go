@@ -9,7 +9,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"strata.dev/strata/build"
 	"strata.dev/strata/bundle"
+	"strata.dev/strata/internal/lock/backends"
 	"strata.dev/strata/internal/registry"
 )
 
@@ -38,6 +40,8 @@ func newBundlePublishCmd(a *app) *cobra.Command {
 		reportFile string
 		insecure   []string
 		asJSON     bool
+		bo         build.Options
+		syncSpec   string
 	)
 	c := &cobra.Command{
 		Use:   "publish --repo REGISTRY/PATH/NAME --tag VERSION --build-report FILE",
@@ -52,16 +56,49 @@ bundle; strata-bundle.json and the manifest annotations carry the commit and CI 
 Blobs are pushed first and the manifest last: a failure leaves no tag. An existing VERSION with the
 same content is left alone; with different content it is refused unless --force.
 
-The build report comes from 'strata build --report FILE'. Commit, branch/tag, git URL and CI links
+The images come from --build-report FILE ('strata build --report FILE'); without it, publish runs
+the build first (--stages-repo, default $STRATA_REPO; stages already built are reused). Commit, branch/tag, git URL and CI links
 default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to git in --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if reportFile == "" {
-				return fmt.Errorf("bundle publish: --build-report FILE is required (the JSON report of 'strata build')")
-			}
-			rep, err := bundle.ReadBuildReport(reportFile)
-			if err != nil {
-				return fmt.Errorf("bundle publish: %w", err)
+			ctx := cmd.Context()
+			var rep *bundle.BuildReport
+			if reportFile != "" {
+				r, err := bundle.ReadBuildReport(reportFile)
+				if err != nil {
+					return fmt.Errorf("bundle publish: %w", err)
+				}
+				rep = r
+			} else {
+				// no report: build first (images already built are reused, nothing is rebuilt)
+				if bo.Repo == "" {
+					bo.Repo = os.Getenv("STRATA_REPO")
+				}
+				if bo.Repo == "" {
+					return fmt.Errorf("bundle publish: give --build-report FILE, or --stages-repo (STRATA_REPO) to build first")
+				}
+				bo.Dir = dir
+				bo.Registry = registry.Options{Insecure: insecure}
+				bo.Log = a.log
+				if !a.quiet {
+					bo.Output = a.stderr
+				}
+				locker, err := backends.Open(ctx, syncSpec, backends.Options{Log: a.log})
+				if err != nil {
+					return err
+				}
+				bo.Locker = locker
+				br, err := build.Run(ctx, bo)
+				if err != nil {
+					return err
+				}
+				b, err := json.Marshal(br)
+				if err != nil {
+					return err
+				}
+				if rep, err = bundle.ParseBuildReport(b); err != nil {
+					return fmt.Errorf("bundle publish: build report: %w", err)
+				}
 			}
 			o.Report = rep
 			o.ProjectDir = dir
@@ -71,7 +108,7 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 			}
 			o.Registry = registry.Options{Insecure: insecure}
 			o.Log = a.log
-			res, err := bundle.Publish(cmd.Context(), o)
+			res, err := bundle.Publish(ctx, o)
 			if err != nil {
 				return err
 			}
@@ -87,7 +124,11 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 	f.StringVar(&o.Version, "tag", "", "bundle version (semver; anything else is turned into 0.0.0-<VERSION>)")
 	f.StringVar(&dir, "dir", ".", "project directory (git work tree)")
 	f.StringVar(&chartDir, "chart-dir", "", "chart directory (default <dir>/.helm)")
-	f.StringVar(&reportFile, "build-report", "", "JSON report written by 'strata build' listing the images")
+	f.StringVar(&reportFile, "build-report", "", "JSON report written by 'strata build --report' listing the images (default: build now)")
+	f.StringVar(&bo.Repo, "stages-repo", "", "without --build-report: stages storage to build in (default $STRATA_REPO)")
+	f.StringVar(&bo.ConfigFile, "config", "", "without --build-report: config path (default DIR/strata.yaml)")
+	f.BoolVar(&bo.Dev, "dev", false, "without --build-report: include uncommitted changes")
+	f.StringVar(&syncSpec, "synchronization", ":local", "without --build-report: lock backend (see strata build)")
 	f.StringVar(&o.Commit.Hash, "commit", "", "commit hash (default: the build report's, else git rev-parse HEAD in --dir)")
 	f.StringVar(&o.Commit.Date, "commit-date", "", "commit date, RFC 3339 (default: from git)")
 	f.StringVar(&o.Branch, "git-branch", "", "branch the commit was built for")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,5 +119,57 @@ func TestBundleCommands(t *testing.T) {
 	}
 	if _, _, err := run(t, "bundle", "publish", "--repo", repo, "--tag", "1.0.0"); err == nil || !strings.Contains(err.Error(), "--build-report") {
 		t.Errorf("publish without a report: %v", err)
+	}
+}
+
+// Without --build-report, publish builds first (registry-side stages only here) and bundles the
+// images it built.
+func TestBundlePublishBuildsFirst(t *testing.T) {
+	base := testenv.BaseImage(t)
+	dir := t.TempDir()
+	files := map[string]string{
+		"strata.yaml":              "project: pb\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ndocker:\n  USER: \"1000\"\n",
+		".helm/Chart.yaml":         "apiVersion: v2\nname: whatever\nversion: 0.1.0\n",
+		".helm/templates/pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec: {containers: [{name: app, image: {{ .Values.strata.image.app | quote }}}]}\n",
+		".helm/values.yaml":        "strata: {image: {app: placeholder}}\n",
+	}
+	for n, s := range files {
+		p := filepath.Join(dir, n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"}} {
+		c := exec.Command("git", args...)
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	stages := testenv.Repo(t, "stages")
+	repo := testenv.Repo(t, "bundles") + "/pb"
+	out, _, err := run(t, "bundle", "publish", "--dir", dir, "--stages-repo", stages, "--repo", repo, "--tag", "1.0.0", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res bundle.PublishResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	rendered, _, err := run(t, "bundle", "render", res.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rendered, "image: "+stages+":") || !strings.Contains(rendered, "@sha256:") {
+		t.Errorf("render does not use the built image:\n%s", rendered)
+	}
+	head := exec.Command("git", "rev-parse", "HEAD")
+	head.Dir = dir
+	h, _ := head.Output()
+	if !strings.Contains(rendered, "strata.dev/commit: "+strings.TrimSpace(string(h))) {
+		t.Errorf("render lacks the commit annotation:\n%s", rendered)
 	}
 }

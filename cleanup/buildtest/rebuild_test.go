@@ -1,13 +1,19 @@
-package cleanup
+// Package buildtest holds the cleanup acceptance tests that run the real `strata build`; they live
+// apart so that the cleanup package's own tests do not depend on package build.
+package buildtest
 
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"strata.dev/strata/build"
+	"strata.dev/strata/cleanup"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testenv"
@@ -92,12 +98,12 @@ docker:
 	c4 := commit("c4", 1*day)
 	buildHere("c4")
 
-	st, err := OpenStorage(repo, reg)
+	st, err := cleanup.OpenStorage(repo, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _ := st.Tags(ctx)
-	res, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now, Out: testWriter{t}})
+	res, err := cleanup.Run(ctx, cleanup.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now, Out: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +172,7 @@ git:
 docker:
   CMD: ["cat", "/app/main.txt"]
 `, testenv.UniqueName(t, "p"), base))
-	st, err := OpenStorage(repo, reg)
+	st, err := cleanup.OpenStorage(repo, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,13 +187,13 @@ docker:
 			defer close(done)
 			rep, buildErr = build.Run(ctx, build.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
 		}()
-		_, cleanErr = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now})
+		_, cleanErr = cleanup.Run(ctx, cleanup.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now})
 		<-done
 		if buildErr != nil || cleanErr != nil {
 			t.Fatalf("round %d: build: %v; cleanup: %v", round, buildErr, cleanErr)
 		}
 		// A cleanup after the build keeps the tip's stages and deletes the previous tip's own.
-		res, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now})
+		res, err := cleanup.Run(ctx, cleanup.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,4 +224,39 @@ func statuses(rep *build.Report) []string {
 		}
 	}
 	return out
+}
+
+const day = 24 * time.Hour
+
+// gitRepo runs git in dir with commit dates relative to now.
+type gitRepo struct {
+	t   *testing.T
+	dir string
+	now time.Time
+}
+
+func (g *gitRepo) run(age time.Duration, args ...string) string {
+	g.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = g.dir
+	date := g.now.Add(-age).Format(time.RFC3339)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE="+date, "GIT_COMMITTER_DATE="+date,
+		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com",
+		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("git %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func writeFile(t *testing.T, dir, rel, content string) {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

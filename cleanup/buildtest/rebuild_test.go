@@ -260,3 +260,20 @@ func writeFile(t *testing.T, dir, rel, content string) {
 		t.Fatal(err)
 	}
 }
+
+// Cleanup reads the labels build writes; it keeps its own copies so as not to import build.
+func TestLabelsMatchBuild(t *testing.T) {
+	for _, p := range [][2]string{
+		{cleanup.LabelProject, build.LabelProject},
+		{cleanup.LabelDigest, build.LabelDigest},
+		{cleanup.LabelParent, build.LabelParent},
+		{cleanup.LabelImage, build.LabelImage},
+	} {
+		if p[0] != p[1] {
+			t.Errorf("cleanup reads label %q, build writes %q", p[0], p[1])
+		}
+	}
+	if !strings.HasPrefix(build.LabelCommitFmt, cleanup.LabelCommitPrefix) || !strings.Contains(build.LabelCommitFmt, "commit") {
+		t.Errorf("build's commit label %q is not one cleanup reads (prefix %q, mentions commit)", build.LabelCommitFmt, cleanup.LabelCommitPrefix)
+	}
+}

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testenv"
 )
 
@@ -40,5 +45,28 @@ func TestCleanupCommands(t *testing.T) {
 	}
 	if strings.TrimSpace(out) != "0 stages: keep 0, delete 0 (0 manifests) [dry run]" {
 		t.Errorf("dry run output %q", out)
+	}
+}
+
+func TestStagesSyncCommand(t *testing.T) {
+	from, to := testenv.Repo(t, "from"), testenv.Repo(t, "to")
+	reg := registry.Options{}
+	src, err := reg.ParseRepository(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := strings.Repeat("ab", 28) + "-1700000000000"
+	if err := remote.Write(src.Tag(tag), img, reg.Remote(context.Background())...); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"copied 1 stages, 0 already present", "copied 0 stages, 1 already present"} {
+		out, _, err := run(t, "stages", "sync", "--from", from, "--to", to)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("stages sync: %q, %v; want %q", out, err, want)
+		}
 	}
 }

@@ -6,10 +6,15 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testenv"
@@ -178,4 +183,27 @@ func TestReadChartArchiveRefusesTraversalAndBombs(t *testing.T) {
 	if _, _, err := readChartArchive(mk(map[string][]byte{"app/Chart.yaml": make([]byte, 2<<20)}), 1<<20); !errors.Is(err, ErrLimit) {
 		t.Errorf("bomb: %v", err)
 	}
+}
+
+// Copy to another registry (go-containerregistry's registry server on its own port): no mount
+// is possible, every blob is uploaded, and the copy renders with the new registry only.
+func TestCopyToAnotherRegistry(t *testing.T) {
+	ctx := context.Background()
+	rep := pushImages(t, "web", "worker")
+	src := testenv.Repo(t, "src") + "/app"
+	if _, err := Publish(ctx, publishOpts(t, rep, src, "3.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dst := host + "/mirror/app"
+	cr, err := Copy(ctx, CopyOptions{From: src + ":3.0.0", To: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Mounted != 0 || cr.Copied == 0 || cr.Bytes == 0 {
+		t.Errorf("copy to another registry: %+v", cr)
+	}
+	checkCopy(t, dst+":3.0.0", dst, rep)
 }

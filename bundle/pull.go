@@ -57,6 +57,9 @@ type bundleContent struct {
 
 // Pull downloads a bundle and extracts its chart into Dir.
 func Pull(ctx context.Context, o PullOptions) (*Pulled, error) {
+	if o.Dir == "" {
+		return nil, errors.New("pull: no directory given (--dir)")
+	}
 	repoStr, reference, err := splitRef(o.Ref)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
@@ -71,9 +74,6 @@ func Pull(ctx context.Context, o PullOptions) (*Pulled, error) {
 	bc, err := fetchBundle(ctx, repo, reference, o.MaxChartBytes)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", o.Ref, err)
-	}
-	if o.Dir == "" {
-		return nil, errors.New("pull: no directory given (--dir)")
 	}
 	if err := writeFiles(o.Dir, bc.files); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", o.Ref, err)

@@ -174,7 +174,8 @@ func ReadMetadata(chartDir string) (*Metadata, error) {
 	return m, nil
 }
 
-// ParseMetadata decodes the contents of a metadata file, rejecting unknown fields.
+// ParseMetadata decodes the contents of a metadata file. Unknown fields are ignored (files from
+// newer Strata versions with the same schemaVersion stay readable).
 func ParseMetadata(b []byte) (*Metadata, error) {
 	if len(b) > 1<<20 {
 		return nil, fmt.Errorf("metadata is %d bytes, more than the 1 MiB limit", len(b))

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
+	yamlv2 "go.yaml.in/yaml/v2"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/cli/values"
@@ -167,11 +169,7 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 
 	var out bytes.Buffer
 	for _, obj := range objs {
-		js, err := json.Marshal(obj.m)
-		if err != nil {
-			return nil, fmt.Errorf("render chart %s: %s: %w", o.ChartDir, obj.source, err)
-		}
-		y, err := yaml.JSONToYAML(js)
+		y, err := yamlv2.Marshal(yamlValue(obj.m))
 		if err != nil {
 			return nil, fmt.Errorf("render chart %s: %s: %w", o.ChartDir, obj.source, err)
 		}
@@ -310,6 +308,35 @@ func decodeObject(source, content string) (object, error) {
 		o.namespace, _ = md["namespace"].(string)
 	}
 	return o, nil
+}
+
+// yamlValue prepares a decoded JSON value for YAML encoding: json.Number becomes an integer
+// (int64, else uint64) or a float64, as sigs.k8s.io/yaml.JSONToYAML would produce.
+func yamlValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = yamlValue(e)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = yamlValue(e)
+		}
+		return t
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		if u, err := strconv.ParseUint(string(t), 10, 64); err == nil {
+			return u
+		}
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return string(t)
+	}
+	return v
 }
 
 func annotations(meta *Metadata, bundleRef string) map[string]string {

@@ -41,14 +41,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	repo, err := git.Open(ctx, o.Dir)
+	repo, head, err := git.OpenHead(ctx, o.Dir)
 	if err != nil {
 		return nil, err
 	}
-	head, err := repo.Head(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read HEAD of %s: %w", repo.Dir, err)
-	}
+	// The file listing of HEAD is read while the work tree is checked.
+	go repo.Files(ctx, head)
 	// Paths in the config are relative to the config's directory inside the repository.
 	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
 	if d, err := filepath.EvalSymlinks(absCfgDir); err == nil {
@@ -86,11 +84,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, repo)
+	if err != nil {
+		return nil, err
+	}
 	b := &builder{
-		o: o, cfg: cfg, git: repo, head: head, cfgDir: filepath.ToSlash(cfgDir),
-		st:   &storage{repo: stRepo, reg: o.Registry, project: cfg.Project, locker: locker, git: repo},
+		o: o, cfg: cfg, git: repo, head: head, cfgDir: filepath.ToSlash(cfgDir), st: st,
 		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
 	}
+	// The single tags listing of this build starts while digests are computed.
+	go b.st.cached(ctx, "")
 	images, err := selectImages(cfg, o.Images)
 	if err != nil {
 		return nil, err
@@ -357,7 +360,7 @@ func (b *builder) parentImage(ctx context.Context, parent *state) (v1.Image, err
 	if parent.img != nil {
 		return parent.img, nil
 	}
-	img, err := remote.Image(b.st.ref(parent.tag), b.o.Registry.Remote(ctx)...)
+	img, err := remote.Image(b.st.ref(parent.tag), b.st.opts(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
 	}
@@ -376,7 +379,9 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*Image
 			return nil, derr
 		}
 		desc = &v1.Descriptor{Digest: d}
-	} else if desc, err = remote.Head(ref, b.o.Registry.Remote(ctx)...); err != nil {
+	} else if d, ok := b.st.manifestDigest(f.tag); ok {
+		desc = &v1.Descriptor{Digest: d}
+	} else if desc, err = remote.Head(ref, b.st.opts(ctx)...); err != nil {
 		return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 	}
 	ir := &ImageReport{Name: im.Name, Repo: b.st.repo.String(), Tag: f.tag, Ref: ref.String(), ManifestDigest: desc.Digest.String(), StageRef: ref.String(), Stages: r.stages}
@@ -390,17 +395,17 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*Image
 			return nil, err
 		}
 		target = fr
-		img, err := remote.Image(ref, b.o.Registry.Remote(ctx)...)
+		img, err := remote.Image(ref, b.st.opts(ctx)...)
 		if err != nil {
 			return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 		}
-		if err := remote.Write(fr.Tag(f.tag), img, b.o.Registry.Remote(ctx)...); err != nil {
+		if err := remote.Write(fr.Tag(f.tag), img, b.st.opts(ctx)...); err != nil {
 			return nil, fmt.Errorf("copy %s to %s: %w", ref, fr, err)
 		}
 		ir.Repo, ir.Ref = fr.String(), fr.Tag(f.tag).String()
 	}
 	if len(b.o.AddTags) > 0 {
-		desc, err := remote.Get(ref, b.o.Registry.Remote(ctx)...)
+		desc, err := remote.Get(ref, b.st.opts(ctx)...)
 		if err != nil {
 			return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 		}
@@ -409,7 +414,7 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*Image
 			if err != nil {
 				return nil, err
 			}
-			if err := remote.Tag(target.Tag(t), desc, b.o.Registry.Remote(ctx)...); err != nil {
+			if err := remote.Tag(target.Tag(t), desc, b.st.opts(ctx)...); err != nil {
 				return nil, fmt.Errorf("tag %s: %w", target.Tag(t), err)
 			}
 			ir.ExtraTags = append(ir.ExtraTags, target.Tag(t).String())

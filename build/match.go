@@ -2,77 +2,70 @@ package build
 
 import (
 	"path"
-	"regexp"
 	"strings"
 )
 
-// globRE turns a glob with ** into a regexp on slash-separated relative paths.
-func globRE(glob string) *regexp.Regexp {
-	g := strings.Trim(path.Clean("/"+glob), "/")
-	var b strings.Builder
-	b.WriteString("^")
-	for i := 0; i < len(g); i++ {
-		c := g[i]
-		switch {
-		case c == '*' && i+1 < len(g) && g[i+1] == '*':
-			i++
-			if i+1 < len(g) && g[i+1] == '/' {
-				i++
-				b.WriteString("(?:.*/)?")
-			} else {
-				b.WriteString(".*")
-			}
-		case c == '*':
-			b.WriteString("[^/]*")
-		case c == '?':
-			b.WriteString("[^/]")
-		case c == '[':
-			j := strings.IndexByte(g[i:], ']')
-			if j < 0 {
-				b.WriteString(`\[`)
-				continue
-			}
-			cls := g[i+1 : i+j]
-			if strings.HasPrefix(cls, "!") {
-				cls = "^" + cls[1:]
-			}
-			b.WriteString("[" + cls + "]")
-			i += j
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString("$")
-	return regexp.MustCompile(b.String())
-}
-
-// matcher matches relative paths against globs; a glob matching a directory matches everything
+// matcher matches relative paths against globs, segment by segment ("**" spans any number of
+// segments, other segments follow path.Match); a glob matching a directory matches everything
 // below it.
-type matcher []*regexp.Regexp
+type matcher [][]string
 
 func newMatcher(globs []string) matcher {
 	m := make(matcher, 0, len(globs))
 	for _, g := range globs {
-		m = append(m, globRE(g))
+		g = strings.Trim(path.Clean("/"+g), "/")
+		segs := strings.Split(g, "/")
+		for i, s := range segs {
+			if s != "**" && strings.Contains(s, "**") {
+				segs[i] = strings.ReplaceAll(s, "**", "*")
+			}
+		}
+		m = append(m, segs)
 	}
 	return m
 }
 
 func (m matcher) match(rel string) bool {
-	for _, re := range m {
-		p := rel
-		for {
-			if re.MatchString(p) {
-				return true
-			}
-			i := strings.LastIndexByte(p, '/')
-			if i < 0 {
-				break
-			}
-			p = p[:i]
+	if len(m) == 0 {
+		return false
+	}
+	return m.matchSegs(strings.Split(rel, "/"))
+}
+
+func (m matcher) matchSegs(p []string) bool {
+	for _, g := range m {
+		if segMatch(g, p) {
+			return true
 		}
 	}
 	return false
+}
+
+// segMatch reports whether glob g matches path p or one of its parent directories.
+func segMatch(g, p []string) bool {
+	for len(g) > 0 {
+		if g[0] == "**" {
+			if len(g) == 1 {
+				return true
+			}
+			for i := 0; i <= len(p); i++ {
+				if segMatch(g[1:], p[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(p) == 0 {
+			return false
+		}
+		if g[0] != p[0] {
+			if ok, _ := path.Match(g[0], p[0]); !ok {
+				return false
+			}
+		}
+		g, p = g[1:], p[1:]
+	}
+	return true // glob consumed: p is the matched path or below it
 }
 
 // relTo returns p relative to dir ("" dir or "." = root) and whether p is inside it.
@@ -94,10 +87,14 @@ func mappingSelects(g GitMapping, inc, exc matcher, p string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if len(inc) > 0 && !inc.match(rel) {
+	if len(inc) == 0 && len(exc) == 0 {
+		return rel, true
+	}
+	segs := strings.Split(rel, "/")
+	if len(inc) > 0 && !inc.matchSegs(segs) {
 		return "", false
 	}
-	if exc.match(rel) {
+	if len(exc) > 0 && exc.matchSegs(segs) {
 		return "", false
 	}
 	return rel, true
@@ -105,8 +102,8 @@ func mappingSelects(g GitMapping, inc, exc matcher, p string) (string, bool) {
 
 // dockerignore is a parsed .dockerignore: the last matching pattern wins, "!" re-includes.
 type dockerignore struct {
-	res []*regexp.Regexp
-	neg []bool
+	globs [][]string
+	neg   []bool
 }
 
 func parseDockerignore(data string) dockerignore {
@@ -118,7 +115,7 @@ func parseDockerignore(data string) dockerignore {
 		}
 		neg := strings.HasPrefix(l, "!")
 		l = strings.TrimPrefix(l, "!")
-		d.res = append(d.res, globRE(l))
+		d.globs = append(d.globs, newMatcher([]string{l})[0])
 		d.neg = append(d.neg, neg)
 	}
 	return d
@@ -126,8 +123,9 @@ func parseDockerignore(data string) dockerignore {
 
 func (d dockerignore) ignored(rel string) bool {
 	ign := false
-	for i, re := range d.res {
-		if (matcher{re}).match(rel) {
+	segs := strings.Split(rel, "/")
+	for i, g := range d.globs {
+		if segMatch(g, segs) {
 			ign = !d.neg[i]
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -32,6 +33,27 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 		mappings[i] = m
 	}
 	ms := compile(mappings)
+	// Each mapping's files at HEAD, selected once per image and shared by the stages.
+	selected := make([]func(context.Context) ([]selFile, error), len(ms))
+	for i := range ms {
+		var once sync.Once
+		var files []selFile
+		var err error
+		selected[i] = func(ctx context.Context) ([]selFile, error) {
+			once.Do(func() {
+				var fs []mappingFile
+				if fs, err = mappingFiles(ctx, b.git, ms[i:i+1], b.head); err != nil {
+					return
+				}
+				files = make([]selFile, len(fs))
+				for j, f := range fs {
+					rel, _ := relTo(ms[i].Add, f.Path)
+					files[j] = selFile{mappingFile: f, rel: rel, segs: strings.Split(rel, "/")}
+				}
+			})
+			return files, err
+		}
+	}
 	var out []stageSpec
 	if !hasFromImage {
 		out = append(out, stageSpec{name: "from",
@@ -45,7 +67,7 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 				if err != nil {
 					return nil, "", err
 				}
-				img, err := remote.Image(ref, b.o.Registry.Remote(ctx)...)
+				img, err := remote.Image(ref, b.st.opts(ctx)...)
 				if err != nil {
 					return nil, "", fmt.Errorf("read base image %s: %w", im.From, err)
 				}
@@ -81,16 +103,15 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 					if len(globs) == 0 {
 						continue
 					}
-					files, err := mappingFiles(ctx, b.git, ms[i:i+1], b.head)
+					files, err := selected[i](ctx)
 					if err != nil {
 						return "", false, err
 					}
 					dep := newMatcher(globs)
 					d.add("mapping", fmt.Sprint(i))
 					for _, f := range files {
-						rel, _ := relTo(m.Add, f.Path)
-						if dep.match(rel) {
-							d.add(rel, f.Mode, f.Hash)
+						if dep.matchSegs(f.segs) {
+							d.add(f.rel, f.Mode, f.Hash)
 						}
 					}
 				}
@@ -297,4 +318,11 @@ func parseDur(s string) (time.Duration, error) {
 		return 0, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// selFile is a mapping file with its path relative to the mapping, split in segments.
+type selFile struct {
+	mappingFile
+	rel  string
+	segs []string
 }

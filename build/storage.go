@@ -40,10 +40,33 @@ type storage struct {
 	locker  lock.Locker
 	git     *git.Repo
 
-	mu     sync.Mutex
-	tags   map[string][]int64 // digest -> creation millis of stored stages
-	listed bool
-	labels map[string]map[string]string // tag -> labels
+	mu      sync.Mutex
+	tags    map[string][]int64 // digest -> creation millis of stored stages
+	listed  bool
+	labels  map[string]map[string]string // tag -> labels
+	digests map[string]v1.Hash           // tag -> manifest digest, when read
+
+	// One puller and pusher per build: their transports (and registry tokens) are reused
+	// instead of pinging the registry on every request.
+	puller *remote.Puller
+	pusher *remote.Pusher
+}
+
+func newStorage(ctx context.Context, repo name.Repository, reg registry.Options, project string, locker lock.Locker, g *git.Repo) (*storage, error) {
+	s := &storage{repo: repo, reg: reg, project: project, locker: locker, git: g}
+	var err error
+	if s.puller, err = remote.NewPuller(reg.Remote(ctx)...); err != nil {
+		return nil, err
+	}
+	if s.pusher, err = remote.NewPusher(reg.Remote(ctx)...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// opts are the go-containerregistry options of every request of the build.
+func (s *storage) opts(ctx context.Context) []remote.Option {
+	return append(s.reg.Remote(ctx), remote.Reuse(s.puller), remote.Reuse(s.pusher))
 }
 
 // stored is one stage in the storage.
@@ -75,7 +98,7 @@ func parseTag(tag string) (string, int64, bool) {
 }
 
 func (s *storage) list(ctx context.Context) (map[string][]int64, error) {
-	tags, err := remote.List(s.repo, s.reg.Remote(ctx)...)
+	tags, err := remote.List(s.repo, s.opts(ctx)...)
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && te.StatusCode == 404 {
@@ -117,6 +140,14 @@ func (s *storage) add(digest string, ms int64) {
 	sort.Slice(s.tags[digest], func(i, j int) bool { return s.tags[digest][i] < s.tags[digest][j] })
 }
 
+// manifestDigest returns the manifest digest of a stored stage if this build already read it.
+func (s *storage) manifestDigest(tag string) (v1.Hash, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.digests[tag]
+	return d, ok
+}
+
 func (s *storage) ref(tag string) name.Tag { return s.repo.Tag(tag) }
 
 // stageLabels reads the config labels of a stored stage (cached).
@@ -127,7 +158,7 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 		return l, nil
 	}
 	s.mu.Unlock()
-	img, err := remote.Image(s.ref(tag), s.reg.Remote(ctx)...)
+	img, err := remote.Image(s.ref(tag), s.opts(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("read stage %s: %w", tag, err)
 	}
@@ -135,11 +166,17 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 	if err != nil {
 		return nil, fmt.Errorf("read config of stage %s: %w", tag, err)
 	}
+	md, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	if s.labels == nil {
 		s.labels = map[string]map[string]string{}
+		s.digests = map[string]v1.Hash{}
 	}
 	s.labels[tag] = cf.Config.Labels
+	s.digests[tag] = md
 	s.mu.Unlock()
 	return cf.Config.Labels, nil
 }
@@ -215,7 +252,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		}
 		tag := stageTag(digest, ms)
 		// Never overwrite: the tag must not exist, even if the listing missed it.
-		if _, err := remote.Head(s.ref(tag), s.reg.Remote(ctx)...); err == nil {
+		if _, err := remote.Head(s.ref(tag), s.opts(ctx)...); err == nil {
 			if attempt > 5 {
 				return nil, false, fmt.Errorf("publish stage %s: tag collisions", digest)
 			}
@@ -232,7 +269,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			}
 			continue
 		}
-		if err := remote.Write(s.ref(tag), img, s.reg.Remote(ctx)...); err != nil {
+		if err := remote.Write(s.ref(tag), img, s.opts(ctx)...); err != nil {
 			return nil, false, fmt.Errorf("push stage %s: %w", tag, err)
 		}
 		s.add(digest, ms)

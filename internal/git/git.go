@@ -24,7 +24,7 @@ type Repo struct {
 
 	mu       sync.Mutex
 	ancestor map[[2]string]bool
-	trees    map[string][]File
+	trees    map[string]*treeEntry
 }
 
 // Open finds the work tree containing dir.
@@ -36,6 +36,21 @@ func Open(ctx context.Context, dir string) (*Repo, error) {
 	}
 	r.Dir = strings.TrimSpace(top)
 	return r, nil
+}
+
+// OpenHead is Open plus Head in one git process.
+func OpenHead(ctx context.Context, dir string) (*Repo, string, error) {
+	r := &Repo{Dir: dir}
+	out, err := r.out(ctx, "rev-parse", "--show-toplevel", "--verify", "HEAD^{commit}")
+	lines := strings.Fields(out)
+	if err != nil || len(lines) != 2 {
+		if _, oerr := Open(ctx, dir); oerr != nil {
+			return nil, "", oerr
+		}
+		return nil, "", fmt.Errorf("read HEAD of %s (no commit yet?): %w", dir, err)
+	}
+	r.Dir = lines[0]
+	return r, lines[1], nil
 }
 
 func (r *Repo) cmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
@@ -126,19 +141,40 @@ type File struct {
 	Hash string // blob hash
 }
 
-// Files lists every file of a commit's tree, recursively (cached per commit).
+// Files lists every file of a commit's tree, recursively (one git process per commit, shared by
+// concurrent callers).
 func (r *Repo) Files(ctx context.Context, commit string) ([]File, error) {
 	r.mu.Lock()
-	if fs, ok := r.trees[commit]; ok {
-		r.mu.Unlock()
-		return fs, nil
+	if r.trees == nil {
+		r.trees = map[string]*treeEntry{}
+	}
+	e, ok := r.trees[commit]
+	if !ok {
+		e = &treeEntry{}
+		r.trees[commit] = e
 	}
 	r.mu.Unlock()
+	e.once.Do(func() { e.files, e.err = r.lsTree(ctx, commit) })
+	if e.err != nil {
+		r.mu.Lock()
+		delete(r.trees, commit) // let a later call retry
+		r.mu.Unlock()
+	}
+	return e.files, e.err
+}
+
+type treeEntry struct {
+	once  sync.Once
+	files []File
+	err   error
+}
+
+func (r *Repo) lsTree(ctx context.Context, commit string) ([]File, error) {
 	s, err := r.out(ctx, "ls-tree", "-r", "-z", "--full-tree", commit)
 	if err != nil {
 		return nil, err
 	}
-	var fs []File
+	fs := make([]File, 0, strings.Count(s, "\x00"))
 	for _, rec := range strings.Split(s, "\x00") {
 		if rec == "" {
 			continue
@@ -150,12 +186,6 @@ func (r *Repo) Files(ctx context.Context, commit string) ([]File, error) {
 		}
 		fs = append(fs, File{Path: p, Mode: f[0], Hash: f[2]})
 	}
-	r.mu.Lock()
-	if r.trees == nil {
-		r.trees = map[string][]File{}
-	}
-	r.trees[commit] = fs
-	r.mu.Unlock()
 	return fs, nil
 }
 

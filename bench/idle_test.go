@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"strata.dev/strata/build"
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/testenv"
+)
+
+const images = 5
+
+func gitRun(b *testing.B, dir string, args ...string) {
+	b.Helper()
+	c := exec.Command("git", append([]string{"-c", "user.name=b", "-c", "user.email=b@b"}, args...)...)
+	c.Dir = dir
+	if out, err := c.CombinedOutput(); err != nil {
+		b.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+func docker(b *testing.B, host, dir string, args ...string) {
+	b.Helper()
+	c := exec.Command("docker", args...)
+	c.Dir = dir
+	c.Env = append(os.Environ(), "DOCKER_HOST="+host, "DOCKER_BUILDKIT=0")
+	if out, err := c.CombinedOutput(); err != nil {
+		b.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+}
+
+func write(b *testing.B, p, s string) {
+	b.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkIdleRebuild measures, in the same run, an idle `strata build` of five images (every
+// stage stored) and the equivalent docker workflow on a runner without the images: `docker
+// pull` + `docker build --cache-from` of each image. It reports both times and their ratio.
+func BenchmarkIdleRebuild(b *testing.B) {
+	host := testenv.DockerHost(b)
+	base := testenv.BaseImage(b)
+	repo := testenv.Repo(b, "bench")
+	dir := b.TempDir()
+	cfg := "project: bench\nconfigVersion: 1\n"
+	for i := 0; i < images; i++ {
+		write(b, filepath.Join(dir, fmt.Sprintf("img%d/main.txt", i)), fmt.Sprintf("main %d", i))
+		write(b, filepath.Join(dir, fmt.Sprintf("img%d/deps.txt", i)), fmt.Sprintf("deps %d", i))
+		cfg += fmt.Sprintf(`---
+image: img%[1]d
+from: %[2]s
+git:
+- add: /img%[1]d
+  to: /app
+  stageDependencies:
+    install: [deps.txt]
+shell:
+  install:
+  - cat /app/deps.txt > /installed
+docker:
+  WORKDIR: /app
+  ENV: {MODE: prod}
+  CMD: [cat, /app/main.txt]
+`, i, base)
+		write(b, filepath.Join(dir, fmt.Sprintf("img%d/Dockerfile", i)), fmt.Sprintf(`FROM %s
+COPY . /app/
+RUN cat /app/deps.txt > /installed
+WORKDIR /app
+ENV MODE=prod
+CMD ["cat", "/app/main.txt"]
+`, base))
+	}
+	write(b, filepath.Join(dir, "strata.yaml"), cfg)
+	gitRun(b, dir, "init", "-q")
+	gitRun(b, dir, "add", "-A")
+	gitRun(b, dir, "commit", "-q", "-m", "bench")
+
+	ctx := context.Background()
+	o := build.Options{Dir: dir, Repo: repo, Locker: &lock.File{Dir: b.TempDir()}, DockerHost: host}
+	if _, err := build.Run(ctx, o); err != nil {
+		b.Fatal(err)
+	}
+	dockerRefs := make([]string, images)
+	for i := range dockerRefs {
+		dockerRefs[i] = fmt.Sprintf("%s-docker-%d:latest", repo, i)
+		docker(b, host, filepath.Join(dir, fmt.Sprintf("img%d", i)), "build", "-q", "-t", dockerRefs[i], ".")
+		docker(b, host, dir, "push", "-q", dockerRefs[i])
+	}
+	b.Cleanup(func() {
+		for _, r := range dockerRefs {
+			exec.Command("docker", "-H", host, "rmi", "-f", r).Run()
+		}
+	})
+
+	var strataTime, dockerTime time.Duration
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		start := time.Now()
+		rep, err := build.Run(ctx, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		strataTime += time.Since(start)
+		for _, im := range rep.Images {
+			for _, s := range im.Stages {
+				if s.Status != build.StatusReused {
+					b.Fatalf("idle rebuild built %s/%s", im.Name, s.Name)
+				}
+			}
+		}
+
+		b.StopTimer()
+		for _, r := range dockerRefs {
+			docker(b, host, dir, "rmi", "-f", r)
+		}
+		b.StartTimer()
+		start = time.Now()
+		for i, r := range dockerRefs {
+			docker(b, host, dir, "pull", "-q", r)
+			docker(b, host, filepath.Join(dir, fmt.Sprintf("img%d", i)), "build", "-q", "--cache-from", r, "-t", r, ".")
+		}
+		dockerTime += time.Since(start)
+	}
+	b.StopTimer()
+	s := float64(strataTime.Milliseconds()) / float64(b.N)
+	d := float64(dockerTime.Milliseconds()) / float64(b.N)
+	b.ReportMetric(s, "strata-ms/op")
+	b.ReportMetric(d, "docker-ms/op")
+	b.ReportMetric(d/s, "speedup-x")
+	b.Logf("idle rebuild of %d images: strata %.0f ms, docker pull + build --cache-from %.0f ms: %.1fx", images, s, d, d/s)
+}

@@ -41,6 +41,10 @@ func readChartDir(dir string, max int64) ([]*loader.BufferedFile, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("chart directory %s: not a directory", dir)
 	}
+	realTop, err := filepath.EvalSymlinks(top)
+	if err != nil {
+		return nil, fmt.Errorf("chart directory: %w", err)
+	}
 	rules := ignore.Empty()
 	if _, err := os.Stat(filepath.Join(top, ignore.HelmIgnore)); err == nil {
 		if rules, err = ignore.ParseFile(filepath.Join(top, ignore.HelmIgnore)); err != nil {
@@ -61,7 +65,18 @@ func readChartDir(dir string, max int64) ([]*loader.BufferedFile, error) {
 			return nil
 		}
 		n := filepath.ToSlash(rel)
-		fi, err := os.Stat(p) // follows symlinks, like Helm
+		if d.Type()&fs.ModeSymlink != 0 {
+			// followed like Helm does, but only inside the chart: a link must not leak
+			// files of the machine that renders the chart (e.g. the Argo CD sidecar)
+			target, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return fmt.Errorf("chart %s: %s: %w", dir, n, err)
+			}
+			if target != realTop && !strings.HasPrefix(target, realTop+string(filepath.Separator)) {
+				return fmt.Errorf("chart %s: %s is a symbolic link to %s, outside the chart", dir, n, target)
+			}
+		}
+		fi, err := os.Stat(p)
 		if err != nil {
 			return err
 		}

@@ -229,3 +229,26 @@ func TestRender100MBChartRefused(t *testing.T) {
 		t.Fatalf("100 MB chart: %v", err)
 	}
 }
+
+// A symbolic link inside the chart may point within it, never outside (the renderer must not
+// leak the files of the machine it runs on).
+func TestRenderRefusesSymlinksOutOfTheChart(t *testing.T) {
+	dir := copyDir(t, "testdata/app")
+	if err := os.Symlink("values.yaml", filepath.Join(dir, "inside.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(context.Background(), RenderOptions{ChartDir: dir}); err != nil {
+		t.Fatalf("link inside the chart: %v", err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "leak.txt")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Render(context.Background(), RenderOptions{ChartDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "outside the chart") {
+		t.Fatalf("link outside the chart: %v", err)
+	}
+}

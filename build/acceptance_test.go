@@ -181,16 +181,18 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	repo := testenv.Repo(t, "branches")
 	reg := registry.Options{}
 	g := newGitRepo(t)
-	cfg := "project: br\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ngit:\n- add: /\n  to: /src\n  includePaths: [\"*.txt\"]\ndocker:\n  WORKDIR: /src\n"
+	cfg := "project: br\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ngit:\n- add: /\n  to: /src\n  includePaths: [\"*.txt\"]\ndocker:\n  WORKDIR: /src\n---\nimage: child\nfromImage: app\ndocker:\n  LABEL: {role: child}\n"
 	g.commit("init", map[string]string{"strata.yaml": cfg, "a.txt": "base"})
 	ctx := context.Background()
 	locker := fileLocker(t)
+	var child *ImageReport
 	run := func() *ImageReport {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine})
 		if err != nil {
 			t.Fatal(err)
 		}
+		child = rep.Image("child")
 		return rep.Image("app")
 	}
 	stage := func(r *ImageReport, name string) StageReport {
@@ -205,6 +207,7 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	g.git("checkout", "-q", "-b", "feature-a")
 	g.commit("a", map[string]string{"a.txt": "from-a"})
 	ra := run()
+	childA := child
 	archA := stage(ra, "gitArchive")
 	if archA.Status != StatusBuilt {
 		t.Fatalf("branch a: gitArchive %s", archA.Status)
@@ -213,6 +216,7 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	g.git("checkout", "-q", "-b", "feature-b")
 	g.commit("b", map[string]string{"b.txt": "from-b"})
 	rb := run()
+	childB := child
 	archB := stage(rb, "gitArchive")
 	if archB.Digest != archA.Digest {
 		t.Fatalf("gitArchive digest differs between branches: %s vs %s", archA.Digest, archB.Digest)
@@ -223,6 +227,13 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	fs := files(t, rb.Ref, reg)
 	if fs["/src/a.txt"] != "base" || fs["/src/b.txt"] != "from-b" {
 		t.Errorf("branch b image: %v", fs)
+	}
+	// A stage without git mappings on top of git content is isolated too.
+	if c := stage(childB, "dockerInstructions"); c.Status != StatusBuilt || c.Tag == stage(childA, "dockerInstructions").Tag {
+		t.Errorf("sibling branch reused feature-a's child stage: %+v", c)
+	}
+	if fs := files(t, childB.Ref, reg); fs["/src/a.txt"] != "base" || fs["/src/b.txt"] != "from-b" {
+		t.Errorf("branch b child image: %v", fs)
 	}
 	g.git("merge", "-q", "--no-edit", "feature-a")
 	rm := run()

@@ -84,7 +84,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, repo)
+	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, repo, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +292,9 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if err != nil {
 		return nil, "", err
 	}
-	gitRel := sp.gitRel && parentCommit != "" || sp.name == "gitArchive"
+	// A stage holds git content when it adds it (gitArchive) or its parent holds some: then
+	// only stages whose commit is an ancestor of HEAD are suitable.
+	gitRel := parentCommit != "" || sp.name == "gitArchive"
 	c, err := b.st.choose(ctx, digest, times, parentMillis, gitRel, b.head)
 	if err != nil {
 		return nil, "", err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ type storage struct {
 	project string
 	locker  lock.Locker
 	git     *git.Repo
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	tags    map[string][]int64 // digest -> creation millis of stored stages
@@ -52,8 +54,8 @@ type storage struct {
 	pusher *remote.Pusher
 }
 
-func newStorage(ctx context.Context, repo name.Repository, reg registry.Options, project string, locker lock.Locker, g *git.Repo) (*storage, error) {
-	s := &storage{repo: repo, reg: reg, project: project, locker: locker, git: g}
+func newStorage(ctx context.Context, repo name.Repository, reg registry.Options, project string, locker lock.Locker, g *git.Repo, log *slog.Logger) (*storage, error) {
+	s := &storage{repo: repo, reg: reg, project: project, locker: locker, git: g, log: log}
 	var err error
 	if s.puller, err = remote.NewPuller(reg.Remote(ctx)...); err != nil {
 		return nil, err
@@ -269,10 +271,13 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			}
 			continue
 		}
+		start := time.Now()
+		s.log.Debug("push stage", "tag", tag)
 		if err := remote.Write(s.ref(tag), img, s.opts(ctx)...); err != nil {
 			return nil, false, fmt.Errorf("push stage %s: %w", tag, err)
 		}
 		s.add(digest, ms)
+		s.log.Debug("pushed stage", "tag", tag, "time", time.Since(start).Round(time.Millisecond))
 		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
 	}
 }

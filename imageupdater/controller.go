@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -162,16 +163,7 @@ func newController(opts Options) (*controller, error) {
 		pending: map[string]bool{}, fresh: map[string]bool{}, lastErr: map[string]string{},
 		wake: make(chan struct{}, 1),
 	}
-	namespaces := opts.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
-	}
-	seen := map[string]bool{}
-	for _, ns := range namespaces {
-		if seen[ns] {
-			continue
-		}
-		seen[ns] = true
+	for _, ns := range c.namespaces() {
 		f := argoinformers.NewSharedInformerFactoryWithOptions(argo, 0, argoinformers.WithNamespace(ns))
 		inf := f.Argoproj().V1alpha1().Applications()
 		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -228,8 +220,18 @@ func (c *controller) enqueue(keys, freshRepos []string) {
 	}
 }
 
-// start starts the informers and waits for their caches.
+// start checks that Applications can be listed (CRD installed, RBAC), starts the informers and
+// waits for their caches.
 func (c *controller) start(ctx context.Context) error {
+	for _, ns := range c.namespaces() {
+		if _, err := c.argo.ArgoprojV1alpha1().Applications(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+			where := "all namespaces"
+			if ns != "" {
+				where = "namespace " + ns
+			}
+			return fmt.Errorf("list Argo CD Applications (argoproj.io/v1alpha1) in %s: %w", where, err)
+		}
+	}
 	for _, f := range c.factories {
 		f.Start(ctx.Done())
 	}
@@ -243,6 +245,20 @@ func (c *controller) start(ctx context.Context) error {
 	c.ready = true
 	c.mu.Unlock()
 	return nil
+}
+
+// namespaces are the watched namespaces, without duplicates; [""] means all.
+func (c *controller) namespaces() []string {
+	if len(c.opts.Namespaces) == 0 {
+		return []string{metav1.NamespaceAll}
+	}
+	var out []string
+	for _, ns := range c.opts.Namespaces {
+		if !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 func (c *controller) stop() {
@@ -274,7 +290,8 @@ func (c *controller) run(ctx context.Context) error {
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	defer c.stop()
+	// Informers stop only once ctx is cancelled: cancel first, then wait for them.
+	defer func() { cancel(); c.stop() }()
 	if err := c.start(ctx); err != nil {
 		return err
 	}

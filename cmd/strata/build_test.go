@@ -36,7 +36,7 @@ func TestBuildCommandReportAndQuiet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("strata build: %v\n%s", err, stderr)
 	}
-	if !regexp.MustCompile(`^app `+regexp.QuoteMeta(repo)+`:[0-9a-f]{56}-[0-9]+@sha256:[0-9a-f]{64}\n$`).MatchString(stdout) {
+	if !regexp.MustCompile(`^app ` + regexp.QuoteMeta(repo) + `:[0-9a-f]{56}-[0-9]+@sha256:[0-9a-f]{64}\n$`).MatchString(stdout) {
 		t.Errorf("stdout = %q", stdout)
 	}
 	if stderr != "" {

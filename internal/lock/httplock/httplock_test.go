@@ -359,3 +359,43 @@ func BenchmarkAcquire(b *testing.B) {
 		})
 	}
 }
+
+func TestMemoryBackendFirstComeFirstServed(t *testing.T) {
+	m := newMemory()
+	ctx := context.Background()
+	first, err := m.Lock(ctx, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := m.Lock(wctx, "n")
+			if err != nil {
+				return // the cancelled waiter
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			l.Unlock(ctx)
+		}()
+		time.Sleep(20 * time.Millisecond) // queue them in order
+		if i == 2 {
+			cancel() // a waiter giving up leaves the queue without blocking the others
+		}
+	}
+	first.Unlock(ctx)
+	wg.Wait()
+	if fmt.Sprint(order) != "[0 1 3 4 5]" {
+		t.Fatalf("grant order %v, want [0 1 3 4 5]", order)
+	}
+	if len(m.locks) != 0 {
+		t.Fatalf("%d lock records left after every release", len(m.locks))
+	}
+}

@@ -407,37 +407,68 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	return nil
 }
 
-// memory is the in-process lock backend of the server.
+// memory is the in-process lock backend of the server: first come, first served.
 type memory struct {
-	mu   sync.Mutex
-	held map[string]chan struct{} // closed on release
+	mu    sync.Mutex
+	locks map[string]*memLock
 }
 
-func newMemory() *memory { return &memory{held: map[string]chan struct{}{}} }
+type memLock struct {
+	queue []chan struct{} // waiters in arrival order; closing one hands it the lock
+}
+
+func newMemory() *memory { return &memory{locks: map[string]*memLock{}} }
 
 func (m *memory) Lock(ctx context.Context, name string) (lock.Lease, error) {
-	for {
-		m.mu.Lock()
-		ch, busy := m.held[name]
-		if !busy {
-			ch = make(chan struct{})
-			m.held[name] = ch
-			m.mu.Unlock()
-			return &memLease{m: m, name: name, ch: ch, lost: make(chan struct{})}, nil
-		}
+	m.mu.Lock()
+	ml := m.locks[name]
+	if ml == nil {
+		m.locks[name] = &memLock{}
 		m.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("lock %q: %w", name, ctx.Err())
+		return &memLease{m: m, name: name, lost: make(chan struct{})}, nil
+	}
+	ch := make(chan struct{})
+	ml.queue = append(ml.queue, ch)
+	m.mu.Unlock()
+	select {
+	case <-ch:
+		return &memLease{m: m, name: name, lost: make(chan struct{})}, nil
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-ch: // handed over just as we gave up: pass it on
+		m.handOn(name)
+	default:
+		for i, c := range ml.queue {
+			if c == ch {
+				ml.queue = append(ml.queue[:i], ml.queue[i+1:]...)
+				break
+			}
 		}
 	}
+	return nil, fmt.Errorf("lock %q: %w", name, ctx.Err())
+}
+
+// handOn gives the lock to the next waiter, or frees it. m.mu must be held.
+func (m *memory) handOn(name string) {
+	ml := m.locks[name]
+	if ml == nil {
+		return
+	}
+	if len(ml.queue) == 0 {
+		delete(m.locks, name)
+		return
+	}
+	next := ml.queue[0]
+	ml.queue = ml.queue[1:]
+	close(next)
 }
 
 type memLease struct {
 	m    *memory
 	name string
-	ch   chan struct{}
 	once sync.Once
 	lost chan struct{} // never closed: memory locks are lost only through the server's TTL
 }
@@ -447,11 +478,8 @@ func (l *memLease) Err() error            { return nil }
 func (l *memLease) Unlock(context.Context) error {
 	l.once.Do(func() {
 		l.m.mu.Lock()
-		if l.m.held[l.name] == l.ch {
-			delete(l.m.held, l.name)
-		}
+		l.m.handOn(l.name)
 		l.m.mu.Unlock()
-		close(l.ch)
 	})
 	return nil
 }

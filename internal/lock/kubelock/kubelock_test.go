@@ -372,7 +372,8 @@ func TestAPIServerRestartWhileWaiting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	holder := newLocker(t, cs, ns, "holder", 10*time.Second, time.Second)
+	// TTL 60 s: the outage (kill, 2 s, start-up of a new apiserver on a busy machine) stays inside it.
+	holder := newLocker(t, cs, ns, "holder", 60*time.Second, time.Second)
 	hl, err := holder.Lock(ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +384,7 @@ func TestAPIServerRestartWhileWaiting(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, waiters)
 	for i := 0; i < waiters; i++ {
-		k := newLocker(t, clientFor(t, srv.Config()), ns, fmt.Sprintf("waiter-%d", i), 10*time.Second, time.Second)
+		k := newLocker(t, clientFor(t, srv.Config()), ns, fmt.Sprintf("waiter-%d", i), 60*time.Second, time.Second)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -408,7 +409,7 @@ func TestAPIServerRestartWhileWaiting(t *testing.T) {
 	time.Sleep(2 * time.Second) // waiters and the holder's renewer hit a dead apiserver
 	srv.Start()
 	if lock.IsLost(hl) {
-		t.Fatalf("holder lost its lease during a short outage (TTL 10 s): %v", hl.Err())
+		t.Fatalf("holder lost its lease during a short outage (TTL 60 s): %v", hl.Err())
 	}
 	if err := hl.Unlock(ctx); err != nil {
 		t.Fatal(err)

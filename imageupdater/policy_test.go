@@ -110,6 +110,9 @@ func TestRegistriesConfig(t *testing.T) {
 	if !ra.opts.IsInsecure("reg.local:5000") || ra.credentialKey("", "reg.local:5000") != "env:REG_CREDS" || ra.credentialKey("env:X", "reg.local:5000") != "env:X" {
 		t.Errorf("registry access: insecure/credentials not applied")
 	}
+	if l := ra.limiter("reg.local:5000"); l.Limit() != 50 || l.Burst() != 50 || ra.limiter("other:1").Limit() != 5 || ra.limiter("reg.local:5000") != l {
+		t.Errorf("rate limiters: %v/%d, other %v", l.Limit(), l.Burst(), ra.limiter("other:1").Limit())
+	}
 	for body, want := range map[string]string{
 		"registries:\n- name: a/b\n":                    "registries[0].name",
 		"registries:\n- name: a\n  limit: -1\n":         "registries[0].limit",

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"strata.dev/strata/internal/testenv"
@@ -192,5 +193,46 @@ notifications:
 	t.Logf("moved to 1.2.0 %v after the push started", time.Since(pushed))
 	if got := metricValue(t, c, "strata_image_updater_cycles_total"); got != "1" {
 		t.Errorf("cycles = %s: the update came from a cycle, not from the notification", got)
+	}
+}
+
+// A new Application (or an edited annotation) is checked at once, not at the next interval;
+// --dry-run writes nothing.
+func TestNewApplicationCheckedAtOnceAndDryRun(t *testing.T) {
+	k := newKubeEnv(t)
+	repo := testenv.Repo(t, "app")
+	publishSeries(t, repo)
+	c, ct, _ := k.startController(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.loop(ctx, nil) }()
+	k.app(t, "late", map[string]string{AnnotationChartVersion: "~1.1"}, helmSource(repo, "1.0.0"))
+	waitRevision(t, k, "late", "1.1.0", 5*time.Second)
+	// Widening the constraint moves it again, from the same cycle's listing.
+	a := k.getApp(t, "late")
+	a.Annotations[AnnotationChartVersion] = "1.x"
+	if _, err := k.argo.ArgoprojV1alpha1().Applications(k.ns).Update(ctx, a, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(t, k, "late", "1.2.0", 5*time.Second)
+	if n := ct.listings(repo); n != 1 {
+		t.Errorf("listings = %d, want 1", n)
+	}
+
+	// Dry run, in a namespace of its own (the controller above still runs).
+	k2 := newKubeEnv(t)
+	k2.app(t, "dry", map[string]string{AnnotationChartVersion: "1.x"}, helmSource(repo, "1.0.0"))
+	dry, _, logs := k2.startController(t, func(o *Options) { o.DryRun = true })
+	if res := dry.runCycle(ctx); res.updated != 1 || res.failed != 0 {
+		t.Fatalf("dry-run cycle = %+v, want 1 planned update", res)
+	}
+	if got := revision(k2.getApp(t, "dry"), -1); got != "1.0.0" {
+		t.Errorf("dry run wrote %q", got)
+	}
+	if evs := k2.events(t, "dry"); len(evs) != 0 {
+		t.Errorf("dry run recorded events: %+v", evs)
+	}
+	if !strings.Contains(logs.String(), "would update") {
+		t.Errorf("dry run log:\n%s", logs.String())
 	}
 }

@@ -273,9 +273,33 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		}
 		start := time.Now()
 		s.log.Debug("push stage", "tag", tag)
-		if err := remote.Write(s.ref(tag), img, s.opts(ctx)...); err != nil {
+		progress := make(chan v1.Update, 16)
+		done := make(chan v1.Update)
+		go func() {
+			// Progress: a line per second while uploading, the total at the end.
+			var last v1.Update
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case u, ok := <-progress:
+					if !ok {
+						done <- last
+						return
+					}
+					last = u
+				case <-tick.C:
+					s.log.Info("pushing stage", "tag", tag, "bytes", last.Complete, "of", last.Total)
+				}
+			}
+		}()
+		// Its own pusher: a shared one would swallow the progress updates.
+		err = remote.Write(s.ref(tag), img, append(s.reg.Remote(ctx), remote.WithProgress(progress))...)
+		up := <-done
+		if err != nil {
 			return nil, false, fmt.Errorf("push stage %s: %w", tag, err)
 		}
+		s.log.Debug("uploaded", "tag", tag, "bytes", up.Complete)
 		s.add(digest, ms)
 		s.log.Debug("pushed stage", "tag", tag, "time", time.Since(start).Round(time.Millisecond))
 		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil

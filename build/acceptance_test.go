@@ -355,3 +355,45 @@ func TestConcurrentBuildsPublishOnce(t *testing.T) {
 		t.Errorf("stored %d tags for %d stages: %v", len(tags), len(reps[0].Image("app").Stages), tags)
 	}
 }
+
+// A fromImage child has no git mappings of its own but sits on git content: a child stage built
+// on a sibling branch must not be reused even when it was created after this branch's parent.
+func TestAcceptanceChildOfGitImageIsolated(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "child")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	cfg := "project: ch\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ngit:\n- to: /src\n  includePaths: [\"*.txt\"]\n---\nimage: child\nfromImage: app\ndocker:\n  LABEL: {role: child}\n"
+	g.commit("init", map[string]string{"strata.yaml": cfg, "a.txt": "base"})
+	ctx := context.Background()
+	locker := fileLocker(t)
+	run := func(images ...string) *Report {
+		t.Helper()
+		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine, Images: images})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	g.git("checkout", "-q", "-b", "feature-a")
+	g.commit("a", map[string]string{"a.txt": "from-a"})
+	if rep := run("app"); rep.Image("child") != nil {
+		t.Fatalf("--images app built child too")
+	}
+	g.git("checkout", "-q", "main")
+	g.git("checkout", "-q", "-b", "feature-b")
+	g.commit("b", map[string]string{"a.txt": "from-b"})
+	repB := run()
+	g.git("checkout", "-q", "feature-a")
+	repA := run()
+	ca, cb := repA.Image("child"), repB.Image("child")
+	if ca.Stages[0].Digest != cb.Stages[0].Digest {
+		t.Fatalf("child digests differ: the scenario needs them equal")
+	}
+	if ca.Stages[0].Status != StatusBuilt || ca.Ref == cb.Ref {
+		t.Errorf("feature-a reused feature-b's child stage: %+v", ca.Stages[0])
+	}
+	if fs := files(t, ca.Ref, reg); fs["/src/a.txt"] != "from-a" {
+		t.Errorf("feature-a child has a.txt = %q", fs["/src/a.txt"])
+	}
+}

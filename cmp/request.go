@@ -1,0 +1,143 @@
+package cmp
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
+	"sigs.k8s.io/yaml"
+)
+
+// Parameter names of the plugin (manifests/argocd/plugin.yaml, static parameters).
+const (
+	ParamValues      = "values"       // a YAML document merged over the bundle's values
+	ParamSet         = "set"          // a map KEY -> VALUE, like helm --set KEY=VALUE
+	ParamReleaseName = "release-name" // overrides the release name (default: the app name)
+)
+
+// Request is what Argo CD asks of the plugin, read from the environment it runs the plugin with.
+type Request struct {
+	AppName        string
+	AppNamespace   string // the destination namespace
+	Revision       string // chart version (Helm-OCI source) or sha256:... (oci:// source)
+	RepoURL        string
+	TargetRevision string
+	KubeVersion    string
+	APIVersions    []string
+
+	ReleaseName string
+	Values      map[string]any
+	Set         []string // KEY=VALUE, sorted by key
+}
+
+// ParseEnviron reads a Request from KEY=VALUE pairs as Argo CD passes them. Parameters come from
+// ARGOCD_APP_PARAMETERS (JSON), else PARAM_*; ARGOCD_ENV_VALUES, ARGOCD_ENV_SET (comma separated
+// KEY=VALUE) and ARGOCD_ENV_RELEASE_NAME (plugin env entries) apply where no parameter is given.
+func ParseEnviron(environ []string) (*Request, error) {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	r := &Request{
+		AppName:        env["ARGOCD_APP_NAME"],
+		AppNamespace:   env["ARGOCD_APP_NAMESPACE"],
+		Revision:       env["ARGOCD_APP_REVISION"],
+		RepoURL:        env["ARGOCD_APP_SOURCE_REPO_URL"],
+		TargetRevision: env["ARGOCD_APP_SOURCE_TARGET_REVISION"],
+		KubeVersion:    env["KUBE_VERSION"],
+	}
+	for _, v := range strings.Split(env["KUBE_API_VERSIONS"], ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			r.APIVersions = append(r.APIVersions, v)
+		}
+	}
+
+	valuesYAML, set, release, err := parameters(env)
+	if err != nil {
+		return nil, err
+	}
+	if valuesYAML == "" {
+		valuesYAML = env["ARGOCD_ENV_VALUES"]
+	}
+	if set == nil && env["ARGOCD_ENV_SET"] != "" {
+		set = map[string]string{}
+		for _, kv := range strings.Split(env["ARGOCD_ENV_SET"], ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, fmt.Errorf("plugin env SET: %q is not KEY=VALUE", kv)
+			}
+			set[strings.TrimSpace(k)] = v
+		}
+	}
+	if release == "" {
+		release = env["ARGOCD_ENV_RELEASE_NAME"]
+	}
+	if valuesYAML != "" {
+		if err := yaml.Unmarshal([]byte(valuesYAML), &r.Values); err != nil {
+			return nil, fmt.Errorf("parameter %q: not a YAML map: %w", ParamValues, err)
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		r.Set = append(r.Set, k+"="+set[k])
+	}
+	r.ReleaseName = release
+	if r.ReleaseName == "" {
+		r.ReleaseName = r.AppName
+	}
+	return r, nil
+}
+
+// parameters reads the plugin parameters from ARGOCD_APP_PARAMETERS, else from PARAM_*.
+func parameters(env map[string]string) (values string, set map[string]string, release string, err error) {
+	if raw := env["ARGOCD_APP_PARAMETERS"]; raw != "" {
+		var params v1alpha1.ApplicationSourcePluginParameters
+		if err := json.Unmarshal([]byte(raw), &params); err != nil {
+			return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: %w", err)
+		}
+		for _, p := range params {
+			switch p.Name {
+			case ParamValues:
+				if p.String_ != nil {
+					values = *p.String_
+				}
+			case ParamSet:
+				if p.OptionalMap != nil {
+					set = map[string]string{}
+					for k, v := range p.Map {
+						set[k] = v
+					}
+				}
+			case ParamReleaseName:
+				if p.String_ != nil {
+					release = *p.String_
+				}
+			case "images", "commit":
+				// Read-only information announced by `strata cmp parameters`: never an input.
+			default:
+				return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: unknown parameter %q (want %s, %s or %s)", p.Name, ParamValues, ParamSet, ParamReleaseName)
+			}
+		}
+		return values, set, release, nil
+	}
+	values = env["PARAM_VALUES"]
+	release = env["PARAM_RELEASE_NAME"]
+	for k, v := range env {
+		if key, ok := strings.CutPrefix(k, "PARAM_SET_"); ok {
+			if set == nil {
+				set = map[string]string{}
+			}
+			// PARAM_* names are upper-cased by Argo CD: the original key is only in the JSON form.
+			set[strings.ToLower(key)] = v
+		}
+	}
+	return values, set, release, nil
+}

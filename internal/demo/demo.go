@@ -1,0 +1,351 @@
+// Package demo runs the whole Strata chain on examples/quickstart the way a user meets it:
+// strata build, strata bundle publish, rendering through Argo CD's own CMP server code, an Argo CD
+// Application moved by the image updater; then one source change, and again.
+//
+// It drives the real `strata` binary (built from this module) against the servers of
+// scripts/testenv.sh. `make demo` runs it; its test asserts the summary.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
+	argoclient "github.com/argoproj/argo-cd/v3/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"strata.dev/strata/build"
+	"strata.dev/strata/internal/testenv"
+)
+
+// Options configure Run.
+type Options struct {
+	// RepoRoot is the strata module root (examples/quickstart and cmd/strata are read from it).
+	RepoRoot string
+	// Env is the test environment (registry, kubeconfig, docker host).
+	Env testenv.Env
+	// WorkDir holds the project copy, the strata binary and reports; a temp dir if empty.
+	WorkDir string
+	// Out receives the human summary; Log the progress.
+	Out io.Writer
+	Log *slog.Logger
+	// Keep leaves the demo namespace and Application in the cluster.
+	Keep bool
+}
+
+// Step is one publish of the demo.
+type Step struct {
+	Commit   string
+	Bundle   string // REPO:VERSION
+	Digest   string // manifest digest of the bundle
+	Images   map[string]string
+	Reused   []string // image/stage
+	Built    []string
+	Revision string // Application targetRevision after the updater ran
+	// Annotations found on every object rendered through the CMP server.
+	Annotations map[string]string
+	Objects     int
+	BuildTime   time.Duration
+}
+
+// Summary is what the demo did.
+type Summary struct {
+	StagesRepo  string
+	BundleRepo  string
+	Application string
+	Steps       []Step
+	Total       time.Duration
+}
+
+type runner struct {
+	o       Options
+	bin     string
+	project string
+	env     []string
+	log     *slog.Logger
+}
+
+// Run runs the demo.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	start := time.Now()
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Env.Registry == "" || o.Env.Kubeconfig == "" || o.Env.DockerHost == "" {
+		return nil, fmt.Errorf("demo: the test environment is not up (run %s)", testenv.UpCommand)
+	}
+	if o.WorkDir == "" {
+		d, err := os.MkdirTemp("", "strata-demo-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		o.WorkDir = d
+	}
+	r := &runner{o: o, log: o.Log, bin: filepath.Join(o.WorkDir, "bin", "strata"), project: filepath.Join(o.WorkDir, "quickstart")}
+	r.env = append(os.Environ(),
+		"DOCKER_HOST="+o.Env.DockerHost, "KUBECONFIG="+o.Env.Kubeconfig,
+		"STRATA_HOME="+filepath.Join(o.WorkDir, "home"),
+		"PATH="+filepath.Dir(r.bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	r.log.Info("building the strata binary")
+	if _, err := r.run(ctx, o.RepoRoot, "go", "build", "-o", r.bin, "./cmd/strata"); err != nil {
+		return nil, err
+	}
+	if err := r.initProject(); err != nil {
+		return nil, err
+	}
+
+	id := time.Now().UTC().Format("20060102-150405")
+	s := &Summary{
+		StagesRepo: o.Env.Registry + "/strata-demo/" + id + "/quickstart",
+		BundleRepo: o.Env.Registry + "/strata-demo/" + id + "/bundle/quickstart",
+	}
+	kube, argo, err := r.clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ns := "strata-demo-" + id
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("demo: create namespace %s: %w", ns, err)
+	}
+	if !o.Keep {
+		defer kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	}
+	app, err := r.createApplication(ctx, argo, ns, s.BundleRepo)
+	if err != nil {
+		return nil, err
+	}
+	s.Application = ns + "/" + app
+
+	for i, version := range []string{"0.1.0", "0.1.1"} {
+		if i > 0 {
+			r.log.Info("changing one source file and committing")
+			page := filepath.Join(r.project, "app", "public", "index.html")
+			if err := os.WriteFile(page, []byte("<!doctype html>\n<title>Strata quickstart</title>\n<h1>Hello from the Strata quickstart, version 2</h1>\n"), 0o644); err != nil {
+				return nil, err
+			}
+			if err := r.git("commit", "-qam", "quickstart: version 2 of the page"); err != nil {
+				return nil, err
+			}
+		}
+		st, err := r.publish(ctx, s, version)
+		if err != nil {
+			return nil, err
+		}
+		if st.Annotations, st.Objects, err = r.renderThroughArgoCD(ctx, st, app, ns); err != nil {
+			return nil, err
+		}
+		if st.Revision, err = r.updateApplication(ctx, argo, ns, app); err != nil {
+			return nil, err
+		}
+		s.Steps = append(s.Steps, *st)
+	}
+	s.Total = time.Since(start)
+	s.print(o.Out)
+	return s, nil
+}
+
+func (r *runner) run(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = r.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("demo: %s %s: %w\n%s", name, strings.Join(args, " "), err, tail(stderr.String(), 20))
+	}
+	return out, nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (r *runner) strata(ctx context.Context, args ...string) ([]byte, error) {
+	r.log.Info("$ strata " + strings.Join(args, " "))
+	return r.run(ctx, r.project, r.bin, args...)
+}
+
+func (r *runner) git(args ...string) error {
+	_, err := r.run(context.Background(), r.project, "git", append([]string{"-c", "user.name=Strata Demo", "-c", "user.email=demo@strata.dev"}, args...)...)
+	return err
+}
+
+// initProject copies examples/quickstart into a fresh git repository with one commit.
+func (r *runner) initProject() error {
+	src := filepath.Join(r.o.RepoRoot, "examples", "quickstart")
+	if err := os.CopyFS(r.project, os.DirFS(src)); err != nil {
+		return fmt.Errorf("demo: copy %s: %w", src, err)
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"remote", "add", "origin", "https://github.com/strata-dev/quickstart.git"},
+		{"add", "-A"},
+		{"commit", "-qm", "quickstart: first version"},
+	} {
+		if err := r.git(args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publish builds the images and publishes the bundle VERSION.
+func (r *runner) publish(ctx context.Context, s *Summary, version string) (*Step, error) {
+	report := filepath.Join(r.o.WorkDir, "build-"+version+".json")
+	t0 := time.Now()
+	if _, err := r.strata(ctx, "build", "--repo", s.StagesRepo, "--report", report); err != nil {
+		return nil, err
+	}
+	st := &Step{BuildTime: time.Since(t0), Images: map[string]string{}}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		return nil, err
+	}
+	var rep build.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("demo: %s: %w", report, err)
+	}
+	st.Commit = rep.Commit
+	for _, img := range rep.Images {
+		st.Images[img.Name] = img.Ref + "@" + img.ManifestDigest
+		for _, stage := range img.Stages {
+			name := img.Name + "/" + stage.Name
+			if stage.Status == build.StatusBuilt {
+				st.Built = append(st.Built, name)
+			} else {
+				st.Reused = append(st.Reused, name)
+			}
+		}
+	}
+	out, err := r.strata(ctx, "bundle", "publish", "--repo", s.BundleRepo, "--tag", version, "--build-report", report,
+		"--ci-pipeline-url", "https://ci.example.com/quickstart/pipelines/"+version)
+	if err != nil {
+		return nil, err
+	}
+	ref, digest, _ := strings.Cut(strings.TrimSpace(string(out)), "@")
+	st.Bundle, st.Digest = ref, digest
+	return st, nil
+}
+
+func (r *runner) clients(ctx context.Context) (kubernetes.Interface, argoclient.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", r.o.Env.Kubeconfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo: kubeconfig: %w", err)
+	}
+	if err := testenv.EnsureApplicationCRD(ctx, cfg); err != nil {
+		return nil, nil, fmt.Errorf("demo: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	argo, err := argoclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kube, argo, nil
+}
+
+// createApplication creates the Argo CD Application of the demo: a Helm-OCI source (repoURL +
+// chart) rendered by the strata plugin, opted in to the updater with a semver constraint. It
+// starts at 0.0.0: nothing published yet.
+func (r *runner) createApplication(ctx context.Context, argo argoclient.Interface, ns, bundleRepo string) (string, error) {
+	repoURL := strings.TrimSuffix(bundleRepo, "/quickstart")
+	app := &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        "quickstart",
+			Namespace:   ns,
+			Annotations: map[string]string{"argocd-image-updater.argoproj.io/chart-version": ">=0.1.0"},
+		},
+		Spec: v1alpha1.ApplicationSpec{
+			Project: "default",
+			Source: &v1alpha1.ApplicationSource{
+				RepoURL:        repoURL,
+				Chart:          "quickstart",
+				TargetRevision: "0.0.0",
+				Plugin:         &v1alpha1.ApplicationSourcePlugin{Name: "strata"},
+			},
+			Destination: v1alpha1.ApplicationDestination{Server: "https://kubernetes.default.svc", Namespace: "quickstart"},
+			SyncPolicy:  &v1alpha1.SyncPolicy{Automated: &v1alpha1.SyncPolicyAutomated{Prune: true}},
+		},
+	}
+	if _, err := argo.ArgoprojV1alpha1().Applications(ns).Create(ctx, app, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("demo: create Application: %w", err)
+	}
+	return app.Name, nil
+}
+
+// updateApplication runs one cycle of the image updater and returns the Application's revision.
+func (r *runner) updateApplication(ctx context.Context, argo argoclient.Interface, ns, name string) (string, error) {
+	if _, err := r.strata(ctx, "image-updater", "run", "--once", "--listen", "", "--namespace", ns, "--kubeconfig", r.o.Env.Kubeconfig); err != nil {
+		return "", err
+	}
+	app, err := argo.ArgoprojV1alpha1().Applications(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	return app.Spec.Source.TargetRevision, nil
+}
+
+func (s *Summary) print(w io.Writer) {
+	fmt.Fprintf(w, "\nStrata quickstart demo (%s)\n", s.Total.Round(time.Second))
+	fmt.Fprintf(w, "  stages repository: %s\n  bundle repository: %s\n  Application:       %s\n", s.StagesRepo, s.BundleRepo, s.Application)
+	for i, st := range s.Steps {
+		fmt.Fprintf(w, "\n%d. commit %s -> bundle %s@%s\n", i+1, short(st.Commit), st.Bundle, short(strings.TrimPrefix(st.Digest, "sha256:")))
+		fmt.Fprintf(w, "   build %s: built %s; reused %s\n", st.BuildTime.Round(time.Millisecond), list(st.Built), list(st.Reused))
+		for _, name := range sortedKeys(st.Images) {
+			fmt.Fprintf(w, "   image %-7s %s\n", name, st.Images[name])
+		}
+		fmt.Fprintf(w, "   rendered through Argo CD's CMP server: %d objects, each annotated with\n", st.Objects)
+		for _, k := range sortedKeys(st.Annotations) {
+			fmt.Fprintf(w, "     %s: %s\n", k, st.Annotations[k])
+		}
+		fmt.Fprintf(w, "   image updater moved the Application to targetRevision %s\n", st.Revision)
+	}
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return "nothing"
+	}
+	return strings.Join(xs, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,29 @@
+package manifests
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed argocd
+var argocdFS embed.FS
+
+// ArgoCD returns the kustomize Component that installs the strata plugin sidecar into
+// argocd-repo-server (kustomization.yaml, plugin.yaml, repo-server-patch.yaml) and the example
+// Applications under examples/.
+func ArgoCD() fs.FS {
+	sub, err := fs.Sub(argocdFS, "argocd")
+	if err != nil {
+		panic(err) // the directory is embedded: cannot happen
+	}
+	return sub
+}
+
+// PluginConfig returns the plugin.yaml of the strata config-management plugin.
+func PluginConfig() []byte {
+	b, err := fs.ReadFile(argocdFS, "argocd/plugin.yaml")
+	if err != nil {
+		panic(err) // embedded: cannot happen
+	}
+	return b
+}

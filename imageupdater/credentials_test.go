@@ -1,0 +1,75 @@
+package imageupdater
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"strata.dev/strata/internal/testenv"
+)
+
+// A registry with authentication: the pull-secret forms authenticate; wrong credentials leave
+// the Application untouched with a registry error.
+func TestPullSecretsOnAuthenticatedRegistry(t *testing.T) {
+	k := newKubeEnv(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("p4ss"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := startRegistry(t, "auth:\n  htpasswd: {realm: strata, path: "+htpasswd+"}\n")
+
+	// Publish with credentials from a docker config; the controller gets none from there.
+	dcfg := t.TempDir()
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{addr: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("ci:p4ss"))}}})
+	os.WriteFile(filepath.Join(dcfg, "config.json"), cfg, 0o600)
+	t.Setenv("DOCKER_CONFIG", dcfg)
+	repo := addr + "/strata-test/" + testenv.UniqueName(t, "private")
+	publishSeries(t, repo)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+
+	ctx := context.Background()
+	mk := func(name string, data map[string][]byte, typ corev1.SecretType) {
+		if _, err := k.kube.CoreV1().Secrets(k.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Type: typ, Data: data}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("regcred", map[string][]byte{".dockerconfigjson": cfg}, corev1.SecretTypeDockerConfigJson)
+	mk("plain", map[string][]byte{"creds": []byte("ci:p4ss"), "wrong": []byte("ci:nope")}, corev1.SecretTypeOpaque)
+	t.Setenv("IU_TEST_REGISTRY_CREDS", "ci:p4ss")
+
+	k.app(t, "pullsecret", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "pullsecret:" + k.ns + "/regcred"}, helmSource(repo, "1.0.0"))
+	k.app(t, "secret", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "secret:" + k.ns + "/plain#creds"}, helmSource(repo, "1.0.0"))
+	k.app(t, "env", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "env:IU_TEST_REGISTRY_CREDS"}, helmSource(repo, "1.0.0"))
+	k.app(t, "wrong", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "secret:" + k.ns + "/plain#wrong"}, helmSource(repo, "1.0.0"))
+	k.app(t, "anonymous", map[string]string{AnnotationChartVersion: "1.x"}, helmSource(repo, "1.0.0"))
+
+	c, _, logs := k.startController(t, nil)
+	res := c.runCycle(ctx)
+	if res.updated != 3 || res.failed != 2 {
+		t.Fatalf("cycle = %+v, want 3 updated, 2 failed", res)
+	}
+	for name, want := range map[string]string{"pullsecret": "1.2.0", "secret": "1.2.0", "env": "1.2.0", "wrong": "1.0.0", "anonymous": "1.0.0"} {
+		if got := revision(k.getApp(t, name), -1); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	for _, name := range []string{"wrong", "anonymous"} {
+		if evs := k.events(t, name); len(evs) != 1 || evs[0].Reason != reasonRegistry {
+			t.Errorf("%s: events %+v, want one %s", name, evs, reasonRegistry)
+		}
+	}
+	if got := metricValue(t, c, `strata_image_updater_errors_total{reason="BundleRegistryError"}`); got != "2" {
+		t.Errorf("registry errors metric = %q, want 2\n%s", got, logs.String())
+	}
+}

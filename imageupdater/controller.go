@@ -528,7 +528,10 @@ func semverOf(tag string) (*semver.Version, error) {
 	if tag == "" {
 		return nil, fmt.Errorf("no tag")
 	}
-	return versionOf(tag)
+	if v, err := versionOf(tag); err == nil {
+		return v, nil
+	}
+	return semver.NewVersion(strings.ReplaceAll(tag, "_", "+")) // loose forms such as v1.2
 }
 
 // filterConstraint keeps the tags a semver constraint admits, for strategies other than semver:

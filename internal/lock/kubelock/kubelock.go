@@ -28,6 +28,10 @@ const DefaultNamespace = "strata-synchronization"
 // NameAnnotation carries the full lock name on each Lease (the object name is a hash of it).
 const NameAnnotation = "strata.dev/lock-name"
 
+// callTimeout bounds each apiserver request of a waiter, so a silently dropped connection is
+// retried instead of hanging.
+const callTimeout = 10 * time.Second
+
 // Defaults for Options.
 const (
 	DefaultTTL        = 15 * time.Second
@@ -292,7 +296,9 @@ func (k *Locker) Lock(ctx context.Context, name string) (lock.Lease, error) {
 				RenewTime:            &now,
 			},
 		}
-		created, err := leases.Create(ctx, want, metav1.CreateOptions{})
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		created, err := leases.Create(cctx, want, metav1.CreateOptions{})
+		cancel()
 		if err == nil {
 			log.Debug("kubernetes lock acquired", "holder", identity)
 			return k.hold(name, identity, created, now.Time), nil
@@ -313,7 +319,9 @@ func (k *Locker) Lock(ctx context.Context, name string) (lock.Lease, error) {
 			continue
 		}
 
-		cur, err := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		cctx, cancel = context.WithTimeout(ctx, callTimeout)
+		cur, err := leases.Get(cctx, leaseName, metav1.GetOptions{})
+		cancel()
 		if apierrors.IsNotFound(err) {
 			continue // released between our Create and Get: try again at once
 		}
@@ -344,7 +352,9 @@ func (k *Locker) Lock(ctx context.Context, name string) (lock.Lease, error) {
 				transitions = *take.Spec.LeaseTransitions + 1
 			}
 			take.Spec.LeaseTransitions = &transitions
-			updated, err := leases.Update(ctx, take, metav1.UpdateOptions{})
+			cctx, cancel = context.WithTimeout(ctx, callTimeout)
+			updated, err := leases.Update(cctx, take, metav1.UpdateOptions{})
+			cancel()
 			if err == nil {
 				log.Info("took over expired lock", "previous holder", prev.String(), "expired at", expiry(cur).UTC().Format(time.RFC3339Nano))
 				return k.hold(name, identity, updated, now.Time), nil
@@ -527,6 +537,9 @@ func (l *lease) Unlock(ctx context.Context) error {
 		obj := l.obj
 		l.mu.Unlock()
 		rv := obj.ResourceVersion
+		// Past the TTL the Lease expires anyway: never hang longer on an unreachable apiserver.
+		ctx, cancel := context.WithTimeout(ctx, l.k.o.TTL)
+		defer cancel()
 		derr := l.k.o.Client.CoordinationV1().Leases(obj.Namespace).Delete(ctx, obj.Name,
 			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
 		switch {

@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/testenv"
 )
 
@@ -362,9 +363,9 @@ type syncServer struct{ addr, token string }
 
 // startSyncServer runs `strata sync-server` on a free port (token from STRATA_TOKEN) and returns
 // its address once it listens.
-func startSyncServer(t *testing.T, bin, token string) syncServer {
+func startSyncServer(t *testing.T, bin, token string, args ...string) syncServer {
 	t.Helper()
-	cmd := exec.Command(bin, "sync-server", "--listen", "127.0.0.1:0", "--log-format", "json")
+	cmd := exec.Command(bin, append([]string{"sync-server", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), "STRATA_TOKEN="+token)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -399,6 +400,47 @@ func startSyncServer(t *testing.T, bin, token string) syncServer {
 	return syncServer{}
 }
 
+// TestSyncServerKubernetesState runs `strata sync-server --kubernetes NS`: a lock granted over
+// HTTP is a Lease in NS while held, and gone after release.
+func TestSyncServerKubernetesState(t *testing.T) {
+	kubeconfig := testenv.Kubeconfig(t)
+	cs := testenv.Kube(t)
+	bin := strataBinary(t)
+	ns := testenv.UniqueName(t, "ns")
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	srv := startSyncServer(t, bin, "tok", "--kubernetes", ns, "--kubeconfig", kubeconfig)
+	t.Setenv(TokenEnv, "tok")
+	ctx := context.Background()
+	l, err := Open(ctx, "http://"+srv.addr, Options{Owner: "builder-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := testenv.UniqueName(t, "lock")
+	lease, err := l.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := cs.CoordinationV1().Leases(ns).Get(ctx, "strata-"+lock.Key(name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Lease of a lock granted by the server: %v", err)
+	}
+	if h := *obj.Spec.HolderIdentity; !strings.HasPrefix(h, "sync-server/") || obj.Annotations["strata.dev/lock-name"] != name {
+		t.Fatalf("Lease holder %q annotations %v", h, obj.Annotations)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoordinationV1().Leases(ns).Get(ctx, obj.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("Lease after release: %v, want NotFound", err)
+	}
+	// Without the token the server refuses at once.
+	t.Setenv(TokenEnv, "")
+	l, _ = Open(ctx, "http://"+srv.addr, Options{})
+	if _, err := l.Lock(ctx, name); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("Lock without token: %v, want 401", err)
+	}
+}
+
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
 	for _, bad := range []string{"etcd://x", "kubernetes", "http://", "local"} {
@@ -421,3 +463,4 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+

@@ -463,4 +463,3 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

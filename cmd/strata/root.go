@@ -24,13 +24,6 @@ type app struct {
 	verbose   bool
 }
 
-// errNotImplemented is returned by commands whose work has not landed yet: never a fake success.
-func errNotImplemented(cmd *cobra.Command) error {
-	return fmt.Errorf("%s: not implemented yet", cmd.CommandPath())
-}
-
-func notImplemented(cmd *cobra.Command, _ []string) error { return errNotImplemented(cmd) }
-
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	a := &app{stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
 	root := &cobra.Command{

@@ -24,17 +24,23 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Static, so the same binary also goes into the sidecar image test.
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "strata"), "../cmd/strata")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build strata:", err)
 		os.Exit(1)
 	}
 	os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	strataBin = filepath.Join(bin, "strata")
 	code := m.Run()
 	os.RemoveAll(bin)
 	os.Exit(code)
 }
+
+// strataBin is the static strata binary TestMain built.
+var strataBin string
 
 const commit = "0123456789abcdef0123456789abcdef01234567"
 

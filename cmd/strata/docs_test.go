@@ -3,9 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -24,12 +25,8 @@ func TestDocsCommandLinesParse(t *testing.T) {
 				t.Errorf("%s: %q: %v", f, line, err)
 				continue
 			}
-			var o, e bytes.Buffer
-			root := newRootCmd(&o, &e)
-			// --help after the args: cobra validates command and flags, then prints help instead of running.
-			root.SetArgs(append(args[1:], "--help"))
-			if err := root.ExecuteContext(context.Background()); err != nil {
-				t.Errorf("%s: %q does not parse: %v", f, line, err)
+			if err := validateCommandLine(args[1:]); err != nil {
+				t.Errorf("%s: %q: %v", f, line, err)
 			}
 			checked++
 		}
@@ -38,6 +35,66 @@ func TestDocsCommandLinesParse(t *testing.T) {
 		t.Fatal("no strata command lines found in docs: the extractor is broken")
 	}
 	t.Logf("%d command lines checked", checked)
+}
+
+// validateCommandLine resolves args against the real command tree the way cobra would before
+// running: the command exists and is runnable (a misspelt subcommand is not), every flag is
+// defined and takes the value given, and the positional arguments satisfy the command's Args.
+func validateCommandLine(args []string) error {
+	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	cmd, rest, err := root.Find(args)
+	if err != nil {
+		return err
+	}
+	if !cmd.Runnable() {
+		return fmt.Errorf("%s is not a runnable command (rest %v)", cmd.CommandPath(), rest)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+	}
+	if err := cmd.ValidateArgs(cmd.Flags().Args()); err != nil {
+		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+	}
+	return cmd.ValidateRequiredFlags()
+}
+
+// The validator itself rejects what it must, so a green docs test means something.
+func TestValidateCommandLineRejects(t *testing.T) {
+	for _, bad := range [][]string{
+		{"bundle", "publsh", "--repo", "x"},
+		{"bundle", "render", "--no-such-flag"},
+		{"version", "extra-arg"},
+		{"image-updater", "run", "--interval", "soon"},
+	} {
+		if err := validateCommandLine(bad); err == nil {
+			t.Errorf("strata %s accepted", strings.Join(bad, " "))
+		}
+	}
+	if err := validateCommandLine([]string{"bundle", "render", "reg.example/b:1.0.0", "--set", "a=b"}); err != nil {
+		t.Errorf("valid line rejected: %v", err)
+	}
+}
+
+// Every docs/*.md and README.md a document links to (by path in text or link) exists.
+func TestDocsReferencesExist(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	ref := regexp.MustCompile("(?:docs/)?[a-z0-9-]+\\.md\\b")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ref.FindAllString(string(b), -1) {
+			name := strings.TrimPrefix(m, "docs/")
+			if name == "README.md" || name == "DEVELOPERS.md" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join("../../docs", name)); err != nil {
+				t.Errorf("%s mentions %s, which does not exist", f, m)
+			}
+		}
+	}
 }
 
 // strataLines returns the command lines starting with "strata " inside fenced sh/bash/yaml blocks,

@@ -3,8 +3,13 @@ package build
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
@@ -67,5 +72,167 @@ func TestLostLeaseAbandonsPushAndRechecks(t *testing.T) {
 	tags, err := remoteList(context.Background(), registry.Options{}, r)
 	if err != nil || len(tags) != 2 {
 		t.Errorf("stored tags = %v (%v), want one per stage", tags, err)
+	}
+}
+
+// midPushLocker hands out file locks; the first lease it hands out is lost by midPush while
+// that lease's blobs upload.
+type midPushLocker struct {
+	lock.Locker
+	mu    sync.Mutex
+	locks int
+	first *watchedLease
+}
+
+type watchedLease struct {
+	lock.Lease
+	lost     chan struct{}
+	once     sync.Once
+	released bool // guarded by midPushLocker.mu
+	l        *midPushLocker
+}
+
+func (w *watchedLease) Lost() <-chan struct{} { return w.lost }
+func (w *watchedLease) Err() error {
+	if lock.IsLost(w) {
+		return errors.New("lease taken over (test)")
+	}
+	return nil
+}
+func (w *watchedLease) lose() { w.once.Do(func() { close(w.lost) }) }
+func (w *watchedLease) Unlock(ctx context.Context) error {
+	w.l.mu.Lock()
+	w.released = true
+	w.l.mu.Unlock()
+	return w.Lease.Unlock(ctx)
+}
+
+func (l *midPushLocker) Lock(ctx context.Context, name string) (lock.Lease, error) {
+	le, err := l.Locker.Lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	w := &watchedLease{Lease: le, lost: make(chan struct{}), l: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.locks++
+	if l.first == nil {
+		l.first = w
+	}
+	return w, nil
+}
+
+// midPush is a registry transport that loses the first lease when its first blob upload
+// starts ("during": it then waits for the upload to be cancelled) or right after its first blob
+// is committed ("after"), and records every manifest PUT.
+type midPush struct {
+	lk        *midPushLocker
+	after     bool
+	mu        sync.Mutex
+	fired     bool
+	cancelled bool     // the in-flight upload was cancelled when the lease was lost
+	manifests []string // tags PUT
+	violation []string // manifest PUTs while the lost first lease was still held
+}
+
+func (m *midPush) RoundTrip(r *http.Request) (*http.Response, error) {
+	path := r.URL.Path
+	if r.Method == http.MethodPut && strings.Contains(path, "/manifests/") {
+		ref := path[strings.LastIndex(path, "/")+1:]
+		m.lk.mu.Lock()
+		f := m.lk.first
+		bad := f != nil && lock.IsLost(f) && !f.released
+		m.lk.mu.Unlock()
+		m.mu.Lock()
+		m.manifests = append(m.manifests, ref)
+		if bad {
+			m.violation = append(m.violation, ref)
+		}
+		m.mu.Unlock()
+	}
+	blob := strings.Contains(path, "/blobs/uploads/")
+	m.mu.Lock()
+	fire := !m.fired && blob && (!m.after && r.Method == http.MethodPost || m.after && r.Method == http.MethodPut)
+	if fire {
+		m.fired = true
+	}
+	m.mu.Unlock()
+	if fire && !m.after {
+		m.lk.mu.Lock()
+		f := m.lk.first
+		m.lk.mu.Unlock()
+		f.lose()
+		select {
+		case <-r.Context().Done():
+			m.mu.Lock()
+			m.cancelled = true
+			m.mu.Unlock()
+			return nil, r.Context().Err()
+		case <-time.After(10 * time.Second):
+			// Not cancelled: let it through; the test then fails on cancelled.
+		}
+	}
+	resp, err := remote.DefaultTransport.RoundTrip(r)
+	if fire && m.after && err == nil {
+		m.lk.mu.Lock()
+		f := m.lk.first
+		m.lk.mu.Unlock()
+		f.lose()
+	}
+	return resp, err
+}
+
+func TestLeaseLostDuringPushWritesNoTag(t *testing.T) {
+	base := testenv.BaseImage(t)
+	for _, mode := range []string{"during", "after"} {
+		t.Run(mode, func(t *testing.T) {
+			repo := testenv.Repo(t, "lease-"+mode)
+			g := newGitRepo(t)
+			g.commit("init", map[string]string{"strata.yaml": "project: lease-" + mode + "\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ndocker:\n  CMD: [x]\n"})
+			lk := &midPushLocker{Locker: fileLocker(t)}
+			tr := &midPush{lk: lk, after: mode == "after"}
+			rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Locker: lk, DockerHost: noEngine, Registry: registry.Options{Transport: tr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tr.fired {
+				t.Fatal("no blob upload was seen: the test did not lose a lease")
+			}
+			if len(tr.violation) > 0 {
+				t.Errorf("manifests %v were PUT while the lost lease was still held", tr.violation)
+			}
+			if mode == "during" && !tr.cancelled {
+				t.Error("the upload in flight was not cancelled when the lease was lost")
+			}
+			stages := rep.Image("app").Stages
+			if len(stages) != 2 {
+				t.Fatalf("stages: %+v", stages)
+			}
+			if lk.locks != len(stages)+1 {
+				t.Errorf("took %d locks for %d stages, want %d (the lost attempt re-locked once)", lk.locks, len(stages), len(stages)+1)
+			}
+			r, _ := registry.Options{}.ParseRepository(repo)
+			tags, err := remoteList(context.Background(), registry.Options{}, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perDigest := map[string]int{}
+			for _, tag := range tags {
+				d, _, _ := strings.Cut(tag, "-")
+				perDigest[d]++
+			}
+			for _, st := range stages {
+				if st.Status != StatusBuilt {
+					t.Errorf("stage %s: status %s, want %s", st.Name, st.Status, StatusBuilt)
+				}
+				if perDigest[st.Digest] != 1 {
+					t.Errorf("stage %s: %d tags for its digest in %v, want exactly 1", st.Name, perDigest[st.Digest], tags)
+				}
+			}
+			// The abandoned attempt left no tag: every tag PUT is a stored one, one per stage.
+			if len(tr.manifests) != len(stages) || len(tags) != len(stages) {
+				t.Errorf("manifest PUTs %v, stored tags %v: want one per stage, none for the abandoned attempt", tr.manifests, tags)
+			}
+		})
 	}
 }

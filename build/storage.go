@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -218,13 +219,19 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 }
 
 // publish stores a built stage under the lock of its digest, unless a suitable stage appeared
-// meanwhile (then that one is returned with discarded = true).
+// meanwhile (then that one is returned with discarded = true). It uploads the blobs, then puts
+// the manifest under the new tag only if the lease is still held; a lost lease (before or
+// during the upload, which it cancels) abandons the attempt: re-lock, re-check, retry.
 func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image) (st *stored, discarded bool, err error) {
 	lease, err := s.locker.Lock(ctx, s.project+"/"+digest)
 	if err != nil {
 		return nil, false, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
 	}
-	defer func() { lease.Unlock(context.WithoutCancel(ctx)) }()
+	defer func() {
+		if lease != nil {
+			_ = lease.Unlock(context.WithoutCancel(ctx))
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		fresh, err := s.list(ctx)
 		if err != nil {
@@ -261,47 +268,142 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			continue
 		}
 		if lock.IsLost(lease) {
-			if attempt > 3 {
-				return nil, false, fmt.Errorf("publish stage %s: lock lost: %v", digest, lease.Err())
-			}
-			// Abandon this attempt, re-lock and re-check.
-			lease.Unlock(context.WithoutCancel(ctx))
-			if lease, err = s.locker.Lock(ctx, s.project+"/"+digest); err != nil {
-				return nil, false, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
+			if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+				return nil, false, err
 			}
 			continue
 		}
 		start := time.Now()
 		s.log.Debug("push stage", "tag", tag)
-		progress := make(chan v1.Update, 16)
-		done := make(chan v1.Update)
-		go func() {
-			// Progress: a line per second while uploading, the total at the end.
-			var last v1.Update
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case u, ok := <-progress:
-					if !ok {
-						done <- last
-						return
-					}
-					last = u
-				case <-tick.C:
-					s.log.Info("pushing stage", "tag", tag, "bytes", last.Complete, "of", last.Total)
-				}
-			}
-		}()
-		// Its own pusher: a shared one would swallow the progress updates.
-		err = remote.Write(s.ref(tag), img, append(s.reg.Remote(ctx), remote.WithProgress(progress))...)
-		up := <-done
+		up, err := s.uploadBlobs(ctx, lease, tag, img)
 		if err != nil {
+			if lock.IsLost(lease) {
+				// The upload was cancelled because the lease was lost: abandon this attempt.
+				s.log.Warn("lock lost while uploading, abandoning the push", "tag", tag, "reason", lease.Err())
+				if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+					return nil, false, err
+				}
+				continue
+			}
 			return nil, false, fmt.Errorf("push stage %s: %w", tag, err)
 		}
 		s.log.Debug("uploaded", "tag", tag, "bytes", up.Complete)
+		// The manifest PUT under the new tag is the irreversible step: only with a held lease.
+		if lock.IsLost(lease) {
+			s.log.Warn("lock lost after uploading, abandoning the push", "tag", tag, "reason", lease.Err())
+			if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if err := remote.Put(s.ref(tag), img, s.opts(ctx)...); err != nil {
+			return nil, false, fmt.Errorf("push stage %s: manifest: %w", tag, err)
+		}
 		s.add(digest, ms)
 		s.log.Debug("pushed stage", "tag", tag, "time", time.Since(start).Round(time.Millisecond))
 		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
 	}
+}
+
+// relock abandons a publish attempt whose lease was lost: it releases the lease and takes the
+// lock again so the caller re-checks the storage before trying once more.
+func (s *storage) relock(ctx context.Context, digest string, lease lock.Lease, attempt int) (lock.Lease, error) {
+	reason := lease.Err()
+	_ = lease.Unlock(context.WithoutCancel(ctx))
+	if attempt > 3 {
+		return nil, fmt.Errorf("publish stage %s: lock lost %d times, giving up: %v", digest, attempt+1, reason)
+	}
+	s.log.Info("lock lost, re-locking and re-checking the storage", "lock", s.project+"/"+digest, "reason", reason)
+	le, err := s.locker.Lock(ctx, s.project+"/"+digest)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
+	}
+	return le, nil
+}
+
+// uploadBlobs uploads the layers and the config of img, but not its manifest: nothing is tagged.
+// The upload is cancelled as soon as the lease is lost. It logs progress once per second and
+// returns the last progress update.
+func (s *storage) uploadBlobs(ctx context.Context, lease lock.Lease, tag string, img v1.Image) (v1.Update, error) {
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel()
+		case <-uctx.Done():
+		}
+	}()
+	progress := make(chan v1.Update, 16)
+	done := make(chan v1.Update)
+	go func() {
+		// Progress: a line per second while uploading, the total at the end.
+		var last v1.Update
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case u, ok := <-progress:
+				if !ok {
+					done <- last
+					return
+				}
+				if u.Error == nil {
+					last = u
+				}
+			case <-tick.C:
+				s.log.Info("pushing stage", "tag", tag, "bytes", last.Complete, "of", last.Total)
+			}
+		}
+	}()
+	err := s.writeBlobs(uctx, img, progress)
+	close(progress)
+	up := <-done
+	if err == nil {
+		err = uctx.Err()
+	}
+	return up, err
+}
+
+// writeBlobs uploads the layers (up to 4 at a time), then the config blob, through its own
+// pusher: a shared one would swallow the progress updates.
+func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- v1.Update) error {
+	p, err := remote.NewPusher(append(s.reg.Remote(ctx), remote.WithProgress(progress))...)
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("layers: %w", err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 4)
+	)
+	for _, l := range layers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := p.Upload(ctx, s.repo, l); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("upload layers: %w", err)
+	}
+	cl, err := partial.ConfigLayer(img)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := p.Upload(ctx, s.repo, cl); err != nil {
+		return fmt.Errorf("upload config: %w", err)
+	}
+	return nil
 }

@@ -22,11 +22,12 @@ import (
 	"strata.dev/strata/internal/registry"
 )
 
-// counter counts registry requests: writes (pushes) and blob reads (pulls).
+// counter counts registry requests: writes (pushes), blob reads (pulls) and tags listings.
 type counter struct {
 	mu     sync.Mutex
 	writes []string
 	blobs  []string
+	lists  map[string]int // repository path -> GET /v2/<repo>/tags/list requests
 	all    int
 }
 
@@ -38,6 +39,11 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.writes = append(c.writes, r.Method+" "+r.URL.Path)
 	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/"):
 		c.blobs = append(c.blobs, r.URL.Path)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v2/") && strings.HasSuffix(r.URL.Path, "/tags/list"):
+		if c.lists == nil {
+			c.lists = map[string]int{}
+		}
+		c.lists[strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v2/"), "/tags/list")]++
 	}
 	c.mu.Unlock()
 	return remote.DefaultTransport.RoundTrip(r)
@@ -47,8 +53,19 @@ func (c *counter) reset() (writes, blobs []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	writes, blobs = c.writes, c.blobs
-	c.writes, c.blobs, c.all = nil, nil, 0
+	c.writes, c.blobs, c.lists, c.all = nil, nil, nil, 0
 	return
+}
+
+// listings returns the tags listings per repository path since the last reset.
+func (c *counter) listings() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range c.lists {
+		out[k] = v
+	}
+	return out
 }
 
 // gitRepo is a throwaway git repository in a temp dir.

@@ -257,8 +257,8 @@ func holderPID(identity string) int {
 }
 
 // TestSIGKILLHolderMidPublish kills the builder whose Lease appears first (it is publishing a
-// stage) and checks the other 7 finish within the TTL + renew period + their remaining work, with
-// one stored tag per digest and identical final images.
+// stage) and checks that a survivor takes its lock over within TTL + 5 s of the kill, that the
+// other 7 then finish, and that every digest has one stored tag and the final images agree.
 func TestSIGKILLHolderMidPublish(t *testing.T) {
 	testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
@@ -316,30 +316,42 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 			last = b.exited
 		}
 	}
-	// The Lease the victim held is taken over within TTL + renew period of the kill.
+	// The Lease the victim held is taken over by one of the survivors: the time from the kill to
+	// that takeover is how long the dead holder blocked the others.
+	const ttl, renew = 15 * time.Second, 5 * time.Second
 	tookOver := regexp.MustCompile(`time=(\S+) .*took over expired lock`)
-	for _, b := range survivors {
+	var takeover time.Time
+	var logs strings.Builder
+	for i, b := range survivors {
+		fmt.Fprintf(&logs, "--- builder %d (pid %d):\n%s\n", i, b.cmd.Process.Pid, b.out)
 		for _, line := range strings.Split(b.out.String(), "\n") {
 			if m := tookOver.FindStringSubmatch(line); m != nil {
 				at, err := time.Parse(time.RFC3339Nano, m[1])
 				if err != nil {
 					t.Fatalf("log time %q: %v", m[1], err)
 				}
-				if blocked := at.Sub(killed); blocked > 20*time.Second {
-					t.Errorf("the killed holder's lock was taken over %s after the kill, want at most TTL + renew = 20 s", blocked)
-				} else {
-					t.Logf("the killed holder's lock was taken over %s after the kill", blocked.Round(time.Millisecond))
+				if takeover.IsZero() || at.Before(takeover) {
+					takeover = at
 				}
 			}
 		}
 	}
-	after := last.Sub(killed)
-	// TTL 15 s + renew period 5 s, plus the stages left to build after the kill (a few seconds
-	// with 7 builders on this machine).
-	if limit := 15*time.Second + 5*time.Second + 15*time.Second; after > limit {
-		t.Fatalf("the surviving builders finished %s after the kill, want at most %s", after, limit)
+	if takeover.IsZero() {
+		t.Fatalf("no surviving builder logged \"took over expired lock\": the killed holder's Lease was never taken over\n%s", &logs)
 	}
-	t.Logf("surviving builders finished %s after the holder was SIGKILLed (TTL 15 s, renew 5 s)", after.Round(time.Millisecond))
+	blocked := takeover.Sub(killed)
+	if blocked > ttl+5*time.Second {
+		t.Errorf("the killed holder's lock was taken over %s after the kill, want at most TTL + 5 s = %s", blocked.Round(time.Millisecond), ttl+5*time.Second)
+	}
+	// After the takeover the survivors only publish the stage, then build and publish the
+	// remaining one (a shell stage with `sleep 1`, 7 builders on 2 cores).
+	finished, work := last.Sub(killed), last.Sub(takeover)
+	if limit := ttl + renew + 5*time.Second + 20*time.Second; finished > limit {
+		t.Errorf("the surviving builders finished %s after the kill (%s of it after the takeover), want at most TTL + renew + 5 s + 20 s of remaining work = %s",
+			finished.Round(time.Millisecond), work.Round(time.Millisecond), limit)
+	}
+	t.Logf("SIGKILLed holder: lock taken over %s after the kill (TTL %s, renew %s); survivors finished %s after the kill, %s after the takeover",
+		blocked.Round(time.Millisecond), ttl, renew, finished.Round(time.Millisecond), work.Round(time.Millisecond))
 	checkBuilds(t, repo, reps, false)
 }
 

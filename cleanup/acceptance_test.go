@@ -75,11 +75,16 @@ func randomDigest(t testing.TB) string {
 // pushStage pushes a small random image as a stage tag with the labels strata build writes.
 func pushStage(t testing.TB, repo name.Repository, project string, created time.Time, commit, parent string) (tag, manifest string) {
 	t.Helper()
+	return pushStageAs(t, repo, randomDigest(t), project, created, commit, parent)
+}
+
+// pushStageAs is pushStage with a given content digest.
+func pushStageAs(t testing.TB, repo name.Repository, d, project string, created time.Time, commit, parent string) (tag, manifest string) {
+	t.Helper()
 	img, err := random.Image(256, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := randomDigest(t)
 	labels := map[string]string{LabelProject: project, LabelDigest: d, LabelImage: "app"}
 	if commit != "" {
 		labels[LabelCommitPrefix+"0.commit"] = commit

@@ -9,7 +9,9 @@
 //   - Collectors that gather those inputs from real systems: the registry (ListStages), the git
 //     repository (ReadGit), bundle repositories (BundleUses) and Kubernetes clusters (ClusterUses).
 //   - Run, which collects, plans and deletes under the synchronization lock, re-listing the
-//     storage right before deleting so that a stage published meanwhile is never deleted.
+//     storage before each batch of deletions and after the last one: a stage published
+//     meanwhile is never deleted, and a parent it is built on that was already deleted is put
+//     back with its exact manifest.
 //
 // The package also holds the other stages maintenance commands: SyncStages copies stages between
 // storages by digest, and HostCleanup removes Strata-made images from the local Docker engine.

@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
@@ -50,16 +53,21 @@ type Options struct {
 type Result struct {
 	Project string
 	Plan    Plan
-	// Deleted are the manifests deleted; Spared the planned ones left because the storage changed
-	// meanwhile (a new tag on the same manifest or a new stage built on it).
+	// Deleted are the manifests deleted (and not restored); Spared the planned ones left because
+	// the storage changed meanwhile (a new tag on the same manifest or a new stage built on it).
 	Deleted []string
 	Spared  []string
+	// Restored are the stage tags deleted and then put back, with their exact manifests, because
+	// a stage built on them was published meanwhile.
+	Restored []string
 }
 
 // Run collects the inputs, plans, prints the plan and, unless DryRun, deletes. The whole run
 // holds the lock "<project>/cleanup"; each content digest's deletion also holds the build's
-// publish lock "<project>/<digest>", taken before the storage is re-listed, so a stage published
-// while cleanup runs, and every stage it is built on, is never deleted.
+// publish lock "<project>/<digest>", taken before the storage is re-listed. A stage published
+// while cleanup runs is never deleted, and neither is, in the end, any stage it is built on: a
+// parent deleted before the child appeared is put back under its tag with its exact manifest
+// (see raceCheck).
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -121,7 +129,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := deletePlanned(ctx, o, cfg.Project, storage, locker, lease, in, res); err != nil {
 		return res, fmt.Errorf("cleanup: %w", err)
 	}
-	fmt.Fprintf(o.Out, "%d stages: kept %d, deleted %d manifests, spared %d changed meanwhile\n", len(in.Stages), len(plan.Keep), len(res.Deleted), len(res.Spared))
+	fmt.Fprintf(o.Out, "%d stages: kept %d, deleted %d manifests, spared %d changed meanwhile, restored %d\n", len(in.Stages), len(plan.Keep), len(res.Deleted), len(res.Spared), len(res.Restored))
 	return res, nil
 }
 
@@ -182,16 +190,12 @@ func PrintPlan(w io.Writer, p Plan) {
 	}
 }
 
+// deletePlanned deletes the planned manifests, LockBatch content digests at a time, each batch
+// under the publish locks of its digests. Before each batch and once after the last one it
+// re-lists the storage (see raceCheck): a stage that appeared meanwhile spares the manifests it
+// and its parent chain need, and puts back a parent chain already deleted.
 func deletePlanned(ctx context.Context, o Options, project string, storage *Storage, locker lock.Locker, run lock.Lease, in *Input, res *Result) error {
-	known := map[string]bool{}
-	byTag := map[string]Stage{}
-	for _, s := range in.Stages {
-		known[s.Tag] = true
-		byTag[s.Tag] = s
-	}
-	for _, t := range in.Others {
-		known[t.Tag] = true
-	}
+	rc := newRaceCheck(storage, in, o.Out, o.Log)
 	// Manifests grouped by the content digests of their stages.
 	digests := map[string][]string{}
 	for _, d := range res.Plan.Delete {
@@ -228,7 +232,7 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 				}
 				leases = append(leases, l)
 			}
-			protected, err := protectNew(ctx, storage, known, byTag)
+			protected, err := rc.check(ctx, res)
 			if err != nil {
 				return err
 			}
@@ -251,6 +255,17 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 							return fmt.Errorf("lost a publish lock: %w", l.Err())
 						}
 					}
+					// Keep the manifest, byte for byte, so that it can be put back.
+					saved, err := storage.Manifest(ctx, m)
+					if err != nil {
+						if isNotFound(err) {
+							o.Log.Info("already deleted", "manifest", m)
+							continue
+						}
+						errs = append(errs, err)
+						continue
+					}
+					rc.saved[m] = saved
 					if err := storage.Delete(ctx, m); err != nil {
 						errs = append(errs, err)
 						continue
@@ -262,61 +277,138 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 			return nil
 		}()
 		if err != nil {
-			return errors.Join(append(errs, err)...)
+			errs = append(errs, err)
+			break
+		}
+	}
+	// The last look: stages published during the last batch.
+	if len(rc.saved) > 0 {
+		if _, err := rc.check(context.WithoutCancel(ctx), res); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// protectNew re-lists the storage and returns the manifests that must not be deleted because of
-// tags that were not in the plan's input: their own manifests and those of the stages they are
-// built on.
-func protectNew(ctx context.Context, storage *Storage, known map[string]bool, byTag map[string]Stage) (map[string]string, error) {
-	tags, err := storage.Tags(ctx)
+// raceCheck re-lists the storage while cleanup deletes. Builds lock only the content digest of
+// the stage they publish, and a build decides to reuse a parent stage long before it publishes
+// the child, without a lock: the parent's digest lock held by cleanup does not keep a child from
+// being published on top of a parent being deleted. So every re-list looks at the stage tags
+// that were not in the plan's input and follows each one's parent chain:
+//   - a manifest on that chain not deleted yet is spared (protected);
+//   - a stage on that chain whose manifest this run already deleted is put back under its tag,
+//     with the exact manifest bytes and media type read right before deleting it (so its
+//     manifest digest, named by build reports, is unchanged). Its blobs are still stored:
+//     deleting a manifest does not delete blobs, only an offline garbage collection does.
+//
+// This covers every publish that completes before cleanup's last re-list, which follows its last
+// deletion. A build that publishes a child later, on a parent it chose before the deletion,
+// must itself check after publishing that the parent is still stored.
+type raceCheck struct {
+	storage *Storage
+	out     io.Writer
+	log     *slog.Logger
+	known   map[string]bool  // tags in the plan's input
+	byTag   map[string]Stage // stages in the plan's input
+	fresh   map[string]Stage // stages seen appearing since, read once
+	others  map[string]Tagged
+	// saved are the manifests deleted by this run, as they were.
+	saved map[string]*remote.Descriptor
+}
+
+func newRaceCheck(storage *Storage, in *Input, out io.Writer, log *slog.Logger) *raceCheck {
+	rc := &raceCheck{
+		storage: storage, out: out, log: log,
+		known: map[string]bool{}, byTag: map[string]Stage{}, fresh: map[string]Stage{},
+		others: map[string]Tagged{}, saved: map[string]*remote.Descriptor{},
+	}
+	for _, s := range in.Stages {
+		rc.known[s.Tag] = true
+		rc.byTag[s.Tag] = s
+	}
+	for _, t := range in.Others {
+		rc.known[t.Tag] = true
+	}
+	return rc
+}
+
+// check re-lists the storage, restores the deleted parent chains of stages that appeared and
+// returns the manifests that must not be deleted, each with why.
+func (rc *raceCheck) check(ctx context.Context, res *Result) (map[string]string, error) {
+	tags, err := rc.storage.Tags(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var fresh []string
+	present := map[string]bool{}
+	var unread []string
 	for _, t := range tags {
-		if !known[t] {
-			fresh = append(fresh, t)
+		present[t] = true
+		_, seen := rc.fresh[t]
+		_, other := rc.others[t]
+		if !rc.known[t] && !seen && !other {
+			unread = append(unread, t)
+		}
+	}
+	if len(unread) > 0 {
+		stages, others, err := rc.storage.Stages(ctx, unread)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range stages {
+			rc.fresh[s.Tag] = s
+		}
+		for _, t := range others {
+			rc.others[t.Tag] = t
 		}
 	}
 	protected := map[string]string{}
-	if len(fresh) == 0 {
+	for _, t := range rc.others {
+		if present[t.Tag] {
+			protected[t.ManifestDigest] = "tag " + t.Tag + " appeared"
+		}
+	}
+	if len(rc.fresh) == 0 {
 		return protected, nil
 	}
-	stages, others, err := storage.Stages(ctx, fresh)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range others {
-		protected[t.ManifestDigest] = "tag " + t.Tag + " appeared"
-	}
-	all := map[string]Stage{}
-	for t, s := range byTag {
-		all[t] = s
-	}
-	for _, s := range stages {
-		all[s.Tag] = s
-	}
 	p := &planner{byTag: map[string]*Stage{}, byDigest: map[string][]*Stage{}}
-	for t := range all {
-		s := all[t]
-		p.byTag[t] = &s
-		p.byDigest[s.Digest] = append(p.byDigest[s.Digest], &s)
+	for _, m := range []map[string]Stage{rc.byTag, rc.fresh} {
+		for t := range m {
+			s := m[t]
+			p.byTag[t] = &s
+			p.byDigest[s.Digest] = append(p.byDigest[s.Digest], &s)
+		}
 	}
 	for _, l := range p.byDigest {
 		sort.Slice(l, func(i, j int) bool { return l[i].Created.Before(l[j].Created) })
 	}
-	for _, s := range stages {
-		why := "stage " + s.Tag + " appeared"
-		cur := p.byTag[s.Tag]
-		for seen := map[string]bool{}; cur != nil && !seen[cur.Tag]; {
-			seen[cur.Tag] = true
-			protected[cur.ManifestDigest] = why
-			cur = p.byTag[p.resolveParent(cur)]
+	fresh := make([]string, 0, len(rc.fresh))
+	for t := range rc.fresh {
+		if present[t] {
+			fresh = append(fresh, t)
 		}
 	}
-	return protected, nil
+	sort.Strings(fresh)
+	var errs []error
+	for _, t := range fresh {
+		why := "stage " + t + " appeared"
+		cur := p.byTag[t]
+		for seen := map[string]bool{}; cur != nil && !seen[cur.Tag]; cur = p.byTag[p.resolveParent(cur)] {
+			seen[cur.Tag] = true
+			protected[cur.ManifestDigest] = why
+			saved, deleted := rc.saved[cur.ManifestDigest]
+			if !deleted || present[cur.Tag] {
+				continue
+			}
+			if err := rc.storage.Restore(ctx, cur.Tag, saved); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s (parent chain of %s): %w", cur.Tag, t, err))
+				continue
+			}
+			present[cur.Tag] = true
+			rc.log.Info("restored", "tag", cur.Tag, "manifest", cur.ManifestDigest, "for", t)
+			fmt.Fprintf(rc.out, "restored %s (%s): on the parent chain of %s, published meanwhile\n", cur.Tag, short(cur.ManifestDigest), t)
+			res.Restored = append(res.Restored, cur.Tag)
+			res.Deleted = slices.DeleteFunc(res.Deleted, func(m string) bool { return m == cur.ManifestDigest })
+		}
+	}
+	return protected, errors.Join(errs...)
 }

@@ -217,3 +217,30 @@ func (s *Storage) Delete(ctx context.Context, manifest string) error {
 	}
 	return nil
 }
+
+// Manifest reads a manifest by digest: its exact bytes and media type, enough to put it back
+// with Restore.
+func (s *Storage) Manifest(ctx context.Context, manifest string) (*remote.Descriptor, error) {
+	d := s.Repo.Digest(manifest)
+	desc, err := remote.Get(d, s.remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", d, err)
+	}
+	return desc, nil
+}
+
+// Restore puts a manifest read by Manifest back under tag; its digest is unchanged. The blobs it
+// references must still be stored, as they are after a manifest deletion until a registry's
+// (offline) garbage collection.
+func (s *Storage) Restore(ctx context.Context, tag string, m *remote.Descriptor) error {
+	ref := s.Repo.Tag(tag)
+	if err := remote.Put(ref, m, s.Registry.Remote(ctx)...); err != nil {
+		return fmt.Errorf("put %s@%s back: %w", ref, m.Digest, err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == 404
+}

@@ -27,8 +27,9 @@ func newCleanupCmd(a *app) *cobra.Command {
 Git references are read from the repository in --dir: the remote's branches (fetch them all
 first, unshallowed, with --prune) and tags; local branches when there is no remote.
 With --dry-run nothing is deleted: every stage is printed with "keep" and why, or "delete".
-Deletion is by manifest digest, under the --synchronization lock, and never touches a stage
-published while cleanup runs.`,
+Deletion is by manifest digest, under the --synchronization lock. A stage published while
+cleanup runs is never deleted; a stage it is built on that cleanup had already deleted is put
+back under its tag with its exact manifest ("restored").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

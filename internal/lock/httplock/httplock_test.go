@@ -43,11 +43,13 @@ func newClient(t testing.TB, url, token, owner string) *Client {
 	return c
 }
 
-// hammer runs clients goroutines, each with its own Client, taking lock name rounds times; it
-// fails on any overlap and returns how many critical sections ran.
+// hammer runs clients goroutines, each with its own Client, taking lock name rounds times. Each
+// critical section reads a shared counter, sleeps, and writes it back incremented: a double
+// grant loses an update or shows two holders at once. It fails on any overlap and returns how
+// many critical sections ran.
 func hammer(t *testing.T, url, token string, clients, rounds int) int64 {
 	t.Helper()
-	var inside, total, overlaps atomic.Int64
+	var inside, maxInside, total, counter atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, clients*rounds)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -63,9 +65,12 @@ func hammer(t *testing.T, url, token string, clients, rounds int) int64 {
 					errs <- err
 					return
 				}
-				if inside.Add(1) != 1 {
-					overlaps.Add(1)
+				n := inside.Add(1)
+				for m := maxInside.Load(); n > m && !maxInside.CompareAndSwap(m, n); m = maxInside.Load() {
 				}
+				v := counter.Load()
+				time.Sleep(time.Millisecond)
+				counter.Store(v + 1)
 				total.Add(1)
 				inside.Add(-1)
 				if err := l.Unlock(ctx); err != nil {
@@ -79,8 +84,11 @@ func hammer(t *testing.T, url, token string, clients, rounds int) int64 {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := overlaps.Load(); n != 0 {
-		t.Fatalf("double grant: %d critical sections overlapped", n)
+	if m := maxInside.Load(); m != 1 {
+		t.Fatalf("double grant: %d holders inside the critical section at once, want 1", m)
+	}
+	if c, n := counter.Load(), total.Load(); c != n {
+		t.Fatalf("double grant: the shared counter reads %d after %d critical sections (lost updates)", c, n)
 	}
 	return total.Load()
 }

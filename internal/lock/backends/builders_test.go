@@ -152,11 +152,17 @@ func reports(t *testing.T, bs []*builder) []report {
 // buildConcurrently runs n `strata build` processes on one project and returns their reports.
 func buildConcurrently(t *testing.T, bin, dir, repo, spec string, env []string, n int) []report {
 	t.Helper()
-	return reports(t, startBuilders(t, bin, dir, repo, spec, env, n))
+	rs := reports(t, startBuilders(t, bin, dir, repo, spec, env, n))
+	if len(rs) != n {
+		t.Fatalf("%d reports from %d builders", len(rs), n)
+	}
+	return rs
 }
 
-// checkBuilds asserts (allBuilders: the reports are those of every builder that ran): identical final images in all reports, exactly one stored tag per stage
-// digest, exactly one builder reporting each stage as built (the others reused or discarded).
+// checkBuilds asserts (allBuilders: the reports are those of every builder that ran, on a cold
+// project): identical final images and stage digests in all reports, exactly one stored tag per
+// stage digest, exactly one builder reporting each stage as built and every other one reporting
+// it as discarded-for-existing or reused, and at least one discarded duplicate.
 func checkBuilds(t *testing.T, repo string, reports []report, allBuilders bool) {
 	t.Helper()
 	first := reports[0].Images
@@ -165,17 +171,41 @@ func checkBuilds(t *testing.T, repo string, reports []report, allBuilders bool) 
 	}
 	built := map[string]int{}
 	statuses := map[string]int{}
+	perStage := map[string]map[string]int{} // digest -> status -> reports
 	for i, r := range reports {
 		if len(r.Images) != 1 || r.Images[0].Ref != first[0].Ref || r.Images[0].ManifestDigest != first[0].ManifestDigest {
 			t.Errorf("report %d names %+v, report 0 names %s@%s", i, r.Images, first[0].Ref, first[0].ManifestDigest)
 			continue
 		}
-		for _, st := range r.Images[0].Stages {
-			statuses[st.Status]++
-			if st.Status == "built" {
-				built[st.Digest]++
-			}
+		if len(r.Images[0].Stages) != len(first[0].Stages) {
+			t.Errorf("report %d has %d stages, report 0 has %d", i, len(r.Images[0].Stages), len(first[0].Stages))
+			continue
 		}
+		for j, st := range r.Images[0].Stages {
+			if st.Digest != first[0].Stages[j].Digest || st.Tag != first[0].Stages[j].Tag {
+				t.Errorf("report %d stage %d is %s (%s), report 0 has %s (%s)", i, j, st.Digest, st.Tag, first[0].Stages[j].Digest, first[0].Stages[j].Tag)
+			}
+			switch st.Status {
+			case "built":
+				built[st.Digest]++
+			case "discarded-for-existing", "reused":
+			default:
+				t.Errorf("report %d stage %s: status %q, want built, discarded-for-existing or reused", i, st.Name, st.Status)
+			}
+			statuses[st.Status]++
+			if perStage[st.Digest] == nil {
+				perStage[st.Digest] = map[string]int{}
+			}
+			perStage[st.Digest][st.Status]++
+		}
+	}
+	for _, st := range first[0].Stages {
+		if n := perStage[st.Digest]["built"] + perStage[st.Digest]["discarded-for-existing"] + perStage[st.Digest]["reused"]; n != len(reports) {
+			t.Errorf("stage %s: %d of %d reports account for it (%v)", st.Name, n, len(reports), perStage[st.Digest])
+		}
+	}
+	if allBuilders && statuses["discarded-for-existing"] == 0 {
+		t.Errorf("%d cold concurrent builders and no stage reported discarded-for-existing: %v", len(reports), statuses)
 	}
 	ref, err := name.NewRepository(repo, name.Insecure)
 	if err != nil {

@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,9 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -293,7 +296,7 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
 		}
 		list := func(dst *[]string, field string) func(*yaml.Node) error {
-			return func(v *yaml.Node) (err error) { *dst, err = p.strList(v, f+"."+field, true); return }
+			return func(v *yaml.Node) (err error) { *dst, err = p.globList(v, f+"."+field); return }
 		}
 		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
 			"add": str(&g.Add, "add"), "to": str(&g.To, "to"), "owner": str(&g.Owner, "owner"), "group": str(&g.Group, "group"),
@@ -304,7 +307,7 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 				for _, st := range []string{"install", "beforeSetup", "setup"} {
 					st := st
 					h[st] = func(v *yaml.Node) (err error) {
-						g.StageDependencies[st], err = p.strList(v, f+".stageDependencies."+st, true)
+						g.StageDependencies[st], err = p.globList(v, f+".stageDependencies."+st)
 						return
 					}
 				}
@@ -324,13 +327,6 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 			return nil, p.errf(item, f, "add and to must be absolute paths")
 		}
 		g.Add, g.To = path.Clean(g.Add), path.Clean(g.To)
-		for _, list := range [][]string{g.IncludePaths, g.ExcludePaths} {
-			for _, gl := range list {
-				if _, err := path.Match(strings.ReplaceAll(gl, "**", "*"), ""); err != nil {
-					return nil, p.errf(item, f, "bad glob %q: %v", gl, err)
-				}
-			}
-		}
 		out = append(out, g)
 	}
 	return out, nil
@@ -341,35 +337,157 @@ func (p parser) docker(n *yaml.Node, d *DockerInstructions) error {
 		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, "docker."+field); return }
 	}
 	return p.mapping(n, "docker", map[string]func(*yaml.Node) error{
-		"WORKDIR":    str(&d.Workdir, "WORKDIR"),
-		"USER":       str(&d.User, "USER"),
-		"ENV":        func(v *yaml.Node) (err error) { d.Env, err = p.strMap(v, "docker.ENV"); return },
-		"LABEL":      func(v *yaml.Node) (err error) { d.Label, err = p.strMap(v, "docker.LABEL"); return },
-		"EXPOSE":     func(v *yaml.Node) (err error) { d.Expose, err = p.strList(v, "docker.EXPOSE", true); return },
-		"VOLUME":     func(v *yaml.Node) (err error) { d.Volume, err = p.strList(v, "docker.VOLUME", true); return },
-		"CMD":        func(v *yaml.Node) (err error) { d.Cmd, err = p.cmdList(v, "docker.CMD"); return },
-		"ENTRYPOINT": func(v *yaml.Node) (err error) { d.Entrypoint, err = p.cmdList(v, "docker.ENTRYPOINT"); return },
-		"HEALTHCHECK": func(v *yaml.Node) error {
-			h := &Healthcheck{}
-			d.Healthcheck = h
-			if v.Kind == yaml.ScalarNode {
-				h.Test = []string{"CMD-SHELL", v.Value}
-				return nil
+		"WORKDIR":     str(&d.Workdir, "WORKDIR"),
+		"USER":        str(&d.User, "USER"),
+		"ENV":         func(v *yaml.Node) (err error) { d.Env, err = p.strMap(v, "docker.ENV"); return },
+		"LABEL":       func(v *yaml.Node) (err error) { d.Label, err = p.strMap(v, "docker.LABEL"); return },
+		"EXPOSE":      func(v *yaml.Node) (err error) { d.Expose, err = p.strList(v, "docker.EXPOSE", true); return },
+		"VOLUME":      func(v *yaml.Node) (err error) { d.Volume, err = p.strList(v, "docker.VOLUME", true); return },
+		"CMD":         func(v *yaml.Node) (err error) { d.Cmd, err = p.cmdList(v, "docker.CMD"); return },
+		"ENTRYPOINT":  func(v *yaml.Node) (err error) { d.Entrypoint, err = p.cmdList(v, "docker.ENTRYPOINT"); return },
+		"HEALTHCHECK": func(v *yaml.Node) (err error) { d.Healthcheck, err = p.healthcheck(v); return },
+	})
+}
+
+// healthcheck parses docker.HEALTHCHECK: a mapping (test, interval, timeout, startPeriod,
+// retries) or a string in Dockerfile syntax ("--interval=5s CMD curl -f localhost", "NONE", or a
+// bare shell command). Durations and retries are checked here, with their line.
+func (p parser) healthcheck(v *yaml.Node) (*Healthcheck, error) {
+	const field = "docker.HEALTHCHECK"
+	h := &Healthcheck{}
+	if v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+		return h, p.healthcheckString(v, h)
+	}
+	dur := func(dst *string, name string) func(*yaml.Node) error {
+		return func(v *yaml.Node) error {
+			s, err := p.str(v, field+"."+name)
+			if err == nil {
+				err = p.checkDuration(v, field+"."+name, s)
 			}
-			return p.mapping(v, "docker.HEALTHCHECK", map[string]func(*yaml.Node) error{
-				"test":        func(v *yaml.Node) (err error) { h.Test, err = p.cmdList(v, "docker.HEALTHCHECK.test"); return },
-				"interval":    str(&h.Interval, "HEALTHCHECK.interval"),
-				"timeout":     str(&h.Timeout, "HEALTHCHECK.timeout"),
-				"startPeriod": str(&h.StartPeriod, "HEALTHCHECK.startPeriod"),
-				"retries": func(v *yaml.Node) error {
-					if v.Kind != yaml.ScalarNode || v.Decode(&h.Retries) != nil {
-						return p.errf(v, "docker.HEALTHCHECK.retries", "want an integer, got %s", kindName(v))
-					}
-					return nil
-				},
-			})
+			*dst = s
+			return err
+		}
+	}
+	err := p.mapping(v, field, map[string]func(*yaml.Node) error{
+		"test":        func(v *yaml.Node) (err error) { h.Test, err = p.cmdList(v, field+".test"); return },
+		"interval":    dur(&h.Interval, "interval"),
+		"timeout":     dur(&h.Timeout, "timeout"),
+		"startPeriod": dur(&h.StartPeriod, "startPeriod"),
+		"retries": func(v *yaml.Node) error {
+			if v.Kind != yaml.ScalarNode || v.Decode(&h.Retries) != nil {
+				return p.errf(v, field+".retries", "want an integer, got %s", kindName(v))
+			}
+			if h.Retries < 0 {
+				return p.errf(v, field+".retries", "must not be negative, got %d", h.Retries)
+			}
+			return nil
 		},
 	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (p parser) healthcheckString(v *yaml.Node, h *Healthcheck) error {
+	const field = "docker.HEALTHCHECK"
+	s := strings.TrimSpace(v.Value)
+	opts := false
+	for strings.HasPrefix(s, "--") {
+		opt, rest, _ := strings.Cut(s, " ")
+		s = strings.TrimSpace(rest)
+		name, val, ok := strings.Cut(strings.TrimPrefix(opt, "--"), "=")
+		f := field + " --" + name
+		if !ok {
+			return p.errf(v, f, "want --%s=VALUE", name)
+		}
+		opts = true
+		switch name {
+		case "interval", "timeout", "start-period":
+			if err := p.checkDuration(v, f, val); err != nil {
+				return err
+			}
+			switch name {
+			case "interval":
+				h.Interval = val
+			case "timeout":
+				h.Timeout = val
+			default:
+				h.StartPeriod = val
+			}
+		case "retries":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return p.errf(v, f, "want a non-negative integer, got %q", val)
+			}
+			h.Retries = n
+		default:
+			known := []string{"--interval", "--retries", "--start-period", "--timeout"}
+			if near := nearest("--"+name, known); near != "" {
+				return p.errf(v, f, "unknown option (did you mean %q?)", near)
+			}
+			return p.errf(v, f, "unknown option (known: %s)", strings.Join(known, ", "))
+		}
+	}
+	upper := strings.ToUpper(s)
+	switch {
+	case upper == "NONE":
+		if opts {
+			return p.errf(v, field, "NONE takes no options")
+		}
+		h.Test = []string{"NONE"}
+	case upper == "CMD" || s == "":
+		return p.errf(v, field, "missing the command (want [OPTIONS] CMD COMMAND, or NONE)")
+	case strings.HasPrefix(upper, "CMD ") || strings.HasPrefix(upper, "CMD["):
+		cmd := strings.TrimSpace(s[3:])
+		if strings.HasPrefix(cmd, "[") {
+			var exec []string
+			if err := json.Unmarshal([]byte(cmd), &exec); err != nil || len(exec) == 0 {
+				return p.errf(v, field, "CMD %s: want a JSON list of strings", cmd)
+			}
+			h.Test = append([]string{"CMD"}, exec...)
+		} else {
+			h.Test = []string{"CMD-SHELL", cmd}
+		}
+	case opts:
+		return p.errf(v, field, "want CMD after the options, got %q", s)
+	default:
+		h.Test = []string{"CMD-SHELL", s} // a bare shell command
+	}
+	return nil
+}
+
+// checkDuration accepts what docker accepts for HEALTHCHECK durations: 0 or at least 1ms.
+func (p parser) checkDuration(v *yaml.Node, field, s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return p.errf(v, field, "bad duration %q (want e.g. 30s, 1m30s, 500ms)", s)
+	}
+	if d < 0 || (d > 0 && d < time.Millisecond) {
+		return p.errf(v, field, "duration %q: want 0 or at least 1ms", s)
+	}
+	return nil
+}
+
+// globList is a list of globs (or one), each checked for syntax with its own line.
+func (p parser) globList(v *yaml.Node, field string) ([]string, error) {
+	out, err := p.strList(v, field, true)
+	if err != nil {
+		return nil, err
+	}
+	for i, gl := range out {
+		n, f := v, field
+		if v.Kind == yaml.SequenceNode {
+			n, f = v.Content[i], fmt.Sprintf("%s[%d]", field, i)
+		}
+		if strings.TrimSpace(gl) == "" {
+			return nil, p.errf(n, f, "empty glob")
+		}
+		if _, err := path.Match(strings.ReplaceAll(gl, "**", "*"), ""); err != nil {
+			return nil, p.errf(n, f, "bad glob %q: %v", gl, err)
+		}
+	}
+	return out, nil
 }
 
 // mapping walks a mapping node, calling the handler of each key; unknown keys are errors.

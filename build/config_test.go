@@ -119,3 +119,70 @@ func TestDigestsStableAndSensitive(t *testing.T) {
 		t.Errorf("field boundaries not part of the digest")
 	}
 }
+
+// HEALTHCHECK durations and retries, and the globs of git mappings, are checked when the config
+// is read: the error names the file, the line of the bad value and the field.
+func TestParseConfigHealthcheckAndGlobErrors(t *testing.T) {
+	img := head + "image: a\nfrom: x\n" // the image document starts at line 4
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"interval no unit", img + "docker:\n  HEALTHCHECK:\n    test: [CMD, \"true\"]\n    interval: 5\n", `strata.yaml:9: docker.HEALTHCHECK.interval: bad duration "5"`},
+		{"timeout garbage", img + "docker:\n  HEALTHCHECK:\n    timeout: soon\n", `strata.yaml:8: docker.HEALTHCHECK.timeout: bad duration "soon"`},
+		{"startPeriod negative", img + "docker:\n  HEALTHCHECK:\n    startPeriod: -1s\n", `strata.yaml:8: docker.HEALTHCHECK.startPeriod: duration "-1s": want 0 or at least 1ms`},
+		{"interval below 1ms", img + "docker:\n  HEALTHCHECK:\n    interval: 10us\n", `strata.yaml:8: docker.HEALTHCHECK.interval: duration "10us": want 0 or at least 1ms`},
+		{"interval not a string", img + "docker:\n  HEALTHCHECK:\n    interval: [5s]\n", `strata.yaml:8: docker.HEALTHCHECK.interval: want a string, got a list`},
+		{"retries negative", img + "docker:\n  HEALTHCHECK:\n    retries: -2\n", `strata.yaml:8: docker.HEALTHCHECK.retries: must not be negative`},
+		{"retries word", img + "docker:\n  HEALTHCHECK:\n    retries: many\n", `strata.yaml:8: docker.HEALTHCHECK.retries: want an integer`},
+		{"unknown healthcheck key", img + "docker:\n  HEALTHCHECK:\n    intervall: 5s\n", `strata.yaml:8: docker.HEALTHCHECK.intervall: unknown key (did you mean "interval"?)`},
+		{"string form bad interval", img + "docker:\n  HEALTHCHECK: --interval=5x CMD true\n", `strata.yaml:7: docker.HEALTHCHECK --interval: bad duration "5x"`},
+		{"string form bad retries", img + "docker:\n  HEALTHCHECK: --retries=-1 CMD true\n", `strata.yaml:7: docker.HEALTHCHECK --retries: want a non-negative integer`},
+		{"string form unknown option", img + "docker:\n  HEALTHCHECK: --intervl=5s CMD true\n", `strata.yaml:7: docker.HEALTHCHECK --intervl: unknown option (did you mean "--interval"?)`},
+		{"string form no command", img + "docker:\n  HEALTHCHECK: --timeout=3s\n", `strata.yaml:7: docker.HEALTHCHECK: missing the command`},
+		{"string form bad exec", img + "docker:\n  HEALTHCHECK: CMD [curl\n", `strata.yaml:7: docker.HEALTHCHECK: CMD [curl: want a JSON list`},
+		{"stageDependencies bad glob", img + "git:\n- to: /app\n  stageDependencies:\n    install:\n    - go.mod\n    - \"[a-\"\n", `strata.yaml:11: git[0].stageDependencies.install[1]: bad glob "[a-"`},
+		{"stageDependencies scalar bad glob", img + "git:\n- to: /app\n  stageDependencies:\n    setup: \"src/[\"\n", `strata.yaml:9: git[0].stageDependencies.setup: bad glob "src/["`},
+		{"stageDependencies empty glob", img + "git:\n- to: /app\n  stageDependencies:\n    beforeSetup: [\"\"]\n", `strata.yaml:9: git[0].stageDependencies.beforeSetup[0]: empty glob`},
+		{"stageDependencies not strings", img + "git:\n- to: /app\n  stageDependencies:\n    install: {a: b}\n", `strata.yaml:9: git[0].stageDependencies.install: want a list of strings, got a mapping`},
+		{"includePaths bad glob line", img + "git:\n- to: /app\n  includePaths:\n  - ok\n  - \"a\\\\\"\n", `strata.yaml:10: git[0].includePaths[1]: bad glob`},
+		{"excludePaths bad glob", img + "git:\n- to: /app\n  excludePaths: \"x[\"\n", `strata.yaml:8: git[0].excludePaths: bad glob "x["`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("strata.yaml", []byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v\nwant containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfigHealthcheckForms(t *testing.T) {
+	img := head + "image: a\nfrom: x\ndocker:\n  HEALTHCHECK: "
+	for _, tc := range []struct {
+		name, value                    string
+		test                           []string
+		interval, timeout, startPeriod string
+		retries                        int
+	}{
+		{"bare shell command", "curl -f http://localhost/ || exit 1", []string{"CMD-SHELL", "curl -f http://localhost/ || exit 1"}, "", "", "", 0},
+		{"options and shell CMD", "--interval=5s --timeout=3s --start-period=1m --retries=4 CMD curl -f localhost", []string{"CMD-SHELL", "curl -f localhost"}, "5s", "3s", "1m", 4},
+		{"exec CMD", `--interval=1m30s CMD ["/bin/check", "--fast"]`, []string{"CMD", "/bin/check", "--fast"}, "1m30s", "", "", 0},
+		{"none", "NONE", []string{"NONE"}, "", "", "", 0},
+		{"mapping", "{test: [CMD, \"true\"], interval: 500ms, timeout: \"0\", startPeriod: 2s, retries: 2}", []string{"CMD", "true"}, "500ms", "0", "2s", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			value := tc.value
+			if !strings.HasPrefix(value, "{") {
+				value = "'" + strings.ReplaceAll(value, "'", "''") + "'"
+			}
+			cfg, err := ParseConfig("strata.yaml", []byte(img+value+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := cfg.Images[0].Docker.Healthcheck
+			if h == nil || strings.Join(h.Test, "|") != strings.Join(tc.test, "|") || h.Interval != tc.interval || h.Timeout != tc.timeout || h.StartPeriod != tc.startPeriod || h.Retries != tc.retries {
+				t.Errorf("healthcheck = %+v, want test %q interval %q timeout %q startPeriod %q retries %d", h, tc.test, tc.interval, tc.timeout, tc.startPeriod, tc.retries)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/cli"
 	helmregistry "helm.sh/helm/v3/pkg/registry"
@@ -20,20 +21,24 @@ import (
 // plugin: pull and extract the chart with Helm, stream the directory to the plugin's CMP server
 // (Argo CD's own server code, configured by the plugin.yaml Strata ships) and collect the
 // manifests. It returns the annotations every object carries and the number of objects.
-func (r *runner) renderThroughArgoCD(ctx context.Context, st *Step, app, ns string) (map[string]string, int, error) {
-	chartDir, err := r.helmPull(st.Bundle)
+func (r *runner) renderThroughArgoCD(ctx context.Context, app *v1alpha1.Application) (map[string]string, int, error) {
+	src := app.Spec.Source
+	ref := strings.TrimPrefix(src.RepoURL, "oci://") + "/" + src.Chart + ":" + src.TargetRevision
+	chartDir, err := r.helmPull(ref)
 	if err != nil {
 		return nil, 0, err
 	}
+	// The environment argocd-repo-server gives a plugin for a Helm-OCI source: the revision is
+	// the chart version.
 	manifests, err := r.generate(ctx, chartDir, []string{
-		"ARGOCD_APP_NAME=" + app,
-		"ARGOCD_APP_NAMESPACE=quickstart",
-		"ARGOCD_APP_PROJECT_NAME=default",
-		"ARGOCD_APP_REVISION=" + version(st.Bundle),
-		"ARGOCD_APP_REVISION_SHORT=" + version(st.Bundle),
-		"ARGOCD_APP_SOURCE_REPO_URL=" + repoOf(st.Bundle),
-		"ARGOCD_APP_SOURCE_PATH=",
-		"ARGOCD_APP_SOURCE_TARGET_REVISION=" + version(st.Bundle),
+		"ARGOCD_APP_NAME=" + app.Name,
+		"ARGOCD_APP_NAMESPACE=" + app.Spec.Destination.Namespace,
+		"ARGOCD_APP_PROJECT_NAME=" + app.Spec.Project,
+		"ARGOCD_APP_REVISION=" + src.TargetRevision,
+		"ARGOCD_APP_REVISION_SHORT=" + src.TargetRevision,
+		"ARGOCD_APP_SOURCE_REPO_URL=" + src.RepoURL,
+		"ARGOCD_APP_SOURCE_PATH=" + src.Path,
+		"ARGOCD_APP_SOURCE_TARGET_REVISION=" + src.TargetRevision,
 		"KUBE_VERSION=1.37.1",
 		"KUBE_API_VERSIONS=v1,apps/v1,batch/v1",
 	})
@@ -70,10 +75,6 @@ func (r *runner) renderThroughArgoCD(ctx context.Context, st *Step, app, ns stri
 }
 
 func version(ref string) string { return ref[strings.LastIndex(ref, ":")+1:] }
-func repoOf(ref string) string {
-	repo := ref[:strings.LastIndex(ref, ":")]
-	return repo[:strings.LastIndex(repo, "/")]
-}
 
 // helmPull pulls REPO:VERSION with Helm's SDK into a fresh directory and returns the chart dir.
 func (r *runner) helmPull(ref string) (string, error) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -59,6 +60,8 @@ type Step struct {
 	Annotations map[string]string
 	Objects     int
 	BuildTime   time.Duration
+	// NoEngine: the build ran with no container engine reachable.
+	NoEngine bool
 }
 
 // Summary is what the demo did.
@@ -145,14 +148,25 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				return nil, err
 			}
 		}
-		st, err := r.publish(ctx, s, version)
+		head, err := r.head()
 		if err != nil {
 			return nil, err
 		}
-		if st.Annotations, st.Objects, err = r.renderThroughArgoCD(ctx, st, app, ns); err != nil {
+		// After the change, nothing the build does may need a container engine: point it at none.
+		st, err := r.publish(ctx, s, version, i > 0)
+		if err != nil {
 			return nil, err
 		}
-		if st.Revision, err = r.updateApplication(ctx, argo, ns, app); err != nil {
+		if st.Commit != head {
+			return nil, fmt.Errorf("demo: the build report names commit %s, HEAD is %s", st.Commit, head)
+		}
+		// The updater moves the Application; Argo CD then renders what the Application points at.
+		moved, err := r.updateApplication(ctx, argo, ns, app)
+		if err != nil {
+			return nil, err
+		}
+		st.Revision = moved.Spec.Source.TargetRevision
+		if st.Annotations, st.Objects, err = r.renderThroughArgoCD(ctx, moved); err != nil {
 			return nil, err
 		}
 		s.Steps = append(s.Steps, *st)
@@ -163,9 +177,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 }
 
 func (r *runner) run(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	return r.runEnv(ctx, dir, r.env, name, args...)
+}
+
+func (r *runner) runEnv(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Env = r.env
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -212,14 +230,30 @@ func (r *runner) initProject() error {
 	return nil
 }
 
-// publish builds the images and publishes the bundle VERSION.
-func (r *runner) publish(ctx context.Context, s *Summary, version string) (*Step, error) {
+// head returns the commit the project's HEAD points at.
+func (r *runner) head() (string, error) {
+	out, err := r.run(context.Background(), r.project, "git", "rev-parse", "HEAD")
+	return strings.TrimSpace(string(out)), err
+}
+
+// publish builds the images and publishes the bundle VERSION. With noEngine the build runs with
+// DOCKER_HOST pointing at a socket nobody listens on, so it fails if any stage needs an engine.
+func (r *runner) publish(ctx context.Context, s *Summary, version string, noEngine bool) (*Step, error) {
 	report := filepath.Join(r.o.WorkDir, "build-"+version+".json")
 	t0 := time.Now()
-	if _, err := r.strata(ctx, "build", "--repo", s.StagesRepo, "--report", report); err != nil {
+	args := []string{"build", "--repo", s.StagesRepo, "--report", report}
+	var err error
+	if noEngine {
+		r.log.Info("$ DOCKER_HOST=unix:///nonexistent strata " + strings.Join(args, " "))
+		env := append(slices.Clone(r.env), "DOCKER_HOST=unix:///nonexistent/docker.sock")
+		_, err = r.runEnv(ctx, r.project, env, r.bin, args...)
+	} else {
+		_, err = r.strata(ctx, args...)
+	}
+	if err != nil {
 		return nil, err
 	}
-	st := &Step{BuildTime: time.Since(t0), Images: map[string]string{}}
+	st := &Step{BuildTime: time.Since(t0), Images: map[string]string{}, NoEngine: noEngine}
 	b, err := os.ReadFile(report)
 	if err != nil {
 		return nil, err
@@ -298,16 +332,12 @@ func (r *runner) createApplication(ctx context.Context, argo argoclient.Interfac
 	return app.Name, nil
 }
 
-// updateApplication runs one cycle of the image updater and returns the Application's revision.
-func (r *runner) updateApplication(ctx context.Context, argo argoclient.Interface, ns, name string) (string, error) {
+// updateApplication runs one cycle of the image updater and returns the Application as it is then.
+func (r *runner) updateApplication(ctx context.Context, argo argoclient.Interface, ns, name string) (*v1alpha1.Application, error) {
 	if _, err := r.strata(ctx, "image-updater", "run", "--once", "--listen", "", "--namespace", ns, "--kubeconfig", r.o.Env.Kubeconfig); err != nil {
-		return "", err
+		return nil, err
 	}
-	app, err := argo.ArgoprojV1alpha1().Applications(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return "", err
-	}
-	return app.Spec.Source.TargetRevision, nil
+	return argo.ArgoprojV1alpha1().Applications(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
 func (s *Summary) print(w io.Writer) {
@@ -315,15 +345,19 @@ func (s *Summary) print(w io.Writer) {
 	fmt.Fprintf(w, "  stages repository: %s\n  bundle repository: %s\n  Application:       %s\n", s.StagesRepo, s.BundleRepo, s.Application)
 	for i, st := range s.Steps {
 		fmt.Fprintf(w, "\n%d. commit %s -> bundle %s@%s\n", i+1, short(st.Commit), st.Bundle, short(strings.TrimPrefix(st.Digest, "sha256:")))
-		fmt.Fprintf(w, "   build %s: built %s; reused %s\n", st.BuildTime.Round(time.Millisecond), list(st.Built), list(st.Reused))
+		engine := ""
+		if st.NoEngine {
+			engine = " (no container engine reachable)"
+		}
+		fmt.Fprintf(w, "   build %s%s: built %s; reused %s\n", st.BuildTime.Round(time.Millisecond), engine, list(st.Built), list(st.Reused))
 		for _, name := range sortedKeys(st.Images) {
 			fmt.Fprintf(w, "   image %-7s %s\n", name, st.Images[name])
 		}
-		fmt.Fprintf(w, "   rendered through Argo CD's CMP server: %d objects, each annotated with\n", st.Objects)
+		fmt.Fprintf(w, "   image updater moved the Application to targetRevision %s\n", st.Revision)
+		fmt.Fprintf(w, "   rendered the Application's source through Argo CD's CMP server: %d objects, each annotated with\n", st.Objects)
 		for _, k := range sortedKeys(st.Annotations) {
 			fmt.Fprintf(w, "     %s: %s\n", k, st.Annotations[k])
 		}
-		fmt.Fprintf(w, "   image updater moved the Application to targetRevision %s\n", st.Revision)
 	}
 }
 

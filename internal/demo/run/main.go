@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/sirupsen/logrus"
+
 	"strata.dev/strata/internal/demo"
 	"strata.dev/strata/internal/testenv"
 )
@@ -16,6 +18,8 @@ import (
 func main() {
 	keep := flag.Bool("keep", false, "keep the demo's namespace and Application in the cluster")
 	flag.Parse()
+	// Argo CD's CMP server logs every call through logrus at info; the demo's own log says enough.
+	logrus.SetLevel(logrus.WarnLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	root := testenv.RepoRoot()

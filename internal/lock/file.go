@@ -55,7 +55,7 @@ func (f *File) Lock(ctx context.Context, name string) (Lease, error) {
 	if poll <= 0 {
 		poll = 50 * time.Millisecond
 	}
-	logged := false
+	logged := "" // the holder last logged: a new holder (or one only now readable) is logged again
 	for {
 		err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -65,9 +65,11 @@ func (f *File) Lock(ctx context.Context, name string) (Lease, error) {
 			fh.Close()
 			return nil, fmt.Errorf("lock %q (%s): %w", name, path, err)
 		}
-		if !logged && f.Log != nil {
-			f.Log.Info("waiting for lock", "lock", name, "holder", readHolder(path).String())
-			logged = true
+		if f.Log != nil {
+			if h := readHolder(path).String(); h != logged {
+				f.Log.Info("waiting for lock", "lock", name, "holder", h)
+				logged = h
+			}
 		}
 		select {
 		case <-ctx.Done():

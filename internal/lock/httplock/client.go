@@ -110,6 +110,9 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 	return nil
 }
 
+// firstWait is the long poll of a Lock's first acquire request.
+const firstWait = time.Second
+
 // Lock implements lock.Locker: long polls until granted, retrying through server outages until
 // ctx ends. A wrong token or a bad request fails at once.
 func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
@@ -117,16 +120,19 @@ func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
 	var loggedHolder string
 	loggedErr := false
 	pause := 100 * time.Millisecond
+	// The first poll is short so that a held lock is reported (who, since when) within a second
+	// instead of after a whole long poll.
+	wait := min(c.o.Wait, firstWait)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, context.Cause(ctx))
 		}
-		wait := c.o.Wait
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			wait = max(time.Until(dl), time.Millisecond)
 		}
 		var res AcquireResponse
 		err := c.post(ctx, "/v1/acquire", AcquireRequest{Name: name, Owner: c.o.Owner, WaitSeconds: wait.Seconds()}, &res)
+		wait = c.o.Wait
 		if err == nil {
 			if res.Token == "" || res.TTLSeconds <= 0 {
 				return nil, fmt.Errorf("lock %q at %s: answer without token or TTL", name, c.o.URL)

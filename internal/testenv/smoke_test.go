@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,9 +32,22 @@ func TestDockerRunsBaseImage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	if v := cli.ClientVersion(); v == "" {
-		t.Fatal("client negotiated no API version")
+	// Negotiation: the client speaks the server's API version, capped at its own maximum.
+	sv, err := cli.ServerVersion(ctx)
+	if err != nil {
+		t.Fatalf("server version: %v", err)
 	}
+	want := sv.APIVersion
+	if versions.LessThan(api.DefaultVersion, want) {
+		want = api.DefaultVersion
+	}
+	if got := cli.ClientVersion(); got != want || versions.GreaterThan(got, api.DefaultVersion) {
+		t.Fatalf("client API version %q, want %q (server %s, client max %s)", got, want, sv.APIVersion, api.DefaultVersion)
+	}
+	if versions.LessThan(cli.ClientVersion(), sv.MinAPIVersion) {
+		t.Fatalf("client API version %s below the server's minimum %s", cli.ClientVersion(), sv.MinAPIVersion)
+	}
+	t.Logf("negotiated API %s (server %s, min %s; client max %s)", cli.ClientVersion(), sv.APIVersion, sv.MinAPIVersion, api.DefaultVersion)
 	created, err := cli.ContainerCreate(ctx, &container.Config{
 		Image: img,
 		Cmd:   []string{"sh", "-ec", "echo hello-from-$(uname -s); id -u"},

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"io"
+
 	"bufio"
 	"bytes"
 	"fmt"
+	"gopkg.in/yaml.v3"
+
 	"os"
 	"path/filepath"
 	"regexp"
+	"strata.dev/strata/build"
 	"strings"
 	"testing"
 )
@@ -95,6 +100,60 @@ func TestDocsReferencesExist(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Every yaml block in the docs parses (multi-document), so examples cannot rot into invalid YAML.
+func TestDocsYAMLBlocksParse(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	blocks := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := strings.Split(string(b), "```yaml\n")
+		for _, p := range parts[1:] {
+			body, _, _ := strings.Cut(p, "```")
+			dec := yaml.NewDecoder(strings.NewReader(body))
+			for {
+				var v any
+				if err := dec.Decode(&v); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Errorf("%s: yaml block %q...: %v", f, firstLine(body), err)
+					break
+				}
+			}
+			blocks++
+		}
+	}
+	if blocks == 0 {
+		t.Fatal("no yaml blocks found")
+	}
+	t.Logf("%d yaml blocks parsed", blocks)
+}
+
+// The full example of docs/strata-yaml.md is accepted by the real parser, key by key.
+func TestStrataYAMLDocExampleParses(t *testing.T) {
+	b, err := os.ReadFile("../../docs/strata-yaml.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(b), "```yaml\n")
+	example, _, _ := strings.Cut(after, "```")
+	cfg, err := build.ParseConfig("docs/strata-yaml.md", []byte(example))
+	if err != nil {
+		t.Fatalf("the documented strata.yaml does not parse: %v", err)
+	}
+	if cfg.Project != "shop" || len(cfg.Images) != 2 {
+		t.Errorf("parsed project %q with %d images", cfg.Project, len(cfg.Images))
+	}
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // strataLines returns the command lines starting with "strata " inside fenced sh/bash/yaml blocks,

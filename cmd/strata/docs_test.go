@@ -1,24 +1,24 @@
 package main
 
 import (
-	"io"
-
 	"bufio"
 	"bytes"
 	"fmt"
-	"gopkg.in/yaml.v3"
-
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strata.dev/strata/build"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"strata.dev/strata/build"
 )
 
 // Every `strata ...` command line shown in README.md and docs/*.md must parse against the real
-// command tree: the command exists and every flag it uses is defined. (The quickstart lines are
-// also executed for real by the demo test in examples/quickstart.)
+// command tree: the command exists and every flag it uses is defined. (The "By hand" block of
+// docs/quickstart.md is also executed for real by TestQuickstartDoc in internal/demo.)
 func TestDocsCommandLinesParse(t *testing.T) {
 	files, _ := filepath.Glob("../../docs/*.md")
 	files = append(files, "../../README.md")

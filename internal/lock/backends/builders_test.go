@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/lock/kubelock"
 	"strata.dev/strata/internal/testenv"
 )
 
@@ -97,7 +98,7 @@ shell:
 // builder is one running `strata build` process.
 type builder struct {
 	cmd    *exec.Cmd
-	out    *strings.Builder
+	out    *logBuffer // stdout and stderr, readable while the process runs
 	report string
 	done   chan struct{}
 	err    error
@@ -109,7 +110,7 @@ func startBuilders(t *testing.T, bin, dir, repo, spec string, env []string, n in
 	t.Helper()
 	var bs []*builder
 	for i := 0; i < n; i++ {
-		b := &builder{out: &strings.Builder{}, report: filepath.Join(t.TempDir(), "report.json"), done: make(chan struct{})}
+		b := &builder{out: &logBuffer{}, report: filepath.Join(t.TempDir(), "report.json"), done: make(chan struct{})}
 		b.cmd = exec.Command(bin, "build", "--dir", dir, "--repo", repo, "--synchronization", spec, "--report", b.report)
 		b.cmd.Env = append(append(os.Environ(), env...), "DOCKER_HOST="+testenv.Load().DockerHost)
 		b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
@@ -386,16 +387,68 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 }
 
 // TestAPIServerRestartDuringBuilds points 8 builders at a private kube-apiserver, kills it while
-// they build and wait for locks, starts it again, and checks all builds finish correctly.
+// one of them holds a Lease and another waits for it, starts it again, and checks all builds
+// finish correctly.
 func TestAPIServerRestartDuringBuilds(t *testing.T) {
 	testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
 	bin := strataBinary(t)
 	srv := testenv.StartAPIServer(t)
+	cs, err := kubelock.ClientFor(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
 	repo := testenv.Repo(t, "restart")
 	bs := startBuilders(t, bin, project(t, base), repo, "kubernetes://", []string{"KUBECONFIG=" + srv.Kubeconfig()}, 8)
-	time.Sleep(3 * time.Second)
+	// Stop the apiserver only once a Lease is held and a builder logged that it waits for it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var held []string
+	waiting := -1
+	for {
+		if ctx.Err() != nil {
+			t.Fatalf("no builder waited on a held Lease within a minute (Leases %v)", held)
+		}
+		held, waiting = held[:0], -1
+		leases, err := cs.CoordinationV1().Leases(kubelock.DefaultNamespace).List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, l := range leases.Items {
+				name := l.Annotations[kubelock.NameAnnotation]
+				held = append(held, name)
+				pid := 0
+				if l.Spec.HolderIdentity != nil {
+					pid = holderPID(*l.Spec.HolderIdentity)
+				}
+				for i, b := range bs {
+					if b.cmd.Process.Pid == pid {
+						continue
+					}
+					for _, line := range strings.Split(b.out.String(), "\n") {
+						if strings.Contains(line, "waiting for lock") && strings.Contains(line, "lock="+name+" ") {
+							waiting = i
+						}
+					}
+				}
+			}
+		}
+		if waiting >= 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	srv.Stop()
+	running := 0
+	for _, b := range bs {
+		select {
+		case <-b.done:
+		default:
+			running++
+		}
+	}
+	t.Logf("apiserver stopped while Leases %v were held, builder %d waiting for one of them, %d builders running", held, waiting, running)
+	if running == 0 {
+		t.Fatal("every builder had finished when the apiserver stopped: the restart tested nothing")
+	}
 	time.Sleep(3 * time.Second)
 	srv.Start()
 	checkBuilds(t, repo, reports(t, bs), true)

@@ -29,6 +29,10 @@ type counter struct {
 	blobs  []string
 	lists  map[string]int // repository path -> GET /v2/<repo>/tags/list requests
 	all    int
+	// held, when set, tells whether a stage lock is held; listings made then are also counted
+	// in locked.
+	held   func() bool
+	locked map[string]int
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -43,7 +47,14 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 		if c.lists == nil {
 			c.lists = map[string]int{}
 		}
-		c.lists[strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v2/"), "/tags/list")]++
+		repo := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v2/"), "/tags/list")
+		c.lists[repo]++
+		if c.held != nil && c.held() {
+			if c.locked == nil {
+				c.locked = map[string]int{}
+			}
+			c.locked[repo]++
+		}
 	}
 	c.mu.Unlock()
 	return remote.DefaultTransport.RoundTrip(r)
@@ -53,19 +64,23 @@ func (c *counter) reset() (writes, blobs []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	writes, blobs = c.writes, c.blobs
-	c.writes, c.blobs, c.lists, c.all = nil, nil, nil, 0
+	c.writes, c.blobs, c.lists, c.locked, c.all = nil, nil, nil, nil, 0
 	return
 }
 
-// listings returns the tags listings per repository path since the last reset.
-func (c *counter) listings() map[string]int {
+// listings returns the tags listings per repository path since the last reset: all of them,
+// and those made while a stage lock was held.
+func (c *counter) listings() (all, locked map[string]int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := map[string]int{}
+	all, locked = map[string]int{}, map[string]int{}
 	for k, v := range c.lists {
-		out[k] = v
+		all[k] = v
 	}
-	return out
+	for k, v := range c.locked {
+		locked[k] = v
+	}
+	return all, locked
 }
 
 // gitRepo is a throwaway git repository in a temp dir.

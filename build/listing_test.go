@@ -2,11 +2,41 @@ package build
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 
+	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testenv"
 )
+
+// heldLocker counts the stage locks held at the moment, and how many were taken.
+type heldLocker struct {
+	lock.Locker
+	held, taken atomic.Int32
+}
+
+type heldLease struct {
+	lock.Lease
+	l    *heldLocker
+	once sync.Once
+}
+
+func (l *heldLocker) Lock(ctx context.Context, name string) (lock.Lease, error) {
+	le, err := l.Locker.Lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	l.held.Add(1)
+	l.taken.Add(1)
+	return &heldLease{Lease: le, l: l}, nil
+}
+
+func (h *heldLease) Unlock(ctx context.Context) error {
+	h.once.Do(func() { h.l.held.Add(-1) })
+	return h.Lease.Unlock(ctx)
+}
 
 // One tags listing of the stages storage per build serves every stage of every image; only
 // publishing a stage re-lists (under its lock, bypassing the build's listing), once per stage.
@@ -24,20 +54,23 @@ func TestOneTagsListingPerBuild(t *testing.T) {
 		"a.txt": "1",
 	})
 	ctx := context.Background()
-	locker := fileLocker(t)
+	locker := &heldLocker{Locker: fileLocker(t)}
+	cnt.held = func() bool { return locker.held.Load() > 0 }
 	r, err := reg.ParseRepository(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stagesPath := r.RepositoryStr()
-	run := func() (rep *Report, listings map[string]int) {
+	run := func() (rep *Report, listings, locked map[string]int) {
 		t.Helper()
 		cnt.reset()
+		locker.taken.Store(0)
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine, FinalRepo: final, Parallel: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rep, cnt.listings()
+		listings, locked = cnt.listings()
+		return rep, listings, locked
 	}
 	count := func(rep *Report) (stages, built int) {
 		for _, im := range rep.Images {
@@ -51,11 +84,14 @@ func TestOneTagsListingPerBuild(t *testing.T) {
 		}
 		return
 	}
-	check := func(what string, rep *Report, got map[string]int) {
+	check := func(what string, rep *Report, got, locked map[string]int) {
 		t.Helper()
 		stages, built := count(rep)
-		if got[stagesPath] != 1+built {
-			t.Errorf("%s: %d listings of %s for %d stages (%d built), want 1 for the build + 1 per published stage", what, got[stagesPath], stagesPath, stages, built)
+		if n := got[stagesPath] - locked[stagesPath]; n != 1 {
+			t.Errorf("%s: %d listings of %s outside stage locks for %d stages, want 1 for the whole build", what, n, stagesPath, stages)
+		}
+		if locked[stagesPath] != built || int(locker.taken.Load()) != built {
+			t.Errorf("%s: %d re-listings under %d locks for %d published stages, want one per published stage", what, locked[stagesPath], locker.taken.Load(), built)
 		}
 		for p, n := range got {
 			if p != stagesPath {
@@ -64,26 +100,26 @@ func TestOneTagsListingPerBuild(t *testing.T) {
 		}
 	}
 
-	rep, got := run()
+	rep, got, locked := run()
 	if stages, built := count(rep); built != stages || stages != 6 {
 		t.Fatalf("first build: %d of %d stages built, want 6 of 6: %+v", built, stages, rep.Images)
 	}
-	check("first build", rep, got)
+	check("first build", rep, got, locked)
 
-	rep, got = run()
+	rep, got, locked = run()
 	if _, built := count(rep); built != 0 {
 		t.Fatalf("idle rebuild built %d stages", built)
 	}
-	check("idle rebuild", rep, got)
+	check("idle rebuild", rep, got, locked)
 	if got[stagesPath] != 1 {
 		t.Errorf("idle rebuild: %d listings, want exactly 1", got[stagesPath])
 	}
 
 	// A mapped file changes: app gets a patch and a new dockerInstructions, tools a new stage.
 	g.commit("a2", map[string]string{"a.txt": "2"})
-	rep, got = run()
+	rep, got, locked = run()
 	if _, built := count(rep); built != 3 {
 		t.Fatalf("after a change: %d stages built, want 3: %+v", built, rep.Images)
 	}
-	check("after a change", rep, got)
+	check("after a change", rep, got, locked)
 }

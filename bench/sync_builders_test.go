@@ -51,26 +51,28 @@ func BenchmarkSyncBuilders(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			env := append(be.env, "DOCKER_HOST="+host)
 			var one, eight time.Duration
-			var dups, discarded int
+			var dups int
+			oneStages, eightStages := &syncResult{}, &syncResult{}
 			for i := 0; i < b.N; i++ {
 				repo := testenv.Repo(b, "one")
 				start := time.Now()
-				syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, 1)
+				syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, 1, oneStages)
 				one += time.Since(start)
 
 				repo = testenv.Repo(b, "eight")
 				start = time.Now()
-				statuses := syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, builders)
+				syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, builders, eightStages)
 				eight += time.Since(start)
 				dups += syncDuplicates(b, repo)
-				discarded += statuses["discarded-for-existing"]
 			}
+			discarded := eightStages.statuses["discarded-for-existing"]
 			ratio := eight.Seconds() / one.Seconds()
 			b.ReportMetric(ratio, "ratio-8vs1")
 			b.ReportMetric(float64(dups)/float64(b.N), "duplicate-pushes")
 			b.ReportMetric(float64(discarded)/float64(b.N), "discarded-results")
-			b.Logf("%s: 1 builder %s, %d builders %s, ratio %.2fx (target <= 1.5x), duplicate pushes %d (target 0), discarded results %d",
-				be.name, (one / time.Duration(b.N)).Round(time.Millisecond), builders, (eight / time.Duration(b.N)).Round(time.Millisecond), ratio, dups, discarded)
+			b.Logf("%s: 1 builder %s, %d builders %s, ratio %.2fx (target <= 1.5x), duplicate pushes %d (target 0), discarded results %d, statuses %v",
+				be.name, (one / time.Duration(b.N)).Round(time.Millisecond), builders, (eight / time.Duration(b.N)).Round(time.Millisecond), ratio, dups, discarded, eightStages.statuses)
+			b.Logf("%s: mean stage time, 1 builder: %s; %d builders: %s", be.name, oneStages.means(), builders, eightStages.means())
 		})
 	}
 }
@@ -124,12 +126,44 @@ shell:
 	return dir
 }
 
-// syncBuild runs n builders at once and returns the stage statuses summed over their reports.
-func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int) map[string]int {
+// syncResult sums the reports of builders: stage statuses, and per stage name the time it took.
+type syncResult struct {
+	mu       sync.Mutex
+	statuses map[string]int
+	order    []string
+	ms       map[string]int64
+	n        map[string]int
+}
+
+func (r *syncResult) add(stage, status string, ms int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.statuses == nil {
+		r.statuses, r.ms, r.n = map[string]int{}, map[string]int64{}, map[string]int{}
+	}
+	r.statuses[status]++
+	if _, ok := r.n[stage]; !ok {
+		r.order = append(r.order, stage)
+	}
+	r.ms[stage] += ms
+	r.n[stage]++
+}
+
+// means lists the mean time of each stage, in pipeline order.
+func (r *syncResult) means() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var parts []string
+	for _, st := range r.order {
+		parts = append(parts, fmt.Sprintf("%s %s", st, (time.Duration(r.ms[st]/int64(r.n[st]))*time.Millisecond).Round(time.Millisecond)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// syncBuild runs n builders at once and adds their reports to res.
+func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int, res *syncResult) {
 	b.Helper()
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[string]int{}
 	errs := make([]error, n)
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -143,7 +177,12 @@ func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int) m
 				return
 			}
 			var rep struct {
-				Images []struct{ Stages []struct{ Status string } }
+				Images []struct {
+					Stages []struct {
+						Name, Status string
+						DurationMs   int64
+					}
+				}
 			}
 			data, err := os.ReadFile(rp)
 			if err == nil {
@@ -153,13 +192,11 @@ func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int) m
 				errs[i] = fmt.Errorf("builder %d report: %v", i, err)
 				return
 			}
-			mu.Lock()
 			for _, im := range rep.Images {
 				for _, st := range im.Stages {
-					statuses[st.Status]++
+					res.add(st.Name, st.Status, st.DurationMs)
 				}
 			}
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -168,7 +205,6 @@ func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int) m
 			b.Fatal(err)
 		}
 	}
-	return statuses
 }
 
 // syncDuplicates counts stored stage tags beyond one per digest.

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
 	"helm.sh/helm/v3/pkg/action"
@@ -16,7 +19,6 @@ import (
 	"helm.sh/helm/v3/pkg/cli/values"
 	"helm.sh/helm/v3/pkg/getter"
 	"helm.sh/helm/v3/pkg/releaseutil"
-	"sigs.k8s.io/yaml"
 )
 
 // Annotations Render puts on every object.
@@ -149,7 +151,7 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 	ann := annotations(meta, o.BundleRef)
 	var objs []object
 	for _, p := range pieces {
-		if strings.TrimSpace(stripComments(p.content)) == "" {
+		if !hasContent(p.content) {
 			continue
 		}
 		obj, err := decodeObject(p.source, p.content)
@@ -169,7 +171,7 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 
 	var out bytes.Buffer
 	for _, obj := range objs {
-		y, err := yamlv2.Marshal(yamlValue(obj.m))
+		y, err := yamlv2.Marshal(obj.m)
 		if err != nil {
 			return nil, fmt.Errorf("render chart %s: %s: %w", o.ChartDir, obj.source, err)
 		}
@@ -226,15 +228,16 @@ func sourceOf(doc string) (string, string) {
 	return "", doc
 }
 
-func stripComments(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(s, "\n") {
+// hasContent tells whether a document has a line that is neither blank nor a comment.
+func hasContent(s string) bool {
+	for s != "" {
+		var l string
+		l, s, _ = strings.Cut(s, "\n")
 		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
-			b.WriteString(l)
-			b.WriteByte('\n')
+			return true
 		}
 	}
-	return b.String()
+	return false
 }
 
 type object struct {
@@ -275,15 +278,15 @@ func (a object) less(b object) bool {
 }
 
 func decodeObject(source, content string) (object, error) {
-	js, err := yaml.YAMLToJSON([]byte(content))
-	if err != nil {
+	// The same values sigs.k8s.io/yaml.YAMLToJSON and a JSON decode with UseNumber (then
+	// yamlValue) would give, without the JSON round trip.
+	var raw any
+	if err := yamlv2.Unmarshal([]byte(content), &raw); err != nil {
 		return object{}, fmt.Errorf("%s: rendered YAML is invalid: %w", source, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return object{}, fmt.Errorf("%s: %w", source, err)
+	v, err := jsonValue(raw)
+	if err != nil {
+		return object{}, fmt.Errorf("%s: rendered YAML is invalid: %w", source, err)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -310,33 +313,110 @@ func decodeObject(source, content string) (object, error) {
 	return o, nil
 }
 
-// yamlValue prepares a decoded JSON value for YAML encoding: json.Number becomes an integer
-// (int64, else uint64) or a float64, as sigs.k8s.io/yaml.JSONToYAML would produce.
-func yamlValue(v any) any {
+// jsonValue turns a value decoded by go.yaml.in/yaml/v2 into what a trip through JSON gives
+// (sigs.k8s.io/yaml.YAMLToJSON, then a JSON decode with UseNumber) ready for YAML encoding: map
+// keys become strings as YAMLToJSON writes them, strings are coerced to valid UTF-8 as
+// encoding/json does, and numbers become an integer (int64, else uint64) or a float64 the way
+// their JSON text parses.
+func jsonValue(v any) (any, error) {
 	switch t := v.(type) {
-	case map[string]any:
+	case map[any]any:
+		m := make(map[string]any, len(t))
 		for k, e := range t {
-			t[k] = yamlValue(e)
+			ks, err := jsonKey(k, e)
+			if err != nil {
+				return nil, err
+			}
+			if m[jsonString(ks)], err = jsonValue(e); err != nil {
+				return nil, err
+			}
 		}
-		return t
+		return m, nil
 	case []any:
+		a := make([]any, len(t))
 		for i, e := range t {
-			t[i] = yamlValue(e)
+			var err error
+			if a[i], err = jsonValue(e); err != nil {
+				return nil, err
+			}
 		}
-		return t
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
+		return a, nil
+	case string:
+		return jsonString(t), nil
+	case int:
+		return int64(t), nil
+	case uint64:
+		if t <= math.MaxInt64 {
+			return int64(t), nil
 		}
-		if u, err := strconv.ParseUint(string(t), 10, 64); err == nil {
-			return u
+		return t, nil
+	case float64:
+		b, err := json.Marshal(t) // refuses NaN and infinities, as YAMLToJSON does
+		if err != nil {
+			return nil, err
 		}
-		if f, err := t.Float64(); err == nil {
-			return f
-		}
-		return string(t)
+		return numberValue(string(b)), nil
 	}
-	return v
+	return v, nil
+}
+
+// jsonKey is a YAML map key as sigs.k8s.io/yaml.YAMLToJSON writes it.
+func jsonKey(k, v any) (string, error) {
+	switch t := k.(type) {
+	case string:
+		return t, nil
+	case int:
+		return strconv.Itoa(t), nil
+	case int64:
+		return strconv.FormatInt(t, 10), nil
+	case float64:
+		s := strconv.FormatFloat(t, 'g', -1, 32)
+		switch s {
+		case "+Inf":
+			s = ".inf"
+		case "-Inf":
+			s = "-.inf"
+		case "NaN":
+			s = ".nan"
+		}
+		return s, nil
+	case bool:
+		return strconv.FormatBool(t), nil
+	}
+	return "", fmt.Errorf("unsupported map key of type: %s, key: %+#v, value: %+#v", reflect.TypeOf(k), k, v)
+}
+
+// jsonString coerces s to valid UTF-8 the way encoding/json does: each invalid byte becomes
+// U+FFFD.
+func jsonString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// numberValue is a JSON number as an int64, else a uint64, else a float64.
+func numberValue(n string) any {
+	if i, err := strconv.ParseInt(n, 10, 64); err == nil {
+		return i
+	}
+	if u, err := strconv.ParseUint(n, 10, 64); err == nil {
+		return u
+	}
+	if f, err := strconv.ParseFloat(n, 64); err == nil {
+		return f
+	}
+	return n
 }
 
 func annotations(meta *Metadata, bundleRef string) map[string]string {

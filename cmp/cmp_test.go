@@ -45,7 +45,7 @@ var strataBin string
 const commit = "0123456789abcdef0123456789abcdef01234567"
 
 // writeBundle makes a bundle directory as Argo CD extracts it: a chart plus strata-bundle.json.
-func writeBundle(t *testing.T, templates map[string]string) string {
+func writeBundle(t testing.TB, templates map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{

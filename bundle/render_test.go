@@ -3,12 +3,14 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -252,3 +254,127 @@ func TestRenderRefusesSymlinksOutOfTheChart(t *testing.T) {
 		t.Fatalf("link outside the chart: %v", err)
 	}
 }
+
+// decodeObject gives the values a round trip through JSON gave (sigs.k8s.io/yaml.YAMLToJSON,
+// then a JSON decode with UseNumber and int64/uint64/float64 numbers): the encoded output is the
+// same byte for byte, so faster rendering never makes an application OutOfSync.
+func TestDecodeObjectMatchesJSONRoundTrip(t *testing.T) {
+	for i, doc := range splitDocs(decodeEdgeCases) {
+		if !hasContent(doc) {
+			continue
+		}
+		obj, err := decodeObject("doc", doc)
+		if err != nil {
+			t.Fatalf("doc %d: %v", i, err)
+		}
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(js))
+		dec.UseNumber()
+		var ref any
+		if err := dec.Decode(&ref); err != nil {
+			t.Fatal(err)
+		}
+		got, err := yamlv2.Marshal(obj.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := yamlv2.Marshal(viaNumbers(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("doc %d encodes differently:\n%s\n---- JSON round trip:\n%s", i, got, want)
+		}
+	}
+	for _, bad := range []string{"kind: X\napiVersion: v1\nf: .nan\n", "kind: X\napiVersion: v1\nf: .inf\n"} {
+		if _, err := decodeObject("doc", bad); err == nil || !strings.Contains(err.Error(), "rendered YAML is invalid") {
+			t.Errorf("%q: err = %v, want the JSON refusal", bad, err)
+		}
+	}
+}
+
+// viaNumbers turns json.Number into int64, else uint64, else float64.
+func viaNumbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = viaNumbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = viaNumbers(e)
+		}
+	case json.Number:
+		return numberValue(string(t))
+	}
+	return v
+}
+
+// decodeEdgeCases are YAML values where a JSON round trip changes things: numbers, keys that
+// are not strings, bytes that are not UTF-8, timestamps, binary, merge keys, lists.
+const decodeEdgeCases = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tricky
+  labels: {a: "1", b: 2, c: yes}
+data:
+  f1: 1.0
+  f2: 1.5
+  f3: 1e21
+  f4: 1e20
+  f5: 1e19
+  f6: -0.0
+  f7: 0.000001
+  f8: 0.0000001
+  f9: 123456789012345678901234567890
+  i1: 9223372036854775807
+  i2: 9223372036854775808
+  i3: 18446744073709551616
+  i4: -9223372036854775808
+  i5: 0x1F
+  i6: 0o17
+  i7: 017
+  s1: "\xff\xfeabc"
+  s2: 2001-12-14t21:59:43.10-05:00
+  s3: 2002-12-14
+  s4: !!binary aGVsbG8=
+  s5: ~
+  s6: "multi
+    line"
+  s7: |
+    block
+    text
+  s8: 'it''s'
+  s9: "tab\there"
+  s10: "üñí €"
+  b1: true
+  b2: off
+  n: null
+  1: intkey
+  2.5: floatkey
+  true: boolkey
+  list: [1, 2.0, "3", {x: 1}, [a, b], null]
+  base: &b {k1: v1, k2: v2}
+  merged:
+    <<: *b
+    k3: v3
+  empty: {}
+  emptylist: []
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: inlist}
+---
+# only a comment
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s, annotations: {x: y}}
+stringData: {z: "10"}
+`

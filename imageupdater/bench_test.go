@@ -3,12 +3,15 @@ package imageupdater
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"strata.dev/strata/internal/testenv"
 )
@@ -90,6 +93,56 @@ func BenchmarkCycle(b *testing.B) {
 	b.Logf("%d Applications over %d repositories: first cycle %v (moved %d); steady cycle: %.2f tag listings per repository, %.0f registry requests (baseline without sharing: %d listings)",
 		repos*appsPerRepo, repos, firstDur.Round(time.Millisecond), first.updated,
 		float64(list-list0)/float64(cycles)/repos, float64(ct.total()-req0)/float64(cycles), repos*appsPerRepo)
+}
+
+// BenchmarkNotificationToUpdate: the real registry (distribution with notifications configured
+// to call the updater's /webhook) gets a new bundle version per iteration; reports the time from
+// the push to the Application's new targetRevision (target ≤ 2 s), mean and worst.
+//
+//	go test ./imageupdater -run '^$' -bench NotificationToUpdate -benchtime 10x
+func BenchmarkNotificationToUpdate(b *testing.B) {
+	k := newKubeEnv(b)
+	var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	defer hook.Close()
+	addr := startRegistry(b, fmt.Sprintf(`notifications:
+  endpoints:
+  - name: strata
+    url: %s/webhook
+    timeout: 2s
+    threshold: 3
+    backoff: 100ms
+`, hook.URL))
+	repo := addr + "/strata-bench/" + testenv.UniqueName(b, "notified")
+	pushBundle(b, repo, "1.0.0", t0)
+	k.app(b, "notified", map[string]string{AnnotationChartVersion: ">=1.0"}, helmSource(repo, "1.0.0"))
+	c, _, _ := k.startController(b, nil)
+	handler = c.handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.loop(ctx, nil) }()
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return metricValue(b, c, "strata_image_updater_cycles_total") == "1", nil
+	}); err != nil {
+		b.Fatal("first cycle did not run")
+	}
+	var total, worst time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		v := fmt.Sprintf("1.%d.0", i+1)
+		start := time.Now()
+		pushBundle(b, repo, v, t0.Add(time.Duration(i+1)*time.Hour))
+		waitRevision(b, k, "notified", v, 30*time.Second)
+		d := time.Since(start)
+		total += d
+		worst = max(worst, d)
+	}
+	b.StopTimer()
+	if got := metricValue(b, c, "strata_image_updater_cycles_total"); got != "1" {
+		b.Fatalf("cycles = %s: updates came from cycles, not from notifications", got)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/update")
+	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
 }
 
 func ptr[T any](v T) *T { return &v }

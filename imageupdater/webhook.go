@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/labels"
@@ -76,6 +77,22 @@ func parseWebhook(body []byte) ([]pushEvent, error) {
 	return out, nil
 }
 
+// Delays after a tagged push event at which its Applications are checked again, with a fresh
+// listing.
+const (
+	webhookRecheckSoon = 300 * time.Millisecond
+	webhookRecheckLate = 1500 * time.Millisecond
+)
+
+func tagged(events []pushEvent) bool {
+	for _, e := range events {
+		if e.tag != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *controller) authorized(r *http.Request) bool {
 	if c.opts.WebhookSecret == "" {
 		return true
@@ -109,6 +126,14 @@ func (c *controller) webhook(w http.ResponseWriter, r *http.Request) {
 	keys, repos := c.affected(events)
 	if len(keys) > 0 {
 		c.enqueue(keys, repos)
+		if tagged(events) {
+			// distribution sends a manifest's push event before it links the tag (the event
+			// fires when the manifest is stored): a listing made at once can miss the new tag.
+			// Check again a little later; an up-to-date Application costs one listing.
+			for _, d := range []time.Duration{webhookRecheckSoon, webhookRecheckLate} {
+				time.AfterFunc(d, func() { c.enqueue(keys, repos) })
+			}
+		}
 	}
 	c.log.Info("webhook", "pushes", len(events), "applications", len(keys))
 	w.WriteHeader(http.StatusAccepted)

@@ -21,7 +21,7 @@ import (
 	"strata.dev/strata/internal/testenv"
 )
 
-func metricValue(t *testing.T, c *controller, series string) string {
+func metricValue(t testing.TB, c *controller, series string) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	c.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -34,7 +34,7 @@ func metricValue(t *testing.T, c *controller, series string) string {
 	return ""
 }
 
-func waitRevision(t *testing.T, k *kubeEnv, name, want string, timeout time.Duration) time.Duration {
+func waitRevision(t testing.TB, k *kubeEnv, name, want string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
@@ -110,7 +110,8 @@ func TestWebhookTriggersUpdate(t *testing.T) {
 }
 
 // The real registry's notifications (distribution, configured to call the webhook) move the
-// Application within 2 s of a push.
+// Application without waiting for the interval (1 h here: the cycle count proves the notification
+// did it). The latency target (≤ 2 s) is measured by BenchmarkNotificationToUpdate.
 func TestRegistryNotificationsTriggerUpdate(t *testing.T) {
 	k := newKubeEnv(t)
 	var c *controller
@@ -145,11 +146,38 @@ func TestRegistryNotificationsTriggerUpdate(t *testing.T) {
 	pushBundle(t, repo, "2.0.0-rc.1", t0.Add(time.Hour))
 	pushed := time.Now()
 	pushBundle(t, repo, "1.2.0", t0.Add(2*time.Hour))
-	// Target 2 s; 5 s allowed here because the test machine is shared and loaded.
-	waitRevision(t, k, "notified", "1.2.0", 5*time.Second)
+	waitRevision(t, k, "notified", "1.2.0", 10*time.Second)
 	t.Logf("moved to 1.2.0 %v after the push started", time.Since(pushed))
 	if got := metricValue(t, c, "strata_image_updater_cycles_total"); got != "1" {
 		t.Errorf("cycles = %s: the update came from a cycle, not from the notification", got)
+	}
+}
+
+// A push event that arrives before its tag is listed (distribution notifies when the manifest is
+// stored, before it links the tag) still moves the Application: tagged events are checked again.
+func TestWebhookBeforeTagIsListed(t *testing.T) {
+	k := newKubeEnv(t)
+	repo := testenv.Repo(t, "early")
+	pushBundle(t, repo, "1.0.0", t0)
+	k.app(t, "early", map[string]string{AnnotationChartVersion: ">=1.0"}, helmSource(repo, "1.0.0"))
+	c, ct, _ := k.startController(t, nil)
+	srv := httptest.NewServer(c.handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.loop(ctx, nil) }()
+	waitRevision(t, k, "early", "1.0.0", 5*time.Second)
+	if code, body := post(t, srv.URL+"/webhook", "", `{"repository":"`+repo+`","tag":"1.1.0"}`); code != http.StatusAccepted {
+		t.Fatalf("webhook: %d %s", code, body)
+	}
+	time.Sleep(50 * time.Millisecond) // the immediate check lists before the tag exists
+	pushBundle(t, repo, "1.1.0", t0.Add(time.Hour))
+	waitRevision(t, k, "early", "1.1.0", 10*time.Second)
+	if got := metricValue(t, c, "strata_image_updater_cycles_total"); got != "1" {
+		t.Errorf("cycles = %s: the update came from a cycle, not from the re-check", got)
+	}
+	if n := ct.listings(repo); n < 2 {
+		t.Errorf("listings = %d, want the immediate one and a re-check", n)
 	}
 }
 
@@ -196,7 +224,7 @@ func TestNewApplicationCheckedAtOnceAndDryRun(t *testing.T) {
 
 // startRegistry starts a distribution registry of the test's own on a free port, with extra
 // config appended, and returns its host:port.
-func startRegistry(t *testing.T, extra string) string {
+func startRegistry(t testing.TB, extra string) string {
 	t.Helper()
 	testenv.Registry(t) // the binary comes with the test environment
 	bin, err := exec.LookPath("docker-registry")

@@ -236,3 +236,32 @@ func TestLeaseLostDuringPushWritesNoTag(t *testing.T) {
 		})
 	}
 }
+
+// alwaysLostLocker hands out leases that are lost at once.
+type alwaysLostLocker struct{ lock.Locker }
+
+func (l alwaysLostLocker) Lock(ctx context.Context, name string) (lock.Lease, error) {
+	le, err := l.Locker.Lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan struct{})
+	close(ch)
+	return &lostLease{Lease: le, ch: ch}, nil
+}
+
+func TestLeaseAlwaysLostFailsClearly(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "lease-lost")
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{"strata.yaml": "project: lease-lost\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n"})
+	_, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Locker: alwaysLostLocker{fileLocker(t)}, DockerHost: noEngine})
+	if err == nil || !strings.Contains(err.Error(), "lock lost 5 times, giving up: lease expired") || !strings.Contains(err.Error(), "publish stage ") {
+		t.Fatalf("Run = %v, want the stage's publish to give up naming the lost lock", err)
+	}
+	t.Logf("error: %v", err)
+	r, _ := registry.Options{}.ParseRepository(repo)
+	if tags, _ := remoteList(context.Background(), registry.Options{}, r); len(tags) != 0 {
+		t.Errorf("stored tags %v after every lease was lost, want none", tags)
+	}
+}

@@ -1,4 +1,6 @@
-// Package bench holds the build benchmarks (go test -bench, see run.sh): an idle rebuild of a
-// five-image project with `strata build` against `docker pull` + `docker build --cache-from` of
-// the same images, reported as a ratio in the same run.
+// Package bench holds the benchmarks that span several packages (go test -bench; run.sh runs
+// them together with the per-package ones): an idle rebuild of a five-image project with
+// `strata build` against `docker pull` + `docker build --cache-from` of the same images, and 8
+// cold concurrent builders against 1 per lock backend, each reported as a ratio measured in the
+// same run.
 package bench

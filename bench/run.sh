@@ -1,8 +1,29 @@
 #!/bin/sh
-# Build benchmarks, same run, same machine (needs the test environment: scripts/testenv.sh up).
-#   - idle rebuild of 5 images: strata build vs docker pull + docker build --cache-from (ratio)
-#   - stage digests of a 20,000-file repository, and the uncommitted-changes check on it
+# Every benchmark of the issues' targets, same run, same machine. Needs the test environment:
+#   scripts/testenv.sh up
+# Each prints its ratio against a baseline measured in the same run (or the absolute numbers the
+# target is stated in). BENCHTIME overrides the iteration counts; ONLY=<regexp> selects by name.
 set -e
 cd "$(dirname "$0")/.."
-go test -run '^$' -bench BenchmarkIdleRebuild -benchtime "${BENCHTIME:-3x}" ./bench/
-go test -run '^$' -bench '20k' -benchtime "${BENCHTIME:-5x}" ./build/
+only="${ONLY:-.}"
+run() { # name package benchtime
+	echo "$1" | grep -Eq "$only" || return 0
+	echo "== $1 ($2)"
+	go test -run '^$' -bench "$1" -benchtime "${BENCHTIME:-$3}" "$2"
+}
+# build: idle rebuild of 5 images vs docker pull + docker build --cache-from (target >= 20x)
+run BenchmarkIdleRebuild ./bench/ 3x
+# build: stage digests of a 20,000-file repository (target < 300 ms) and the dirty check on it
+run 20k ./build/ 5x
+# synchronization: 8 cold concurrent builders vs 1 (ratio, duplicate pushes, discarded results)
+run BenchmarkSyncBuilders ./bench/ 1x
+# sync-server: p99 acquire latency, 200 concurrent clients
+run BenchmarkAcquire ./internal/lock/httplock/ 2000x
+# bundles: publish of a 10-image bundle whose images are present (bytes sent, ratio to helm push)
+run BenchmarkPublish10Images ./bundle/ 5x
+# cmp: strata cmp generate vs helm template on a 300-object bundle (ratio, peak RSS)
+run BenchmarkCMPGenerate300 ./cmp/ 10x
+# image updater: 1,000 Applications over 100 repositories (listings per repository, duration)
+run BenchmarkCycle ./imageupdater/ 5x
+# image updater: registry notification to new targetRevision (target <= 2 s)
+run BenchmarkNotificationToUpdate ./imageupdater/ 10x

@@ -9,8 +9,11 @@ import (
 var argocdFS embed.FS
 
 // ArgoCD returns the kustomize Component that installs the strata plugin sidecar into
-// argocd-repo-server (kustomization.yaml, plugin.yaml, repo-server-patch.yaml) and the example
-// Applications under examples/.
+// argocd-repo-server (kustomization.yaml, plugin.yaml, repo-server-patch.yaml) and, under
+// examples/, a kustomization of the example Applications (Helm-OCI and oci:// forms) and the
+// repository Secret the Helm-OCI form needs. The kustomization that installs Argo CD with the
+// component is manifests/argocd-install (beside it: a Component may not contain a kustomization
+// that includes it).
 func ArgoCD() fs.FS {
 	sub, err := fs.Sub(argocdFS, "argocd")
 	if err != nil {

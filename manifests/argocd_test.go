@@ -195,7 +195,7 @@ func decodeStrict(t *testing.T, stream []byte) []runtime.Object {
 // The example Applications decode strictly into Argo CD's types and are accepted by the
 // Application CRD of the test kube-apiserver (server-side dry run).
 func TestExampleApplications(t *testing.T) {
-	ex, err := fs.Glob(manifests.ArgoCD(), "examples/*.yaml")
+	ex, err := fs.Glob(manifests.ArgoCD(), "examples/application-*.yaml")
 	if err != nil || len(ex) < 2 {
 		t.Fatalf("examples: %v %v", ex, err)
 	}

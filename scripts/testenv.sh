@@ -52,6 +52,17 @@ check_port() { # NAME PORT
   (set STRATA_TESTENV_${1^^}_PORT to another port, or stop that process)"
 }
 
+# preflight_ports: before starting anything, every port a service of ours is not already
+# listening on must be free.
+preflight_ports() {
+  ours registry >/dev/null || check_port registry "$REGISTRY_PORT"
+  if ! ours etcd >/dev/null; then
+    check_port etcd "$ETCD_PORT"
+    check_port etcd "$ETCD_PEER_PORT"
+  fi
+  ours kube-apiserver >/dev/null || check_port apiserver "$APISERVER_PORT"
+}
+
 wait_for() { # WHAT SECONDS COMMAND...
   local what=$1 secs=$2 i
   shift 2
@@ -282,14 +293,18 @@ cmd_up() {
   mkdir -p "$W/run" "$W/log" "$W/bin"
   command -v curl >/dev/null || die "curl is needed"
   install_packages
-  # Independent pieces in parallel: the kube-apiserver build is the long one.
+  preflight_ports
+  # Independent pieces in parallel: the kube-apiserver build is the long one. If anything below
+  # fails, the build is stopped too (nothing of ours keeps running half set up).
   build_kube_apiserver &
   local kb=$!
+  trap 'kill "$kb" 2>/dev/null || true' EXIT
   up_docker
   up_registry
   up_etcd
   up_base_image
   wait "$kb" || die "kube-apiserver build failed"
+  trap - EXIT
   up_apiserver
   print_env >"$W/env"
   print_env

@@ -104,7 +104,8 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 	cfg := &action.Configuration{Log: func(string, ...any) {}}
 	inst := action.NewInstall(cfg)
 	inst.DryRun, inst.DryRunOption = true, "client"
-	inst.ClientOnly = true
+	inst.ClientOnly = true // lookup returns nothing: templates never see a cluster
+	inst.EnableDNS = false // getHostByName returns "": no network access from templates
 	inst.Replace = true
 	inst.IncludeCRDs = true
 	inst.ReleaseName = o.ReleaseName

@@ -12,6 +12,8 @@ import (
 
 	yamlv2 "go.yaml.in/yaml/v2"
 	"sigs.k8s.io/yaml"
+
+	"strata.dev/strata/internal/testenv"
 )
 
 // copyDir copies the test chart src into a fresh directory.
@@ -378,3 +380,36 @@ kind: Secret
 metadata: {name: s, annotations: {x: y}}
 stringData: {z: "10"}
 `
+
+// Templates get no network: lookup finds nothing even with a reachable cluster in KUBECONFIG
+// (the test kube-apiserver, whose "default" namespace exists), and getHostByName resolves
+// nothing, not even localhost.
+func TestRenderTemplatesHaveNoClusterOrNetwork(t *testing.T) {
+	t.Setenv("KUBECONFIG", testenv.Kubeconfig(t))
+	dir := copyDir(t, "testdata/app")
+	writeFile(t, dir, "templates/probe.yaml", `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: probe
+data:
+  namespace: {{ lookup "v1" "Namespace" "" "default" | toJson | quote }}
+  namespaces: {{ lookup "v1" "Namespace" "" "" | toJson | quote }}
+  host: {{ getHostByName "localhost" | quote }}
+`)
+	out, err := Render(context.Background(), RenderOptions{ChartDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var probe map[string]any
+	for _, m := range docs(t, out) {
+		if m["metadata"].(map[string]any)["name"] == "probe" {
+			probe = m["data"].(map[string]any)
+		}
+	}
+	want := map[string]any{"namespace": "{}", "namespaces": "{}", "host": ""}
+	for k, v := range want {
+		if probe[k] != v {
+			t.Errorf("%s = %#v, want %#v (templates must not reach a cluster or the network)", k, probe[k], v)
+		}
+	}
+}

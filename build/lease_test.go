@@ -265,3 +265,98 @@ func TestLeaseAlwaysLostFailsClearly(t *testing.T) {
 		t.Errorf("stored tags %v after every lease was lost, want none", tags)
 	}
 }
+
+// manifestLoss is a registry transport that loses the first lease while its first manifest PUT
+// is in flight, waits for that PUT to be cancelled, and then lets it land anyway: the client
+// cannot know whether the tag was written.
+type manifestLoss struct {
+	lk        *midPushLocker
+	mu        sync.Mutex
+	fired     bool
+	cancelled bool
+	manifests int
+}
+
+func (m *manifestLoss) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/") {
+		return remote.DefaultTransport.RoundTrip(r)
+	}
+	m.mu.Lock()
+	m.manifests++
+	fire := !m.fired
+	m.fired = true
+	m.mu.Unlock()
+	if !fire {
+		return remote.DefaultTransport.RoundTrip(r)
+	}
+	m.lk.mu.Lock()
+	f := m.lk.first
+	m.lk.mu.Unlock()
+	f.lose()
+	select {
+	case <-r.Context().Done():
+		m.mu.Lock()
+		m.cancelled = true
+		m.mu.Unlock()
+	case <-time.After(10 * time.Second):
+	}
+	landed := r.Clone(context.Background())
+	if r.GetBody != nil {
+		body, err := r.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		landed.Body = body
+	}
+	resp, err := remote.DefaultTransport.RoundTrip(landed)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return nil, context.Canceled
+}
+
+func TestLeaseLostDuringManifestPutRechecks(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "lease-manifest")
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{"strata.yaml": "project: lease-manifest\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ndocker:\n  CMD: [x]\n"})
+	lk := &midPushLocker{Locker: fileLocker(t)}
+	tr := &manifestLoss{lk: lk}
+	rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Locker: lk, DockerHost: noEngine, Registry: registry.Options{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.cancelled {
+		t.Error("the manifest PUT in flight was not cancelled when the lease was lost")
+	}
+	stages := rep.Image("app").Stages
+	if len(stages) != 2 {
+		t.Fatalf("stages: %+v", stages)
+	}
+	// The PUT landed although it was cancelled: the re-check under a new lock finds that tag
+	// and keeps it instead of writing a second one.
+	if stages[0].Status != StatusDiscarded || stages[1].Status != StatusBuilt {
+		t.Errorf("statuses %s, %s; want %s (the landed tag found by the re-check), %s", stages[0].Status, stages[1].Status, StatusDiscarded, StatusBuilt)
+	}
+	if lk.locks != len(stages)+1 {
+		t.Errorf("took %d locks for %d stages, want %d", lk.locks, len(stages), len(stages)+1)
+	}
+	r, _ := registry.Options{}.ParseRepository(repo)
+	tags, err := remoteList(context.Background(), registry.Options{}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tags) != len(stages) || tr.manifests != len(stages) {
+		t.Errorf("stored tags %v after %d manifest PUTs, want one per stage", tags, tr.manifests)
+	}
+	for _, st := range stages {
+		found := false
+		for _, tag := range tags {
+			found = found || tag == st.Tag
+		}
+		if !found {
+			t.Errorf("stage %s names tag %s, not in %v", st.Name, st.Tag, tags)
+		}
+	}
+}

@@ -296,7 +296,18 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			}
 			continue
 		}
-		if err := remote.Put(s.ref(tag), img, s.opts(ctx)...); err != nil {
+		pctx, stop := whileHeld(ctx, lease)
+		err = remote.Put(s.ref(tag), img, s.opts(pctx)...)
+		stop()
+		if err != nil {
+			if lock.IsLost(lease) {
+				// Cancelled by the loss; if the PUT landed anyway, the re-check finds the tag.
+				s.log.Warn("lock lost while putting the manifest, re-checking", "tag", tag, "reason", lease.Err())
+				if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+					return nil, false, err
+				}
+				continue
+			}
 			return nil, false, fmt.Errorf("push stage %s: manifest: %w", tag, err)
 		}
 		s.add(digest, ms)
@@ -321,19 +332,25 @@ func (s *storage) relock(ctx context.Context, digest string, lease lock.Lease, a
 	return le, nil
 }
 
-// uploadBlobs uploads the layers and the config of img, but not its manifest: nothing is tagged.
-// The upload is cancelled as soon as the lease is lost. It logs progress once per second and
-// returns the last progress update.
-func (s *storage) uploadBlobs(ctx context.Context, lease lock.Lease, tag string, img v1.Image) (v1.Update, error) {
-	uctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// whileHeld returns a context that is cancelled when the lease is lost.
+func whileHeld(ctx context.Context, lease lock.Lease) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
 		case <-lease.Lost():
 			cancel()
-		case <-uctx.Done():
+		case <-c.Done():
 		}
 	}()
+	return c, cancel
+}
+
+// uploadBlobs uploads the layers and the config of img, but not its manifest: nothing is tagged.
+// The upload is cancelled as soon as the lease is lost. It logs progress once per second and
+// returns the last progress update.
+func (s *storage) uploadBlobs(ctx context.Context, lease lock.Lease, tag string, img v1.Image) (v1.Update, error) {
+	uctx, cancel := whileHeld(ctx, lease)
+	defer cancel()
 	progress := make(chan v1.Update, 16)
 	done := make(chan v1.Update)
 	go func() {

@@ -60,6 +60,13 @@ func Key(name string) string {
 	return hex.EncodeToString(sum[:])[:40]
 }
 
+// Margin is how long before the end of its TTL a holder that could not renew declares its lease
+// lost: others may take the lock over only at the TTL, so a step taken right after a Lost check
+// has this long to complete. It is a fifth of the TTL, at most one renew period.
+func Margin(ttl, renewEvery time.Duration) time.Duration {
+	return min(ttl/5, renewEvery)
+}
+
 // IsLost reports whether the lease has been lost, without blocking.
 func IsLost(l Lease) bool {
 	select {

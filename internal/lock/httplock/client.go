@@ -213,7 +213,8 @@ func (l *clientLease) markLost(err error) {
 }
 
 // renew keeps the grant alive. lastOK is when the last successful renew was sent: past
-// lastOK + TTL the server may have handed the lock to someone else.
+// lastOK + TTL the server may have handed the lock to someone else, so the lease is lost a
+// safety margin before that.
 func (l *clientLease) renew(lastOK time.Time) {
 	defer close(l.done)
 	every := l.c.o.RenewEvery
@@ -231,8 +232,11 @@ func (l *clientLease) renew(lastOK time.Time) {
 	}()
 	next := every
 	var lastErr error
+	// Lost a margin before the server may hand the lock on, so the holder's last step after a
+	// Lost check cannot land after another grant.
+	margin := lock.Margin(l.ttl, every)
 	for {
-		deadline := lastOK.Add(l.ttl)
+		deadline := lastOK.Add(l.ttl - margin)
 		t := time.NewTimer(max(min(next, time.Until(deadline)), 0))
 		select {
 		case <-l.stop:
@@ -241,7 +245,7 @@ func (l *clientLease) renew(lastOK time.Time) {
 		case <-t.C:
 		}
 		if !time.Now().Before(deadline) {
-			l.markLost(fmt.Errorf("no successful renew within the TTL %s (sync-server %s unreachable?); last error: %v", l.ttl, l.c.o.URL, lastErr))
+			l.markLost(fmt.Errorf("no successful renew within the TTL %s less a safety margin of %s (sync-server %s unreachable?); last error: %v", l.ttl, margin, l.c.o.URL, lastErr))
 			return
 		}
 		sent := time.Now()

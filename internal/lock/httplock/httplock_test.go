@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -407,3 +408,47 @@ func TestMemoryBackendFirstComeFirstServed(t *testing.T) {
 		t.Fatalf("%d lock records left after every release", len(m.locks))
 	}
 }
+
+// TestClientLostBeforeServerExpiry blocks the client's renews and checks its lease is lost while
+// the server still holds the grant: the holder stops trusting it before anyone else may get it.
+func TestClientLostBeforeServerExpiry(t *testing.T) {
+	s := NewServer(ServerOptions{TTL: 3 * time.Second})
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() { hs.Close(); s.Close() })
+	var block atomic.Bool
+	base := http.DefaultTransport
+	c, err := NewClient(ClientOptions{URL: hs.URL, Owner: "holder", Wait: 5 * time.Second, HTTPClient: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if block.Load() && strings.HasSuffix(r.URL.Path, "/v1/renew") {
+			return nil, errors.New("renew blocked by the test")
+		}
+		return base.RoundTrip(r)
+	})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Lock(context.Background(), "margin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block.Store(true)
+	select {
+	case <-l.Lost():
+	case <-time.After(6 * time.Second):
+		t.Fatal("Lost() not closed with every renew failing")
+	}
+	lostAt := time.Now()
+	s.mu.Lock()
+	g := s.byName["margin"]
+	s.mu.Unlock()
+	if g == nil || !g.expires.After(lostAt) {
+		t.Fatalf("lease lost at %s, after the server let the grant go (%+v): another client could already hold it", lostAt.Format(time.RFC3339Nano), g)
+	}
+	t.Logf("lease lost %s before the server's expiry of the grant", g.expires.Sub(lostAt).Round(time.Millisecond))
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "safety margin") {
+		t.Fatalf("Err() = %v, want the missed renews and the safety margin", err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -440,7 +440,8 @@ func (l *lease) markLost(err error) {
 }
 
 // renew keeps the Lease fresh until stopped or lost. lastOK is the renewTime of the last
-// successful write: past lastOK + TTL others may take the Lease over, so the lease is lost then.
+// successful write: past lastOK + TTL others may take the Lease over, so the lease is lost a
+// safety margin before that.
 func (l *lease) renew(lastOK time.Time) {
 	defer close(l.done)
 	o := l.k.o
@@ -456,8 +457,11 @@ func (l *lease) renew(lastOK time.Time) {
 		case <-base.Done():
 		}
 	}()
+	// Lost a margin before others may take over, so the holder's last step after a Lost check
+	// cannot land after a takeover.
+	margin := lock.Margin(o.TTL, o.RenewEvery)
 	for {
-		deadline := lastOK.Add(o.TTL)
+		deadline := lastOK.Add(o.TTL - margin)
 		wait := min(next, time.Until(deadline))
 		t := time.NewTimer(max(wait, 0))
 		select {
@@ -467,8 +471,8 @@ func (l *lease) renew(lastOK time.Time) {
 		case <-t.C:
 		}
 		if !time.Now().Before(deadline) {
-			l.markLost(fmt.Errorf("no successful renew within the TTL %s (last renew %s); last error: %v",
-				o.TTL, lastOK.UTC().Format(time.RFC3339Nano), lastErr))
+			l.markLost(fmt.Errorf("no successful renew within the TTL %s less a safety margin of %s (last renew %s); last error: %v",
+				o.TTL, margin, lastOK.UTC().Format(time.RFC3339Nano), lastErr))
 			return
 		}
 		l.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -440,5 +441,56 @@ func TestAPIServerRestartWhileWaiting(t *testing.T) {
 	}
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatalf("Unlock of a lost lease: %v", err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestLostBeforeOthersMayTakeOver blocks the holder's renews and checks its lease is lost while
+// the Lease is still unexpired: the holder stops trusting it before anyone may take it over.
+func TestLostBeforeOthersMayTakeOver(t *testing.T) {
+	cfg := testenv.KubeConfig(t)
+	cs := clientFor(t, cfg)
+	ns := testNamespace(t, cs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var block atomic.Bool
+	wrapped := rest.CopyConfig(cfg)
+	wrapped.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if block.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/leases/") {
+				return nil, errors.New("renew blocked by the test")
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	const ttl, renew = 3 * time.Second, time.Second
+	name := testenv.UniqueName(t, "margin")
+	l, err := newLocker(t, clientFor(t, wrapped), ns, "holder", ttl, renew).Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block.Store(true)
+	select {
+	case <-l.Lost():
+	case <-time.After(2 * ttl):
+		t.Fatal("Lost() not closed with every renew failing")
+	}
+	lostAt := time.Now()
+	cur, err := cs.CoordinationV1().Leases(ns).Get(ctx, LeaseName(name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expired(cur, lostAt) {
+		t.Fatalf("lease lost at %s, after the Lease expired at %s: others could already take it over", lostAt.Format(time.RFC3339Nano), expiry(cur).Format(time.RFC3339Nano))
+	}
+	t.Logf("lease lost %s before the Lease expired (margin %s)", expiry(cur).Sub(lostAt).Round(time.Millisecond), lock.Margin(ttl, renew))
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "safety margin") {
+		t.Fatalf("Err() = %v, want the missed renews and the safety margin", err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

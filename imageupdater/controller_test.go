@@ -2,6 +2,7 @@ package imageupdater
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +220,38 @@ func TestErrorsAreReportedAndControllerGoesOn(t *testing.T) {
 	if got := metricValue(t, c, `strata_image_updater_errors_total{reason="InvalidBundleAnnotation"}`); got != "4" {
 		t.Errorf("errors metric = %q, want 4", got)
 	}
+	// Registry down and the missing pull secret: two per cycle, counted under the registry reason.
+	if got := metricValue(t, c, `strata_image_updater_errors_total{reason="`+reasonRegistry+`"}`); got != "4" {
+		t.Errorf("registry errors metric = %q, want 4", got)
+	}
+}
+
+// The per-registry rate limit throttles real requests: at 4 requests per second (burst 4), the
+// 6 listings of a cycle over 6 repositories cannot finish in under 500 ms (a lower bound, not a
+// speed target), and every Application is still updated.
+func TestRateLimitThrottlesRegistryRequests(t *testing.T) {
+	k := newKubeEnv(t)
+	var repos []string
+	for i := range 6 {
+		repo := testenv.Repo(t, fmt.Sprintf("rl%d", i))
+		pushBundle(t, repo, "1.0.0", t0)
+		pushBundle(t, repo, "1.1.0", t0.Add(time.Hour))
+		k.app(t, fmt.Sprintf("rl%d", i), map[string]string{AnnotationChartVersion: "1.x"}, helmSource(repo, "1.0.0"))
+		repos = append(repos, repo)
+	}
+	c, ct, _ := k.startController(t, func(o *Options) {
+		o.Registries = RegistriesConfig{Registries: []RegistryConfig{{Name: hostOf(repos[0]), Limit: 4}}}
+	})
+	start := time.Now()
+	res := c.runCycle(context.Background())
+	took := time.Since(start)
+	if res.updated != 6 || res.failed != 0 {
+		t.Fatalf("cycle = %+v, want 6 updated", res)
+	}
+	n := ct.total()
+	// rate.Limiter: the first 4 pass at once, then one every 250 ms.
+	if minimum := time.Duration(n-4) * 250 * time.Millisecond; took < minimum*9/10 {
+		t.Errorf("%d requests in %v at 4 rps: want at least %v (not throttled)", n, took, minimum)
+	}
+	t.Logf("%d registry requests in %v at 4 rps", n, took)
 }

@@ -33,8 +33,10 @@ type Request struct {
 }
 
 // ParseEnviron reads a Request from KEY=VALUE pairs as Argo CD passes them. Parameters come from
-// ARGOCD_APP_PARAMETERS (JSON), else PARAM_*; ARGOCD_ENV_VALUES, ARGOCD_ENV_SET (comma separated
-// KEY=VALUE) and ARGOCD_ENV_RELEASE_NAME (plugin env entries) apply where no parameter is given.
+// ARGOCD_APP_PARAMETERS (JSON, which Argo CD always sets; set as a map or an array of KEY=VALUE),
+// else PARAM_* (PARAM_VALUES, PARAM_RELEASE_NAME, PARAM_SET_<KEY> with the key lower-cased);
+// ARGOCD_ENV_VALUES, ARGOCD_ENV_SET (comma separated KEY=VALUE) and ARGOCD_ENV_RELEASE_NAME
+// (plugin env entries) apply where no parameter is given.
 func ParseEnviron(environ []string) (*Request, error) {
 	env := map[string]string{}
 	for _, kv := range environ {
@@ -105,20 +107,34 @@ func parameters(env map[string]string) (values string, set map[string]string, re
 		}
 		for _, p := range params {
 			switch p.Name {
-			case ParamValues:
-				if p.String_ != nil {
+			case ParamValues, ParamReleaseName:
+				if p.String_ == nil || p.OptionalMap != nil || p.OptionalArray != nil {
+					return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: parameter %q must be a string", p.Name)
+				}
+				if p.Name == ParamValues {
 					values = *p.String_
+				} else {
+					release = *p.String_
 				}
 			case ParamSet:
-				if p.OptionalMap != nil {
+				switch {
+				case p.OptionalMap != nil && p.OptionalArray == nil && p.String_ == nil:
 					set = map[string]string{}
 					for k, v := range p.Map {
 						set[k] = v
 					}
-				}
-			case ParamReleaseName:
-				if p.String_ != nil {
-					release = *p.String_
+				case p.OptionalArray != nil && p.OptionalMap == nil && p.String_ == nil:
+					// the array form: KEY=VALUE items, like helm --set
+					set = map[string]string{}
+					for i, kv := range p.Array {
+						k, v, ok := strings.Cut(kv, "=")
+						if !ok || strings.TrimSpace(k) == "" {
+							return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: parameter %q item %d: %q is not KEY=VALUE", p.Name, i, kv)
+						}
+						set[strings.TrimSpace(k)] = v
+					}
+				default:
+					return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: parameter %q must be a map (KEY: VALUE) or an array of KEY=VALUE", p.Name)
 				}
 			case "images", "commit":
 				// Read-only information announced by `strata cmp parameters`: never an input.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"strata.dev/strata/internal/suggest"
 )
 
 // Config is a parsed strata.yaml (or werf.yaml).
@@ -423,7 +425,7 @@ func (p parser) healthcheckString(v *yaml.Node, h *Healthcheck) error {
 			h.Retries = n
 		default:
 			known := []string{"--interval", "--retries", "--start-period", "--timeout"}
-			if near := nearest("--"+name, known); near != "" {
+			if near := suggest.Nearest("--"+name, known); near != "" {
 				return p.errf(v, f, "unknown option (did you mean %q?)", near)
 			}
 			return p.errf(v, f, "unknown option (known: %s)", strings.Join(known, ", "))
@@ -527,7 +529,7 @@ func join(a, b string) string {
 func (p parser) unknown(k *yaml.Node, field string, known []string) error {
 	sort.Strings(known)
 	msg := "unknown key"
-	if near := nearest(k.Value, known); near != "" {
+	if near := suggest.Nearest(k.Value, known); near != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", near)
 	} else {
 		msg += " (known: " + strings.Join(known, ", ") + ")"
@@ -627,38 +629,4 @@ func kindName(n *yaml.Node) string {
 		return "nothing"
 	}
 	return fmt.Sprintf("%s %q", strings.TrimPrefix(n.Tag, "!!"), n.Value)
-}
-
-func nearest(s string, known []string) string {
-	best, bestD := "", 1<<30
-	for _, k := range known {
-		d := editDistance(strings.ToLower(s), strings.ToLower(k))
-		if d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if bestD <= 2 || (bestD <= len(s)/3 && bestD <= 4) {
-		return best
-	}
-	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

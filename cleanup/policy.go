@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"strata.dev/strata/internal/suggest"
 )
 
 // Defaults of the policy (see docs/cleanup.md).
@@ -257,44 +259,10 @@ func parseDuration(file, field string, n *yaml.Node, zeroMeansNothing bool) (tim
 
 func unknownKey(file, field string, k *yaml.Node, known []string) error {
 	msg := fmt.Sprintf("%s:%d: %s: unknown key %q", file, k.Line, field, k.Value)
-	if near := nearest(k.Value, known); near != "" {
+	if near := suggest.Nearest(k.Value, known); near != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", near)
 	}
 	return fmt.Errorf("%s; known keys: %s", msg, strings.Join(known, ", "))
-}
-
-// nearest returns the known key closest to s by edit distance, if close enough.
-func nearest(s string, known []string) string {
-	best, bestD := "", 1<<30
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if bestD <= max(2, len(best)/3) {
-		return best
-	}
-	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func formatDuration(d time.Duration) string {

@@ -60,12 +60,13 @@ func Discover(o Options, w io.Writer) error {
 // Generate renders the bundle for the Application described by Environ and writes the objects
 // to w. It writes nothing unless the whole render succeeded and produced at least one object.
 func Generate(ctx context.Context, o Options, w io.Writer) error {
-	if _, err := checkBundle(o.Dir); err != nil {
+	m, err := checkBundle(o.Dir)
+	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
 	req, err := ParseEnviron(o.Environ)
 	if err != nil {
-		return fmt.Errorf("generate: %w", err)
+		return fmt.Errorf("generate %s %s: %w", m.Chart, m.Version, err)
 	}
 	out, err := bundle.Render(ctx, bundle.RenderOptions{
 		ChartDir:       o.Dir,
@@ -80,10 +81,10 @@ func Generate(ctx context.Context, o Options, w io.Writer) error {
 		MaxOutputBytes: o.MaxOutputBytes,
 	})
 	if err != nil {
-		return fmt.Errorf("generate: %w", err)
+		return fmt.Errorf("generate %s %s: %w", m.Chart, m.Version, err)
 	}
 	if len(bytes.TrimSpace(out)) == 0 {
-		return errors.New("generate: the bundle rendered no objects (refusing empty output: Argo CD would prune everything)")
+		return fmt.Errorf("generate %s %s: the bundle rendered no objects (refusing empty output: Argo CD would prune everything)", m.Chart, m.Version)
 	}
 	_, err = w.Write(out)
 	return err

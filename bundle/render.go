@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
@@ -149,18 +152,31 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 		}
 	}
 
+	// Decoding and encoding the objects is most of Render's own work: it runs on every CPU, and
+	// the results are put together in order, so the output is the same as one at a time.
 	ann := annotations(meta, o.BundleRef)
-	var objs []object
-	for _, p := range pieces {
+	decoded := make([]*object, len(pieces))
+	err = parallel(len(pieces), func(i int) error {
+		p := pieces[i]
 		if !hasContent(p.content) {
-			continue
+			return nil
 		}
 		obj, err := decodeObject(p.source, p.content)
 		if err != nil {
-			return nil, fmt.Errorf("render chart %s: %w", o.ChartDir, err)
+			return fmt.Errorf("render chart %s: %w", o.ChartDir, err)
 		}
 		annotate(obj.m, ann)
-		objs = append(objs, obj)
+		decoded[i] = &obj
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var objs []object
+	for _, obj := range decoded {
+		if obj != nil {
+			objs = append(objs, *obj)
+		}
 	}
 	if len(objs) == 0 {
 		return nil, fmt.Errorf("render chart %s: the chart rendered no Kubernetes objects (release %q, namespace %q)", o.ChartDir, inst.ReleaseName, inst.Namespace)
@@ -170,19 +186,59 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 	}
 	sort.SliceStable(objs, func(i, j int) bool { return objs[i].less(objs[j]) })
 
-	var out bytes.Buffer
-	for _, obj := range objs {
-		y, err := yamlv2.Marshal(obj.m)
+	encoded := make([][]byte, len(objs))
+	err = parallel(len(objs), func(i int) error {
+		y, err := yamlv2.Marshal(objs[i].m)
 		if err != nil {
-			return nil, fmt.Errorf("render chart %s: %s: %w", o.ChartDir, obj.source, err)
+			return fmt.Errorf("render chart %s: %s: %w", o.ChartDir, objs[i].source, err)
 		}
+		encoded[i] = y
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	for i, obj := range objs {
 		fmt.Fprintf(&out, "---\n# Source: %s\n", obj.source)
-		out.Write(y)
+		out.Write(encoded[i])
 		if int64(out.Len()) > maxOut {
 			return nil, fmt.Errorf("render chart %s: output is larger than the limit of %d bytes: %w", o.ChartDir, maxOut, ErrLimit)
 		}
 	}
 	return out.Bytes(), nil
+}
+
+// parallel calls f(0) ... f(n-1) on up to GOMAXPROCS goroutines and returns the error of the
+// lowest i that failed, as a loop stopping at the first error would.
+func parallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := min(runtime.GOMAXPROCS(0), n); w > 0; w-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				errs[i] = f(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return firstError(errs)
+}
+
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mergeValues: Values, then ValueFiles, then Set (later wins).

@@ -79,13 +79,14 @@ data:
 //
 //	go test -run '^$' -bench BenchmarkCMPGenerate300 -benchtime 20x ./cmp
 //
-// Measured on the shared 2-core development machine (Go 1.26, helm v3.19.5, load 5), 20x:
-// strata 180.7 ms/op (137.3 ms CPU, peak RSS 77.1 MiB), helm template 123.0 ms/op (85.7 ms CPU,
-// peak RSS 59.8 MiB): ratio 1.47x wall, 1.60x CPU, above the 1.2x target. Where the difference
-// goes: process start (the binary links Argo CD's API types, which pull in kubectl packages whose
-// init loads kubectl's translations: about 30 ms CPU more than helm's start), and Render parsing
-// and re-encoding every object to annotate it in a stable form (about 3x the allocations of
-// helm's own render; GOGC=400 cuts strata's CPU by about a quarter).
+// Measured on the shared 2-core development machine (Go 1.26, helm v3.19.5; other work running,
+// so wall times vary by run), 20x: strata 124.8 ms/op (117.5 ms CPU, peak RSS 76.7 MiB), helm
+// template 68.0 ms/op (64.2 ms CPU, peak RSS 61.7 MiB): ratio 1.83x wall, 1.83x CPU; other runs
+// 1.26x-1.65x wall, 1.6x-2.0x CPU. Above the 1.2x target. Where the difference goes (perf): process
+// start (+14 ms: the binary links Argo CD's API types, which pull in kubectl packages whose init
+// compresses and parses kubectl's translations), and Render parsing and re-encoding every object
+// to annotate it in a stable form (go.yaml.in/yaml/v2 Marshal is the largest part; both now run
+// on every CPU). With GOGC=off strata's CPU drops by about 18 ms.
 func BenchmarkCMPGenerate300(b *testing.B) {
 	helm := buildHelm(b)
 	launch := buildLauncher(b)

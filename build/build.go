@@ -119,13 +119,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					return
 				}
 			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
+			// The walk over stored stages runs for every image at once; the semaphore bounds
+			// only the images that build: an image takes it before building its first stage
+			// and keeps it until it is done.
+			held := false
+			slot := func() error {
+				if held {
+					return nil
+				}
+				select {
+				case sem <- struct{}{}:
+					held = true
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
-			defer func() { <-sem }()
-			res, err := b.image(ctx, im)
+			defer func() {
+				if held {
+					<-sem
+				}
+			}()
+			res, err := b.image(ctx, im, slot)
 			b.mu.Lock()
 			b.results[im.Name] = res
 			b.mu.Unlock()
@@ -242,7 +257,9 @@ type stageSpec struct {
 	build func(ctx context.Context, parent *state, digest string) (v1.Image, string, error)
 }
 
-func (b *builder) image(ctx context.Context, im *Image) (*imageResult, error) {
+// image walks the pipeline of im; slot is called before any stage is built (it waits for one
+// of the --parallel build slots).
+func (b *builder) image(ctx context.Context, im *Image, slot func() error) (*imageResult, error) {
 	res := &imageResult{}
 	var cur *state
 	if im.FromImage != "" {
@@ -265,7 +282,7 @@ func (b *builder) image(ctx context.Context, im *Image) (*imageResult, error) {
 		if !ok {
 			continue // empty stage
 		}
-		next, status, err := b.stage(ctx, im, sp, cur, digest)
+		next, status, err := b.stage(ctx, im, sp, cur, digest, slot)
 		if err != nil {
 			return res, fmt.Errorf("stage %s: %w", sp.name, err)
 		}
@@ -282,7 +299,7 @@ func (b *builder) image(ctx context.Context, im *Image) (*imageResult, error) {
 }
 
 // stage selects a stored stage for digest, or builds and publishes one.
-func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *state, digest string) (*state, string, error) {
+func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *state, digest string, slot func() error) (*state, string, error) {
 	var parentMillis int64
 	var parentCommit string
 	if parent != nil {
@@ -305,6 +322,9 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 			commit = parentCommit
 		}
 		return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit}, StatusReused, nil
+	}
+	if err := slot(); err != nil {
+		return nil, "", err
 	}
 	img, commit, err := sp.build(ctx, parent, digest)
 	if err != nil {
@@ -349,12 +369,20 @@ func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, pare
 	if parent != nil {
 		c.Labels[LabelParent] = parent.tag
 	}
+	// The digest and the commit labels are also manifest annotations: selection reads them
+	// from the manifest alone, without fetching the config blob.
+	ann := map[string]string{LabelDigest: digest}
 	if commit != "" {
 		for i := 0; i < max(mappings, 1); i++ {
 			c.Labels[fmt.Sprintf(LabelCommitFmt, i)] = commit
+			ann[fmt.Sprintf(LabelCommitFmt, i)] = commit
 		}
 	}
-	return mutate.Config(img, *c)
+	img, err = mutate.Config(img, *c)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Annotations(img, ann).(v1.Image), nil
 }
 
 // parentImage returns the parent stage as a lazy remote image (no layer is downloaded).

@@ -1,9 +1,14 @@
 package build
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testenv"
@@ -114,4 +119,132 @@ func TestLabelsOnEveryStage(t *testing.T) {
 		t.Fatalf("second build statuses %v", st)
 	}
 	check("after a change", rep, map[string]string{"from": "", "beforeInstall": "", "gitArchive": c1, "install": c1, "gitLatestPatch": c2, "dockerInstructions": c2})
+}
+
+// withoutAnnotations is a stage image as an older strata stored it: no manifest annotations.
+type withoutAnnotations struct{ v1.Image }
+
+func (i withoutAnnotations) Manifest() (*v1.Manifest, error) {
+	m, err := i.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	m = m.DeepCopy()
+	m.Annotations = nil
+	return m, nil
+}
+
+func (i withoutAnnotations) RawManifest() ([]byte, error) {
+	m, err := i.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}
+
+func (i withoutAnnotations) Digest() (v1.Hash, error) {
+	raw, err := i.RawManifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	return h, err
+}
+
+// Every stage carries its digest (and, with git content, its commits) as manifest annotations,
+// so an idle rebuild selects git stages from their manifests alone: no blob is read. Stages
+// stored without annotations are still selected, through their config labels.
+func TestSelectionReadsAnnotations(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "ann")
+	oldRepo := testenv.Repo(t, "ann-old")
+	cnt := &counter{}
+	reg := registry.Options{Transport: cnt}
+	g := newGitRepo(t)
+	c1 := g.commit("init", map[string]string{
+		"strata.yaml": "project: ann\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
+			"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n",
+		"src/a.txt": "1",
+	})
+	ctx := context.Background()
+	locker := fileLocker(t)
+	run := func(repo string) *ImageReport {
+		t.Helper()
+		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Image("app")
+	}
+	first := run(repo)
+	want := map[string]string{"from": "", "gitArchive": c1, "dockerInstructions": c1}
+	if len(first.Stages) != len(want) {
+		t.Fatalf("stages %+v, want %v", first.Stages, want)
+	}
+	for _, s := range first.Stages {
+		ref, err := reg.ParseReference(repo + ":" + s.Tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := remoteGet(ctx, reg, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Annotations[LabelDigest]; got != s.Digest {
+			t.Errorf("%s: annotation %s = %q, want %s", s.Name, LabelDigest, got, s.Digest)
+		}
+		if got, ok := m.Annotations[fmt.Sprintf(LabelCommitFmt, 0)]; got != want[s.Name] || ok != (want[s.Name] != "") {
+			t.Errorf("%s: commit annotation %q (present %v), want %q", s.Name, got, ok, want[s.Name])
+		}
+		// The config labels stay: cleanup and older builders read them.
+		if l := stageConfigLabels(t, reg, repo, s.Tag); l[fmt.Sprintf(LabelCommitFmt, 0)] != want[s.Name] {
+			t.Errorf("%s: commit label %q, want %q", s.Name, l[fmt.Sprintf(LabelCommitFmt, 0)], want[s.Name])
+		}
+	}
+
+	cnt.reset()
+	idle := run(repo)
+	_, blobs := cnt.reset()
+	for i, s := range idle.Stages {
+		if s.Status != StatusReused || s.Tag != first.Stages[i].Tag {
+			t.Errorf("idle rebuild: %s %s %s, want reused %s", s.Name, s.Status, s.Tag, first.Stages[i].Tag)
+		}
+	}
+	if len(blobs) != 0 {
+		t.Errorf("idle rebuild read blobs %v, want none (labels from the annotations)", blobs)
+	}
+
+	// The same stages stored without annotations, under the same tags.
+	for _, s := range first.Stages {
+		img, err := remoteImage(ctx, reg, repo+":"+s.Tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := reg.ParseReference(oldRepo + ":" + s.Tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(dst, withoutAnnotations{img}, reg.Remote(ctx)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cnt.reset()
+	old := run(oldRepo)
+	writes, blobs := cnt.reset()
+	for i, s := range old.Stages {
+		if s.Status != StatusReused || s.Tag != first.Stages[i].Tag {
+			t.Errorf("stages without annotations: %s %s %s, want reused %s", s.Name, s.Status, s.Tag, first.Stages[i].Tag)
+		}
+	}
+	if len(writes) != 0 {
+		t.Errorf("stages without annotations: writes %v", writes)
+	}
+	// One config blob per git stage: gitArchive and dockerInstructions.
+	if len(blobs) != 2 {
+		t.Errorf("stages without annotations: blob reads %v, want the 2 configs of the git stages", blobs)
+	}
 }

@@ -23,7 +23,8 @@ type Options struct {
 	Registry registry.Options
 	// Locker serializes publishing a stage; nil means file locks on this host.
 	Locker lock.Locker
-	// Parallel is how many images build at once; default runtime.NumCPU().
+	// Parallel is how many images build at once; default runtime.NumCPU(). Only building
+	// takes one of these slots: every image's walk over stored stages runs concurrently.
 	Parallel int
 	// Dev includes uncommitted changes (reported) instead of refusing them.
 	Dev bool

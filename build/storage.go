@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -153,7 +154,10 @@ func (s *storage) manifestDigest(tag string) (v1.Hash, bool) {
 
 func (s *storage) ref(tag string) name.Tag { return s.repo.Tag(tag) }
 
-// stageLabels reads the config labels of a stored stage (cached).
+// stageLabels returns the strata labels of a stored stage (cached). Stages carry their digest
+// and commits as manifest annotations too, so one manifest request is enough; the config blob is
+// read only for stages stored without them (annotations inherited from a parent stage name
+// another digest and are ignored).
 func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]string, error) {
 	s.mu.Lock()
 	if l, ok := s.labels[tag]; ok {
@@ -161,27 +165,36 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 		return l, nil
 	}
 	s.mu.Unlock()
-	img, err := remote.Image(s.ref(tag), s.opts(ctx)...)
+	desc, err := remote.Get(s.ref(tag), s.opts(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("read stage %s: %w", tag, err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("read config of stage %s: %w", tag, err)
+	var labels map[string]string
+	if m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest)); err == nil {
+		if d, _, _ := parseTag(tag); d != "" && m.Annotations[LabelDigest] == d {
+			labels = m.Annotations
+		}
 	}
-	md, err := img.Digest()
-	if err != nil {
-		return nil, err
+	if labels == nil {
+		img, err := desc.Image()
+		if err != nil {
+			return nil, fmt.Errorf("read stage %s: %w", tag, err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("read config of stage %s: %w", tag, err)
+		}
+		labels = cf.Config.Labels
 	}
 	s.mu.Lock()
 	if s.labels == nil {
 		s.labels = map[string]map[string]string{}
 		s.digests = map[string]v1.Hash{}
 	}
-	s.labels[tag] = cf.Config.Labels
-	s.digests[tag] = md
+	s.labels[tag] = labels
+	s.digests[tag] = desc.Digest
 	s.mu.Unlock()
-	return cf.Config.Labels, nil
+	return labels, nil
 }
 
 // choose picks the oldest suitable stage among creation times: not created before the parent,

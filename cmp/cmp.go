@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	repoclient "github.com/argoproj/argo-cd/v3/reposerver/apiclient"
-
 	"strata.dev/strata/bundle"
 )
 
@@ -111,7 +109,7 @@ func Parameters(o Options, w io.Writer) error {
 	for _, name := range m.ImageNames() {
 		images[name] = m.Images[name].Ref
 	}
-	ann := []*repoclient.ParameterAnnouncement{{
+	ann := []*parameterAnnouncement{{
 		Name:           "images",
 		Title:          "Images (read-only: set by strata bundle publish)",
 		Tooltip:        "Exact image references of this bundle, from its images lock.",
@@ -119,11 +117,11 @@ func Parameters(o Options, w io.Writer) error {
 		Map:            images,
 	}}
 	if m.Commit.Hash != "" {
-		ann = append(ann, &repoclient.ParameterAnnouncement{
+		ann = append(ann, &parameterAnnouncement{
 			Name:    "commit",
 			Title:   "Commit (read-only)",
 			Tooltip: "The git commit this bundle was built from.",
-			String_: m.Commit.Hash,
+			String:  m.Commit.Hash,
 		})
 	}
 	b, err := json.Marshal(ann)

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -101,29 +100,29 @@ func ParseEnviron(environ []string) (*Request, error) {
 // parameters reads the plugin parameters from ARGOCD_APP_PARAMETERS, else from PARAM_*.
 func parameters(env map[string]string) (values string, set map[string]string, release string, err error) {
 	if raw := env["ARGOCD_APP_PARAMETERS"]; raw != "" {
-		var params v1alpha1.ApplicationSourcePluginParameters
+		var params []appParameter
 		if err := json.Unmarshal([]byte(raw), &params); err != nil {
 			return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: %w", err)
 		}
 		for _, p := range params {
 			switch p.Name {
 			case ParamValues, ParamReleaseName:
-				if p.String_ == nil || p.OptionalMap != nil || p.OptionalArray != nil {
+				if p.String == nil || p.HasMap || p.HasArray {
 					return "", nil, "", fmt.Errorf("ARGOCD_APP_PARAMETERS: parameter %q must be a string", p.Name)
 				}
 				if p.Name == ParamValues {
-					values = *p.String_
+					values = *p.String
 				} else {
-					release = *p.String_
+					release = *p.String
 				}
 			case ParamSet:
 				switch {
-				case p.OptionalMap != nil && p.OptionalArray == nil && p.String_ == nil:
+				case p.HasMap && !p.HasArray && p.String == nil:
 					set = map[string]string{}
 					for k, v := range p.Map {
 						set[k] = v
 					}
-				case p.OptionalArray != nil && p.OptionalMap == nil && p.String_ == nil:
+				case p.HasArray && !p.HasMap && p.String == nil:
 					// the array form: KEY=VALUE items, like helm --set
 					set = map[string]string{}
 					for i, kv := range p.Array {

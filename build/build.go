@@ -326,6 +326,21 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if err := slot(); err != nil {
 		return nil, "", err
 	}
+	if b.o.WaitForInFlight {
+		// Taken after the build slot: a holder of a #building lock never waits for a slot.
+		lease, c, err := b.st.building(ctx, digest, parentMillis, gitRel, b.head)
+		if err != nil {
+			return nil, "", err
+		}
+		if c != nil {
+			commit := c.Commit
+			if !gitRel {
+				commit = parentCommit
+			}
+			return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit}, StatusWaited, nil
+		}
+		defer b.st.doneBuilding(ctx, digest, lease)
+	}
 	img, commit, err := sp.build(ctx, parent, digest)
 	if err != nil {
 		return nil, "", err

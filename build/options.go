@@ -26,6 +26,11 @@ type Options struct {
 	// Parallel is how many images build at once; default runtime.NumCPU(). Only building
 	// takes one of these slots: every image's walk over stored stages runs concurrently.
 	Parallel int
+	// WaitForInFlight makes a build that finds no stored stage for a digest first take the lock
+	// "<project>/<digest>#building" of Locker, held while it builds and publishes the stage:
+	// builders needing the same stage meanwhile wait for it, then reuse the stored result
+	// instead of building it again. Off, every builder builds and only the first publish is kept.
+	WaitForInFlight bool
 	// Dev includes uncommitted changes (reported) instead of refusing them.
 	Dev bool
 	// DockerHost is the engine address; "" means DOCKER_HOST or the default socket. The engine

@@ -5,6 +5,9 @@ const (
 	StatusReused    = "reused"
 	StatusBuilt     = "built"
 	StatusDiscarded = "discarded-for-existing"
+	// StatusWaited is a stage another builder was building when this one needed it: with
+	// Options.WaitForInFlight this build waited for it and reused the stored result.
+	StatusWaited = "reused-after-wait"
 )
 
 // Report is what a build produced: the contract `strata bundle publish` reads (--report PATH).

@@ -329,6 +329,47 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 	}
 }
 
+// buildingLock is the lock a builder holds while it builds and publishes a stage
+// (Options.WaitForInFlight).
+func (s *storage) buildingLock(digest string) string { return s.project + "/" + digest + "#building" }
+
+// building takes the #building lock of digest, waiting while another builder holds it, then
+// re-lists the digest bypassing the cache. A suitable stage stored meanwhile is returned (the
+// lock is released); else the caller builds the stage and then calls doneBuilding with the
+// lease. Losing this lease is harmless: another builder may then build the stage too, and the
+// publish lock keeps one stored result.
+func (s *storage) building(ctx context.Context, digest string, parentMillis int64, gitStage bool, head string) (lock.Lease, *stored, error) {
+	name := s.buildingLock(digest)
+	start := time.Now()
+	lease, err := s.locker.Lock(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	fresh, err := s.list(ctx)
+	if err == nil {
+		var existing *stored
+		if existing, err = s.choose(ctx, digest, fresh[digest], parentMillis, gitStage, head); err == nil && existing != nil {
+			_ = lease.Unlock(context.WithoutCancel(ctx))
+			s.add(digest, existing.Millis)
+			s.log.Info("stage stored by another builder while waiting", "digest", shortDigest(digest), "tag", existing.Tag, "waited", time.Since(start).Round(time.Millisecond))
+			return nil, existing, nil
+		}
+	}
+	if err != nil {
+		_ = lease.Unlock(context.WithoutCancel(ctx))
+		return nil, nil, err
+	}
+	return lease, nil, nil
+}
+
+// doneBuilding releases the #building lock of digest.
+func (s *storage) doneBuilding(ctx context.Context, digest string, lease lock.Lease) {
+	if lock.IsLost(lease) {
+		s.log.Info("the building lock was lost meanwhile: another builder may have built the stage too", "lock", s.buildingLock(digest), "reason", lease.Err())
+	}
+	_ = lease.Unlock(context.WithoutCancel(ctx))
+}
+
 // relock abandons a publish attempt whose lease was lost: it releases the lease and takes the
 // lock again so the caller re-checks the storage before trying once more.
 func (s *storage) relock(ctx context.Context, digest string, lease lock.Lease, attempt int) (lock.Lease, error) {

@@ -65,6 +65,7 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	f.StringVar(&o.FinalRepo, "final-repo", "", "also publish the final images to this REGISTRY/PATH (registry-side copy)")
 	f.StringArrayVar(&o.AddTags, "add-tag", nil, "extra tag template for each final image, e.g. '{{.Image}}-{{.ShortCommit}}' (repeatable)")
 	f.IntVar(&o.Parallel, "parallel", 0, "images built at once (default: number of CPUs); reusing stored stages is not limited")
+	f.BoolVar(&o.WaitForInFlight, "wait-for-in-flight", false, "before building a stage, wait for a builder already building it (lock <project>/<digest>#building) and reuse its result")
 	f.BoolVar(&o.Dev, "dev", false, "include uncommitted changes instead of refusing them")
 	f.StringVar(&o.Network, "network", "host", "network of shell-stage containers and Dockerfile builds: host or none")
 	f.StringVar(&report, "report", "", "write the JSON build report to this file")

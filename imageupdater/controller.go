@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -16,15 +17,15 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
-	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
-	argoclient "github.com/argoproj/argo-cd/v3/pkg/client/clientset/versioned"
-	argoinformers "github.com/argoproj/argo-cd/v3/pkg/client/informers/externalversions"
-	argolisters "github.com/argoproj/argo-cd/v3/pkg/client/listers/application/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -66,6 +67,8 @@ const DefaultInterval = 2 * time.Minute
 const (
 	component = "strata-image-updater"
 
+	applicationAPIVersion = "argoproj.io/v1alpha1"
+
 	reasonUpdated    = "BundleUpdated"
 	reasonInvalid    = "InvalidBundleAnnotation"
 	reasonRegistry   = "BundleRegistryError"
@@ -82,19 +85,25 @@ func Run(ctx context.Context, opts Options) error {
 	return c.run(ctx)
 }
 
+// applications is Argo CD's Application resource. The controller reads and watches it with
+// client-go's dynamic client: Applications stay unstructured objects, and only a source's
+// targetRevision is ever written (a JSON patch), so every other field, known to Strata or not,
+// is kept as it is.
+var applications = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
+
 // controller is the image updater. Its loop owns the cycles; informer and webhook handlers only
 // queue work for it.
 type controller struct {
 	opts     Options
 	log      *slog.Logger
-	argo     argoclient.Interface
+	dyn      dynamic.Interface
 	kube     kubernetes.Interface
 	reg      *registryAccess
 	metrics  *metrics
 	hostname string
 
-	factories []argoinformers.SharedInformerFactory
-	listers   []argolisters.ApplicationLister
+	factories []dynamicinformer.DynamicSharedInformerFactory
+	listers   []cache.GenericLister
 	synced    []cache.InformerSynced
 
 	mu      sync.Mutex
@@ -105,7 +114,7 @@ type controller struct {
 	lastErr map[string]string // last error reported per Application (Events only on change)
 	wake    chan struct{}
 
-	beforeWrite func(*v1alpha1.Application) // test hook: runs between decision and write
+	beforeWrite func(*unstructured.Unstructured) // test hook: runs between decision and write
 }
 
 func restConfig(opts Options) (*rest.Config, error) {
@@ -147,9 +156,9 @@ func newController(opts Options) (*controller, error) {
 		// client-go's default (5 rps) would take minutes to move 1,000 Applications.
 		cfg.QPS, cfg.Burst = 50, 100
 	}
-	argo, err := argoclient.NewForConfig(cfg)
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("argo cd client: %w", err)
+		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -158,14 +167,14 @@ func newController(opts Options) (*controller, error) {
 	host, _ := os.Hostname()
 	m := newMetrics()
 	c := &controller{
-		opts: opts, log: log, argo: argo, kube: kube, metrics: m, hostname: host,
+		opts: opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
 		reg:     newRegistryAccess(opts.Registry, opts.Registries, kube, m),
 		pending: map[string]bool{}, fresh: map[string]bool{}, lastErr: map[string]string{},
 		wake: make(chan struct{}, 1),
 	}
 	for _, ns := range c.namespaces() {
-		f := argoinformers.NewSharedInformerFactoryWithOptions(argo, 0, argoinformers.WithNamespace(ns))
-		inf := f.Argoproj().V1alpha1().Applications()
+		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
+		inf := f.ForResource(applications)
 		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.onChange(nil, obj) },
 			UpdateFunc: c.onChange,
@@ -181,16 +190,24 @@ func newController(opts Options) (*controller, error) {
 
 // onChange queues an Application whose annotations or sources changed (not status updates).
 func (c *controller) onChange(oldObj, newObj any) {
-	app, ok := newObj.(*v1alpha1.Application)
-	if !ok || !optedIn(app.Annotations) {
+	app, ok := newObj.(*unstructured.Unstructured)
+	if !ok || !optedIn(app.GetAnnotations()) {
 		return
 	}
-	if old, ok := oldObj.(*v1alpha1.Application); ok {
-		if equalStrings(old.Annotations, app.Annotations) && old.Spec.Source.Equals(app.Spec.Source) && old.Spec.Sources.Equals(app.Spec.Sources) {
+	if old, ok := oldObj.(*unstructured.Unstructured); ok {
+		if equalStrings(old.GetAnnotations(), app.GetAnnotations()) && sameSpecField(old, app, "source") &&
+			sameSpecField(old, app, "sources") && sameSpecField(old, app, "sourceHydrator") {
 			return
 		}
 	}
-	c.enqueue([]string{app.Namespace + "/" + app.Name}, nil)
+	c.enqueue([]string{app.GetNamespace() + "/" + app.GetName()}, nil)
+}
+
+// sameSpecField reports whether spec.<field> is equal in a and b (both unset counts as equal).
+func sameSpecField(a, b *unstructured.Unstructured, field string) bool {
+	av, _, _ := unstructured.NestedFieldNoCopy(a.Object, "spec", field)
+	bv, _, _ := unstructured.NestedFieldNoCopy(b.Object, "spec", field)
+	return reflect.DeepEqual(av, bv)
 }
 
 func equalStrings(a, b map[string]string) bool {
@@ -224,7 +241,7 @@ func (c *controller) enqueue(keys, freshRepos []string) {
 // waits for their caches.
 func (c *controller) start(ctx context.Context) error {
 	for _, ns := range c.namespaces() {
-		if _, err := c.argo.ArgoprojV1alpha1().Applications(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		if _, err := c.dyn.Resource(applications).Namespace(ns).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 			where := "all namespaces"
 			if ns != "" {
 				where = "namespace " + ns
@@ -374,9 +391,9 @@ func (c *controller) allKeys() []string {
 		if err != nil {
 			continue
 		}
-		for _, a := range apps {
-			if optedIn(a.Annotations) {
-				keys = append(keys, a.Namespace+"/"+a.Name)
+		for _, o := range apps {
+			if a, ok := o.(*unstructured.Unstructured); ok && optedIn(a.GetAnnotations()) {
+				keys = append(keys, a.GetNamespace()+"/"+a.GetName())
 			}
 		}
 	}
@@ -384,11 +401,15 @@ func (c *controller) allKeys() []string {
 	return keys
 }
 
-func (c *controller) get(key string) (*v1alpha1.Application, bool) {
+// get returns Application key (NAMESPACE/NAME) from the informer cache. The object is shared with
+// the cache: never change it.
+func (c *controller) get(key string) (*unstructured.Unstructured, bool) {
 	ns, name, _ := strings.Cut(key, "/")
 	for _, l := range c.listers {
-		if a, err := l.Applications(ns).Get(name); err == nil {
-			return a, true
+		if o, err := l.ByNamespace(ns).Get(name); err == nil {
+			if a, ok := o.(*unstructured.Unstructured); ok {
+				return a, true
+			}
 		}
 	}
 	return nil, false
@@ -451,8 +472,8 @@ type decision struct {
 }
 
 // decide computes the targetRevision app should have. It reads only the registry (through cyc).
-func (c *controller) decide(ctx context.Context, cyc *cycle, app *v1alpha1.Application) (decision, error) {
-	p, err := parsePolicy(app.Annotations)
+func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.Unstructured) (decision, error) {
+	p, err := parsePolicy(app.GetAnnotations())
 	if err != nil {
 		return decision{}, fail(reasonInvalid, err)
 	}
@@ -553,7 +574,7 @@ func filterConstraint(p *policy, tags []string) []string {
 // re-reads the Application from the API and decides again.
 func (c *controller) reconcile(ctx context.Context, cyc *cycle, key string) (updated bool, err error) {
 	app, ok := c.get(key)
-	if !ok || !optedIn(app.Annotations) {
+	if !ok || !optedIn(app.GetAnnotations()) {
 		return false, nil
 	}
 	c.metrics.checks.Inc()
@@ -595,14 +616,14 @@ func (c *controller) reconcile(ctx context.Context, cyc *cycle, key string) (upd
 			return false, fail(reasonWriteError, fmt.Errorf("update %s targetRevision to %s: %w", d.source.jsonPath(), d.target, err))
 		}
 		log.Debug("Application changed while updating; re-reading", "attempt", attempt)
-		fresh, gerr := c.argo.ArgoprojV1alpha1().Applications(app.Namespace).Get(ctx, app.Name, metav1.GetOptions{})
+		fresh, gerr := c.dyn.Resource(applications).Namespace(app.GetNamespace()).Get(ctx, app.GetName(), metav1.GetOptions{})
 		if gerr != nil {
 			if apierrors.IsNotFound(gerr) {
 				return false, nil
 			}
 			return false, fail(reasonWriteError, fmt.Errorf("re-read after conflict: %w", gerr))
 		}
-		if !optedIn(fresh.Annotations) {
+		if !optedIn(fresh.GetAnnotations()) {
 			return false, nil
 		}
 		app = fresh
@@ -619,22 +640,22 @@ func orNone(s string) string {
 // write sets the source's targetRevision with a JSON patch that also carries the resourceVersion
 // the decision was based on. The apiserver takes it as a precondition: after a concurrent edit the
 // patch fails with 409 Conflict instead of overwriting, and only targetRevision is ever written.
-func (c *controller) write(ctx context.Context, app *v1alpha1.Application, d decision) error {
+func (c *controller) write(ctx context.Context, app *unstructured.Unstructured, d decision) error {
 	ops := []map[string]any{
-		{"op": "replace", "path": "/metadata/resourceVersion", "value": app.ResourceVersion},
+		{"op": "replace", "path": "/metadata/resourceVersion", "value": app.GetResourceVersion()},
 		{"op": "add", "path": d.source.jsonPath(), "value": d.target},
 	}
 	body, err := json.Marshal(ops)
 	if err != nil {
 		return err
 	}
-	_, err = c.argo.ArgoprojV1alpha1().Applications(app.Namespace).Patch(ctx, app.Name, types.JSONPatchType, body, metav1.PatchOptions{FieldManager: component})
+	_, err = c.dyn.Resource(applications).Namespace(app.GetNamespace()).Patch(ctx, app.GetName(), types.JSONPatchType, body, metav1.PatchOptions{FieldManager: component})
 	return err
 }
 
 func isConflict(err error) bool { return apierrors.IsConflict(err) }
 
-func (c *controller) reportError(ctx context.Context, app *v1alpha1.Application, key string, err error) {
+func (c *controller) reportError(ctx context.Context, app *unstructured.Unstructured, key string, err error) {
 	reason := "BundleCheckFailed"
 	var ce *checkError
 	if errors.As(err, &ce) {
@@ -657,27 +678,27 @@ func (c *controller) clearError(key string) {
 }
 
 // event records a core/v1 Event on the Application. Failures are logged, never fatal.
-func (c *controller) event(ctx context.Context, app *v1alpha1.Application, typ, reason, msg string) {
+func (c *controller) event(ctx context.Context, app *unstructured.Unstructured, typ, reason, msg string) {
 	if c.opts.DryRun {
 		return
 	}
 	now := metav1.Now()
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", app.Name, now.UnixNano()),
-			Namespace: app.Namespace,
+			Name:      fmt.Sprintf("%s.%x", app.GetName(), now.UnixNano()),
+			Namespace: app.GetNamespace(),
 		},
 		InvolvedObject: corev1.ObjectReference{
-			APIVersion: "argoproj.io/v1alpha1", Kind: "Application",
-			Namespace: app.Namespace, Name: app.Name, UID: app.UID, ResourceVersion: app.ResourceVersion,
+			APIVersion: applicationAPIVersion, Kind: "Application",
+			Namespace: app.GetNamespace(), Name: app.GetName(), UID: app.GetUID(), ResourceVersion: app.GetResourceVersion(),
 		},
 		Reason: reason, Message: truncate(msg, 1024), Type: typ,
 		Source:         corev1.EventSource{Component: component, Host: c.hostname},
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: "strata.dev/image-updater", ReportingInstance: truncate(component+"-"+c.hostname, 128),
 	}
-	if _, err := c.kube.CoreV1().Events(app.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		c.log.Warn("record event", "application", app.Namespace+"/"+app.Name, "reason", reason, "error", err)
+	if _, err := c.kube.CoreV1().Events(app.GetNamespace()).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		c.log.Warn("record event", "application", app.GetNamespace()+"/"+app.GetName(), "reason", reason, "error", err)
 	}
 }
 

@@ -1,7 +1,9 @@
 package imageupdater
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,7 +11,9 @@ import (
 
 	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"strata.dev/strata/internal/testenv"
 )
@@ -152,14 +156,14 @@ func TestConcurrentEditSurvives(t *testing.T) {
 	c, _, logs := k.startController(t, nil)
 
 	edits := 0
-	c.beforeWrite = func(app *v1alpha1.Application) {
+	c.beforeWrite = func(app *unstructured.Unstructured) {
 		if edits > 0 {
 			return
 		}
 		edits++
 		// Another actor edits another field (and a label) after the controller read the object.
 		patch := `{"metadata":{"labels":{"team":"blue"}},"spec":{"destination":{"namespace":"edited"}}}`
-		if _, err := k.argo.ArgoprojV1alpha1().Applications(app.Namespace).Patch(context.Background(), app.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if _, err := k.argo.ArgoprojV1alpha1().Applications(app.GetNamespace()).Patch(context.Background(), app.GetName(), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Errorf("concurrent edit: %v", err)
 		}
 	}
@@ -254,4 +258,98 @@ func TestRateLimitThrottlesRegistryRequests(t *testing.T) {
 		t.Errorf("%d requests in %v at 4 rps: want at least %v (not throttled)", n, took, minimum)
 	}
 	t.Logf("%d registry requests in %v at 4 rps", n, took)
+}
+
+// The update writes only targetRevision: every other field of the Application, whether Strata
+// reads it or not (ignoreDifferences, info, syncPolicy, a plugin's env, Helm valuesObject with
+// arbitrary content, status, other sources), reads back byte for byte the same.
+func TestUpdateKeepsEveryOtherField(t *testing.T) {
+	k := newKubeEnv(t)
+	repo := testenv.Repo(t, "keep")
+	publishSeries(t, repo)
+	i := strings.LastIndex(repo, "/")
+	raw := fmt.Sprintf(`{
+  "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+  "metadata": {"name": "keep", "namespace": %q,
+    "labels": {"team": "blue"},
+    "annotations": {%q: "1.x", "notes.example.com/owner": "ops"}},
+  "spec": {
+    "project": "default",
+    "destination": {"server": "https://kubernetes.default.svc", "namespace": "demo"},
+    "sources": [
+      {"repoURL": "https://git.example.com/values.git", "targetRevision": "main", "ref": "values"},
+      {"repoURL": %q, "chart": %q, "targetRevision": "1.0.0", "name": "bundle",
+       "helm": {"releaseName": "shop", "valueFiles": ["$values/prod.yaml"], "skipCrds": true,
+         "valuesObject": {"replicas": 3, "ratio": 0.25, "nested": {"list": [1, "two", null, {"deep": true}]}, "empty": {}}}},
+      {"repoURL": "https://git.example.com/cfg.git", "path": "cfg", "targetRevision": "v2",
+       "plugin": {"name": "strata", "env": [{"name": "VALUES", "value": "a: 1"}],
+         "parameters": [{"name": "set", "map": {"x": "1"}}, {"name": "arr", "array": []}]}}
+    ],
+    "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]},
+      {"kind": "Secret", "jqPathExpressions": [".data"], "managedFieldsManagers": ["kube-controller-manager"]}],
+    "info": [{"name": "Runbook", "value": "https://runbooks.example.com/shop"}],
+    "revisionHistoryLimit": 3,
+    "syncPolicy": {"automated": {"prune": true, "selfHeal": true},
+      "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+      "retry": {"limit": 5, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}},
+      "managedNamespaceMetadata": {"labels": {"env": "prod"}}}
+  },
+  "status": {"sync": {"status": "Synced", "revisions": ["abc", "1.0.0", "v2"]},
+    "health": {"status": "Healthy"}, "sourceTypes": ["Directory", "Helm", "Plugin"],
+    "reconciledAt": "2026-01-02T03:04:05Z"}
+}`, k.ns, AnnotationChartVersion, repo[:i], repo[i+1:])
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(k.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := dyn.Resource(applications).Namespace(k.ns)
+	ctx := context.Background()
+	before, err := res.Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create Application: %v", err)
+	}
+	// The apiserver kept what the test wrote (the fields exist in Argo CD's CRD).
+	for _, path := range [][]string{{"spec", "ignoreDifferences"}, {"spec", "info"}, {"status", "reconciledAt"}, {"spec", "syncPolicy", "managedNamespaceMetadata"}} {
+		if _, found, _ := unstructured.NestedFieldNoCopy(before.Object, path...); !found {
+			t.Fatalf("the apiserver dropped %s: the test checks nothing", strings.Join(path, "."))
+		}
+	}
+
+	c, _, _ := k.startController(t, nil)
+	if r := c.runCycle(ctx); r.updated != 1 || r.failed != 0 {
+		t.Fatalf("cycle = %+v, want 1 updated", r)
+	}
+	after, err := res.Get(ctx, "keep", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, _, _ := unstructured.NestedSlice(after.Object, "spec", "sources")
+	if len(srcs) != 3 || srcs[1].(map[string]any)["targetRevision"] != "1.2.0" {
+		t.Fatalf("sources after the update: %v, want the bundle source at 1.2.0", srcs)
+	}
+	// Apart from targetRevision and what the apiserver maintains, nothing changed.
+	srcs[1].(map[string]any)["targetRevision"] = "1.0.0"
+	if err := unstructured.SetNestedSlice(after.Object, srcs, "spec", "sources"); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*unstructured.Unstructured{before, after} {
+		for _, f := range []string{"resourceVersion", "generation", "managedFields"} {
+			unstructured.RemoveNestedField(o.Object, "metadata", f)
+		}
+	}
+	wantJSON, err := json.Marshal(before.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotJSON, err := json.Marshal(after.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("fields other than targetRevision changed:\n before %s\n after  %s", wantJSON, gotJSON)
+	}
 }

@@ -312,7 +312,7 @@ func waitCached(t testing.TB, c *controller, ns, name, rv string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		a, ok := c.get(ns + "/" + name)
-		return ok && a.ResourceVersion >= rv && len(a.ResourceVersion) >= len(rv), nil
+		return ok && a.GetResourceVersion() >= rv && len(a.GetResourceVersion()) >= len(rv), nil
 	})
 	if err != nil {
 		t.Fatalf("Application %s/%s@%s never reached the informer cache", ns, name, rv)

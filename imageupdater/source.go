@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // bundleSource is the source of an Application that points at a bundle.
@@ -40,8 +40,79 @@ func (b bundleSource) revisionFor(tag string) string {
 	return strings.ReplaceAll(tag, "_", "+")
 }
 
+// appSource holds the fields of an Argo CD ApplicationSource (spec.source or an item of
+// spec.sources) the updater reads. Applications are handled as unstructured objects: nothing but
+// the one targetRevision is ever written, so fields Strata does not know survive.
+type appSource struct {
+	RepoURL, Chart, TargetRevision, Path, Name string
+}
+
+// applicationSources reads (never changes) the sources of app the way Argo CD does
+// (ApplicationSpec.HasMultipleSources): spec.sources when it is not empty and spec.sourceHydrator
+// is unset (multi), else spec.source (none if unset).
+func applicationSources(app *unstructured.Unstructured) (srcs []appSource, multi bool, err error) {
+	where := "Application " + app.GetNamespace() + "/" + app.GetName()
+	hydrator, _, err := unstructured.NestedFieldNoCopy(app.Object, "spec", "sourceHydrator")
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: spec.sourceHydrator: %w", where, err)
+	}
+	rawList, _, err := unstructured.NestedFieldNoCopy(app.Object, "spec", "sources")
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: spec.sources: %w", where, err)
+	}
+	list, ok := rawList.([]any)
+	if rawList != nil && !ok {
+		return nil, false, fmt.Errorf("%s: spec.sources is %T, not a list", where, rawList)
+	}
+	if hydrator == nil && len(list) > 0 {
+		for i, item := range list {
+			m, ok := item.(map[string]any)
+			if !ok {
+				return nil, false, fmt.Errorf("%s: spec.sources[%d] is %T, not an object", where, i, item)
+			}
+			s, err := readSource(m)
+			if err != nil {
+				return nil, false, fmt.Errorf("%s: spec.sources[%d]: %w", where, i, err)
+			}
+			srcs = append(srcs, s)
+		}
+		return srcs, true, nil
+	}
+	raw, _, err := unstructured.NestedFieldNoCopy(app.Object, "spec", "source")
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: spec.source: %w", where, err)
+	}
+	if raw == nil {
+		return nil, false, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, false, fmt.Errorf("%s: spec.source is %T, not an object", where, raw)
+	}
+	s, err := readSource(m)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: spec.source: %w", where, err)
+	}
+	return []appSource{s}, false, nil
+}
+
+func readSource(m map[string]any) (appSource, error) {
+	var s appSource
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"repoURL", &s.RepoURL}, {"chart", &s.Chart}, {"targetRevision", &s.TargetRevision}, {"path", &s.Path}, {"name", &s.Name}} {
+		v, _, err := unstructured.NestedString(m, f.key)
+		if err != nil {
+			return appSource{}, fmt.Errorf("%s: %w", f.key, err)
+		}
+		*f.dst = v
+	}
+	return s, nil
+}
+
 // sourceRepository returns the bundle repository of src, or "" when src is not a bundle source.
-func sourceRepository(src v1alpha1.ApplicationSource) (repo string, oci bool) {
+func sourceRepository(src appSource) (repo string, oci bool) {
 	url := strings.TrimSuffix(strings.TrimSpace(src.RepoURL), "/")
 	if url == "" {
 		return "", false
@@ -62,13 +133,10 @@ func sourceRepository(src v1alpha1.ApplicationSource) (repo string, oci bool) {
 
 // findBundleSource picks the bundle source of app. With several bundle sources, selector
 // (annotation strata.dev/bundle-source) must name one by source name, chart or repository.
-func findBundleSource(app *v1alpha1.Application, selector string) (bundleSource, error) {
-	var srcs []v1alpha1.ApplicationSource
-	multi := app.Spec.HasMultipleSources()
-	if multi {
-		srcs = app.Spec.Sources
-	} else if app.Spec.Source != nil {
-		srcs = []v1alpha1.ApplicationSource{*app.Spec.Source}
+func findBundleSource(app *unstructured.Unstructured, selector string) (bundleSource, error) {
+	srcs, multi, err := applicationSources(app)
+	if err != nil {
+		return bundleSource{}, err
 	}
 	var found []bundleSource
 	for i, s := range srcs {
@@ -97,7 +165,7 @@ func findBundleSource(app *v1alpha1.Application, selector string) (bundleSource,
 	}
 }
 
-func sourceMatches(s v1alpha1.ApplicationSource, repo, selector string) bool {
+func sourceMatches(s appSource, repo, selector string) bool {
 	sel := strings.TrimSuffix(strings.TrimPrefix(selector, "oci://"), "/")
 	return (s.Name != "" && s.Name == selector) || (s.Chart != "" && s.Chart == selector) || repo == sel
 }

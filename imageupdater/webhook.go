@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -149,11 +150,12 @@ func (c *controller) affected(events []pushEvent) (keys, repos []string) {
 		if err != nil {
 			continue
 		}
-		for _, a := range apps {
-			if !optedIn(a.Annotations) {
+		for _, o := range apps {
+			a, ok := o.(*unstructured.Unstructured)
+			if !ok || !optedIn(a.GetAnnotations()) {
 				continue
 			}
-			p, err := parsePolicy(a.Annotations)
+			p, err := parsePolicy(a.GetAnnotations())
 			if err != nil {
 				continue
 			}
@@ -163,7 +165,7 @@ func (c *controller) affected(events []pushEvent) (keys, repos []string) {
 			}
 			for _, e := range events {
 				if repositoryMatches(src.repository, e.repository) {
-					keys = append(keys, a.Namespace+"/"+a.Name)
+					keys = append(keys, a.GetNamespace()+"/"+a.GetName())
 					if !seenRepo[src.repository] {
 						seenRepo[src.repository] = true
 						repos = append(repos, src.repository)

@@ -24,7 +24,10 @@ import (
 // BenchmarkSyncBuilders measures, for each lock backend, 8 cold `strata build` processes on one
 // project against 1 cold builder in the same run: the wall-time ratio (target ≤ 1.5×), the
 // number of duplicate pushes (stored tags beyond one per stage digest; target 0) and how many
-// stage results the 7 slower builders discarded.
+// stage results the 7 slower builders discarded. Each backend runs in the default mode (every
+// builder builds every stage, the first publish is kept) and with --wait-for-in-flight (a
+// builder waits for the one building a stage and reuses its result); both ratios are printed,
+// each against 1 builder in the same mode.
 //
 //	go test ./bench -run '^$' -bench SyncBuilders -benchtime 1x
 func BenchmarkSyncBuilders(b *testing.B) {
@@ -47,32 +50,44 @@ func BenchmarkSyncBuilders(b *testing.B) {
 		{"kubernetes", "kubernetes://" + ns, []string{"KUBECONFIG=" + kubeconfig}},
 		{"http", "http://" + server, []string{"STRATA_SYNC_TOKEN=" + token}},
 	}
+	modes := []struct {
+		name, suffix string
+		args         []string
+	}{
+		{"default", "", nil},
+		{"wait-for-in-flight", "-wait", []string{"--wait-for-in-flight"}},
+	}
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			env := append(be.env, "DOCKER_HOST="+host)
-			var one, eight time.Duration
-			var dups int
-			oneStages, eightStages := &syncResult{}, &syncResult{}
-			for i := 0; i < b.N; i++ {
-				repo := testenv.Repo(b, "one")
-				start := time.Now()
-				syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, 1, oneStages)
-				one += time.Since(start)
+			var summary []string
+			for _, m := range modes {
+				var one, eight time.Duration
+				var dups int
+				oneStages, eightStages := &syncResult{}, &syncResult{}
+				for i := 0; i < b.N; i++ {
+					repo := testenv.Repo(b, "one")
+					start := time.Now()
+					syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, m.args, 1, oneStages)
+					one += time.Since(start)
 
-				repo = testenv.Repo(b, "eight")
-				start = time.Now()
-				syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, builders, eightStages)
-				eight += time.Since(start)
-				dups += syncDuplicates(b, repo)
+					repo = testenv.Repo(b, "eight")
+					start = time.Now()
+					syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, m.args, builders, eightStages)
+					eight += time.Since(start)
+					dups += syncDuplicates(b, repo)
+				}
+				discarded := eightStages.statuses["discarded-for-existing"]
+				ratio := eight.Seconds() / one.Seconds()
+				b.ReportMetric(ratio, "ratio-8vs1"+m.suffix)
+				b.ReportMetric(float64(dups)/float64(b.N), "duplicate-pushes"+m.suffix)
+				b.ReportMetric(float64(discarded)/float64(b.N), "discarded-results"+m.suffix)
+				b.Logf("%s, %s: 1 builder %s, %d builders %s, ratio %.2fx (target <= 1.5x), duplicate pushes %d (target 0), discarded results %d, statuses %v",
+					be.name, m.name, (one / time.Duration(b.N)).Round(time.Millisecond), builders, (eight / time.Duration(b.N)).Round(time.Millisecond), ratio, dups, discarded, eightStages.statuses)
+				b.Logf("%s, %s: mean stage time, 1 builder: %s; %d builders: %s", be.name, m.name, oneStages.means(), builders, eightStages.means())
+				summary = append(summary, fmt.Sprintf("%s %.2fx", m.name, ratio))
 			}
-			discarded := eightStages.statuses["discarded-for-existing"]
-			ratio := eight.Seconds() / one.Seconds()
-			b.ReportMetric(ratio, "ratio-8vs1")
-			b.ReportMetric(float64(dups)/float64(b.N), "duplicate-pushes")
-			b.ReportMetric(float64(discarded)/float64(b.N), "discarded-results")
-			b.Logf("%s: 1 builder %s, %d builders %s, ratio %.2fx (target <= 1.5x), duplicate pushes %d (target 0), discarded results %d, statuses %v",
-				be.name, (one / time.Duration(b.N)).Round(time.Millisecond), builders, (eight / time.Duration(b.N)).Round(time.Millisecond), ratio, dups, discarded, eightStages.statuses)
-			b.Logf("%s: mean stage time, 1 builder: %s; %d builders: %s", be.name, oneStages.means(), builders, eightStages.means())
+			b.Logf("%s: ratio 8 vs 1 builders: %s", be.name, strings.Join(summary, ", "))
 		})
 	}
 }
@@ -160,8 +175,8 @@ func (r *syncResult) means() string {
 	return strings.Join(parts, ", ")
 }
 
-// syncBuild runs n builders at once and adds their reports to res.
-func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int, res *syncResult) {
+// syncBuild runs n builders at once (with the extra build args) and adds their reports to res.
+func syncBuild(b *testing.B, bin, dir, repo, spec string, env, args []string, n int, res *syncResult) {
 	b.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -170,7 +185,7 @@ func syncBuild(b *testing.B, bin, dir, repo, spec string, env []string, n int, r
 		go func() {
 			defer wg.Done()
 			rp := filepath.Join(b.TempDir(), "report.json")
-			cmd := exec.Command(bin, "build", "-q", "--dir", dir, "--repo", repo, "--synchronization", spec, "--report", rp)
+			cmd := exec.Command(bin, append([]string{"build", "-q", "--dir", dir, "--repo", repo, "--synchronization", spec, "--report", rp}, args...)...)
 			cmd.Env = append(os.Environ(), env...)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				errs[i] = fmt.Errorf("builder %d: %v\n%s", i, err, out)

@@ -327,3 +327,83 @@ func TestWaitForInFlightDeadHolder(t *testing.T) {
 	}
 	t.Logf("dead #building holder (TTL %s): build done %s after it died", ttl, took.Round(time.Millisecond))
 }
+
+// A waiter does not depend on the #building holder releasing: it also re-lists the storage
+// while it waits, so a stage stored meanwhile (here by a builder without the flag, while the
+// holder hangs on to its Lease) is reused long before the lock would be free.
+func TestWaitForInFlightSeesStageStoredWhileWaiting(t *testing.T) {
+	base := testenv.BaseImage(t)
+	cs := testenv.Kube(t)
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"strata.yaml": "project: stuckholder\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
+			"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n",
+		"src/a.txt": testenv.UniqueName(t, "content"),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first, err := Run(ctx, Options{Dir: g.dir, Repo: testenv.Repo(t, "scratch"), Registry: reg, Locker: fileLocker(t), DockerHost: noEngine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromDigest string
+	for _, s := range first.Image("app").Stages {
+		if s.Name == "from" {
+			fromDigest = s.Digest
+		}
+	}
+	ns := testenv.UniqueName(t, "ns")
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	// A holder whose Lease stays valid for a minute.
+	name := "stuckholder/" + fromDigest + buildingSuffix
+	holder := "stuck-builder/pid-1/0000"
+	secs := int32(60)
+	now := metav1.NewMicroTime(time.Now())
+	if _, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: kubelock.LeaseName(name), Annotations: map[string]string{kubelock.NameAnnotation: name}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kl, err := kubelock.New(kubelock.Options{Client: cs, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := testenv.Repo(t, "stuck")
+	done := make(chan struct{})
+	var rep *Report
+	var runErr error
+	start := time.Now()
+	go func() {
+		defer close(done)
+		rep, runErr = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: kl, DockerHost: noEngine, WaitForInFlight: true})
+	}()
+	time.Sleep(time.Second)
+	other, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: kl, DockerHost: noEngine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the waiting build did not notice the stored stages within 20 s (the holder's Lease lasts 60 s)")
+	}
+	if runErr != nil {
+		t.Fatal(runErr)
+	}
+	took := time.Since(start)
+	w, o := rep.Image("app"), other.Image("app")
+	if w.Ref != o.Ref {
+		t.Errorf("waiting build %s, other build %s", w.Ref, o.Ref)
+	}
+	// The later stages race with the other build (either may build them, the publish lock keeps
+	// one); the from stage was stored while the waiter waited.
+	if w.Stages[0].Status != StatusWaited {
+		t.Errorf("from stage: %s, want %s", w.Stages[0].Status, StatusWaited)
+	}
+	t.Logf("holder stuck for 60 s: the waiter reused the stored stages after %s", took.Round(time.Millisecond))
+}

@@ -336,30 +336,73 @@ func (s *storage) buildingLock(digest string) string { return s.project + "/" + 
 // building takes the #building lock of digest, waiting while another builder holds it, then
 // re-lists the digest bypassing the cache. A suitable stage stored meanwhile is returned (the
 // lock is released); else the caller builds the stage and then calls doneBuilding with the
-// lease. Losing this lease is harmless: another builder may then build the stage too, and the
-// publish lock keeps one stored result.
+// lease. While it waits it also re-lists the storage now and then (after a tenth of the time
+// waited, 100 ms to 1 s): a stage the holder stored is reused at once instead of after the lock is handed to
+// every waiter in turn. Losing this lease is harmless: another builder may then build the
+// stage too, and the publish lock keeps one stored result.
 func (s *storage) building(ctx context.Context, digest string, parentMillis int64, gitStage bool, head string) (lock.Lease, *stored, error) {
 	name := s.buildingLock(digest)
 	start := time.Now()
-	lease, err := s.locker.Lock(ctx, name)
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock %s: %w", name, err)
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	type locked struct {
+		lease lock.Lease
+		err   error
 	}
-	fresh, err := s.list(ctx)
-	if err == nil {
-		var existing *stored
-		if existing, err = s.choose(ctx, digest, fresh[digest], parentMillis, gitStage, head); err == nil && existing != nil {
-			_ = lease.Unlock(context.WithoutCancel(ctx))
-			s.add(digest, existing.Millis)
-			s.log.Info("stage stored by another builder while waiting", "digest", shortDigest(digest), "tag", existing.Tag, "waited", time.Since(start).Round(time.Millisecond))
-			return nil, existing, nil
+	got := make(chan locked, 1)
+	go func() {
+		l, err := s.locker.Lock(lctx, name)
+		got <- locked{l, err}
+	}()
+	check := func() (*stored, error) {
+		fresh, err := s.list(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return s.choose(ctx, digest, fresh[digest], parentMillis, gitStage, head)
+	}
+	reuse := func(existing *stored) (lock.Lease, *stored, error) {
+		s.add(digest, existing.Millis)
+		s.log.Info("stage stored by another builder while waiting", "digest", shortDigest(digest), "tag", existing.Tag, "waited", time.Since(start).Round(time.Millisecond))
+		return nil, existing, nil
+	}
+	timer := time.NewTimer(100 * time.Millisecond)
+	defer timer.Stop()
+	for {
+		select {
+		case r := <-got:
+			if r.err != nil {
+				return nil, nil, fmt.Errorf("lock %s: %w", name, r.err)
+			}
+			existing, err := check()
+			if err != nil || existing != nil {
+				_ = r.lease.Unlock(context.WithoutCancel(ctx))
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			if existing != nil {
+				return reuse(existing)
+			}
+			return r.lease, nil, nil
+		case <-timer.C:
+			existing, err := check()
+			if err != nil {
+				// Only an early look: the re-check under the lock decides.
+				s.log.Debug("re-listing while waiting for the builder in flight", "lock", name, "error", err)
+			}
+			if existing != nil {
+				stop()
+				if r := <-got; r.err == nil {
+					_ = r.lease.Unlock(context.WithoutCancel(ctx))
+				}
+				return reuse(existing)
+			}
+			// The next look after a tenth of the time waited so far (100 ms to 1 s): a stored
+			// stage is seen at most ~10 % later than it appeared.
+			timer.Reset(min(max(time.Since(start)/10, 100*time.Millisecond), time.Second))
 		}
 	}
-	if err != nil {
-		_ = lease.Unlock(context.WithoutCancel(ctx))
-		return nil, nil, err
-	}
-	return lease, nil, nil
 }
 
 // doneBuilding releases the #building lock of digest.

@@ -65,6 +65,12 @@ type report struct {
 // project writes a one-image project with two shell stages into a fresh git repository.
 func project(t *testing.T, base string) string {
 	t.Helper()
+	return projectSleeping(t, base, 1)
+}
+
+// projectSleeping is project with an install stage that sleeps for the given seconds.
+func projectSleeping(t *testing.T, base string, seconds int) string {
+	t.Helper()
 	dir := t.TempDir()
 	marker := testenv.UniqueName(t, "marker") // distinct digests per run: every build is cold
 	cfg := fmt.Sprintf(`project: synctest
@@ -76,9 +82,9 @@ shell:
   beforeInstall:
   - echo %s > /marker
   install:
-  - sleep 1
+  - sleep %d
   - echo installed > /installed
-`, base, marker)
+`, base, marker, seconds)
 	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -105,13 +111,13 @@ type builder struct {
 	exited time.Time
 }
 
-// startBuilders starts n `strata build` processes on one project.
-func startBuilders(t *testing.T, bin, dir, repo, spec string, env []string, n int) []*builder {
+// startBuilders starts n `strata build` processes on one project, with extra build args.
+func startBuilders(t *testing.T, bin, dir, repo, spec string, env []string, n int, args ...string) []*builder {
 	t.Helper()
 	var bs []*builder
 	for i := 0; i < n; i++ {
 		b := &builder{out: &logBuffer{}, report: filepath.Join(t.TempDir(), "report.json"), done: make(chan struct{})}
-		b.cmd = exec.Command(bin, "build", "--dir", dir, "--repo", repo, "--synchronization", spec, "--report", b.report)
+		b.cmd = exec.Command(bin, append([]string{"build", "--dir", dir, "--repo", repo, "--synchronization", spec, "--report", b.report}, args...)...)
 		b.cmd.Env = append(append(os.Environ(), env...), "DOCKER_HOST="+testenv.Load().DockerHost)
 		b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
 		if err := b.cmd.Start(); err != nil {
@@ -384,6 +390,96 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 	t.Logf("SIGKILLed holder: lock taken over %s after the kill (TTL %s, renew %s); survivors finished %s after the kill, %s after the takeover",
 		blocked.Round(time.Millisecond), ttl, renew, finished.Round(time.Millisecond), work.Round(time.Millisecond))
 	checkBuilds(t, repo, reps, false)
+}
+
+// TestSIGKILLBuildingHolder runs two builders with --wait-for-in-flight: the first is killed
+// while it holds the #building lock of the install stage and the second waits for it. The
+// survivor takes the dead holder's Lease over within TTL + 5 s of the kill, builds the stage
+// itself and finishes; every digest has one stored tag.
+func TestSIGKILLBuildingHolder(t *testing.T) {
+	testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	kubeconfig := testenv.Kubeconfig(t)
+	bin := strataBinary(t)
+	cs := testenv.Kube(t)
+	ns := testenv.UniqueName(t, "ns")
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const installSeconds = 5
+	repo := testenv.Repo(t, "killbuilding")
+	dir := projectSleeping(t, base, installSeconds)
+	spec, env := "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}
+
+	victim := startBuilders(t, bin, dir, repo, spec, env, 1, "--wait-for-in-flight")[0]
+	pid := victim.cmd.Process.Pid
+	// Once the victim logged its beforeInstall stage, the #building Lease it holds is install's.
+	var lockName string
+	for lockName == "" {
+		select {
+		case <-victim.done:
+			t.Fatalf("the first builder ended before it held the install #building lock:\n%s", victim.out)
+		case <-ctx.Done():
+			t.Fatalf("no #building Lease of the install stage appeared:\n%s", victim.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if !strings.Contains(victim.out.String(), "stage=beforeInstall") {
+			continue
+		}
+		leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, l := range leases.Items {
+			n := l.Annotations[kubelock.NameAnnotation]
+			if strings.HasSuffix(n, "#building") && l.Spec.HolderIdentity != nil && holderPID(*l.Spec.HolderIdentity) == pid {
+				lockName = n
+			}
+		}
+	}
+	survivor := startBuilders(t, bin, dir, repo, spec, env, 1, "--wait-for-in-flight")[0]
+	for !strings.Contains(survivor.out.String(), "waiting for lock") {
+		select {
+		case <-survivor.done:
+			t.Fatalf("the second builder ended without waiting for %s:\n%s", lockName, survivor.out)
+		case <-ctx.Done():
+			t.Fatalf("the second builder never waited for %s:\n%s", lockName, survivor.out)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_ = victim.cmd.Process.Signal(syscall.SIGKILL)
+	killed := time.Now()
+	t.Logf("killed builder pid %d holding %s", pid, lockName)
+	reps := reports(t, []*builder{survivor})
+
+	const ttl, renew = 15 * time.Second, 5 * time.Second
+	out := survivor.out.String()
+	tookOver := regexp.MustCompile(`time=(\S+) .*took over expired lock.*lock=` + regexp.QuoteMeta(lockName))
+	m := tookOver.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the survivor did not log taking over %s:\n%s", lockName, out)
+	}
+	takeover, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blocked := takeover.Sub(killed); blocked > ttl+5*time.Second {
+		t.Errorf("the dead holder's #building lock was taken over %s after the kill, want at most TTL + 5 s", blocked.Round(time.Millisecond))
+	}
+	// After the takeover the survivor builds the install stage (sleep) and publishes it.
+	if finished, limit := survivor.exited.Sub(killed), ttl+renew+time.Duration(installSeconds)*time.Second+15*time.Second; finished > limit {
+		t.Errorf("the survivor finished %s after the kill, want at most TTL + renew + the install stage + 15 s = %s", finished.Round(time.Millisecond), limit)
+	}
+	statuses := map[string]string{}
+	for _, st := range reps[0].Images[0].Stages {
+		statuses[st.Name] = st.Status
+	}
+	if statuses["install"] != "built" || statuses["from"] != "reused" || statuses["beforeInstall"] != "reused" {
+		t.Errorf("survivor statuses %v, want from and beforeInstall reused (stored by the victim), install built", statuses)
+	}
+	checkBuilds(t, repo, reps, false)
+	t.Logf("SIGKILLed #building holder: taken over %s after the kill; survivor done %s after the kill",
+		takeover.Sub(killed).Round(time.Millisecond), survivor.exited.Sub(killed).Round(time.Millisecond))
 }
 
 // TestAPIServerRestartDuringBuilds points 8 builders at a private kube-apiserver, kills it while

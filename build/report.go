@@ -5,8 +5,9 @@ const (
 	StatusReused    = "reused"
 	StatusBuilt     = "built"
 	StatusDiscarded = "discarded-for-existing"
-	// StatusWaited is a stage another builder was building when this one needed it: with
-	// Options.WaitForInFlight this build waited for it and reused the stored result.
+	// StatusWaited is a stage another builder stored after this build listed the storage:
+	// with Options.WaitForInFlight this build waited for the builder in flight (or found the
+	// stage when re-checking under the #building lock) and reused the stored result.
 	StatusWaited = "reused-after-wait"
 )
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,7 @@ environment Argo CD sets (ARGOCD_APP_NAME, ARGOCD_APP_NAMESPACE, KUBE_VERSION, A
 			Short: "Render the bundle Argo CD hands the plugin (objects on stdout, nothing else)",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
+				generateGC()
 				o.Environ = os.Environ()
 				// Buffer: stdout gets all objects or nothing.
 				var out bytes.Buffer
@@ -65,4 +67,22 @@ and empty stdout.`,
 		},
 	)
 	return c
+}
+
+// Garbage collector settings of `strata cmp generate`, a short-lived process that builds its whole
+// output in memory: collecting less often saves CPU; the soft memory limit keeps the heap well
+// below the sidecar's memory limit (512Mi in manifests/argocd). GOGC and GOMEMLIMIT, when set,
+// win.
+const (
+	generateGCPercent   = 400
+	generateMemoryLimit = 320 << 20
+)
+
+func generateGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(generateGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(generateMemoryLimit)
+	}
 }

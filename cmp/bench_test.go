@@ -80,13 +80,15 @@ data:
 //	go test -run '^$' -bench BenchmarkCMPGenerate300 -benchtime 20x ./cmp
 //
 // Measured on the shared 2-core development machine (Go 1.26, helm v3.19.5; other work running,
-// so wall times vary by run), 20x: strata 124.8 ms/op (117.5 ms CPU, peak RSS 76.7 MiB), helm
-// template 68.0 ms/op (64.2 ms CPU, peak RSS 61.7 MiB): ratio 1.83x wall, 1.83x CPU; other runs
-// 1.26x-1.65x wall, 1.6x-2.0x CPU. Above the 1.2x target. Where the difference goes (perf): process
-// start (+14 ms: the binary links Argo CD's API types, which pull in kubectl packages whose init
-// compresses and parses kubectl's translations), and Render parsing and re-encoding every object
-// to annotate it in a stable form (go.yaml.in/yaml/v2 Marshal is the largest part; both now run
-// on every CPU). With GOGC=off strata's CPU drops by about 18 ms.
+// so wall times vary by run), 20x, back to back with the tree before the two changes below:
+// strata 74.7 ms/op (93.5 ms CPU, peak RSS 68.7 MiB), helm template 73.0 ms/op (81.0 ms CPU, peak
+// RSS 57.0 MiB): ratio 1.02x wall, 1.15x CPU (other run 0.98x wall, 1.10x CPU); before: 1.63x-1.68x
+// wall, 1.64x-1.74x CPU, peak RSS 82-94 MiB. The changes: the binary links no Argo CD package
+// (local JSON types in cmp, the dynamic client in imageupdater), which took the kubectl packages
+// Argo CD pulled in out of process start (package init 40-49 ms -> 19-20 ms, helm's own is
+// 34 ms); and `strata cmp generate` runs with GOGC 400 under a 320 MiB soft memory limit
+// (alone: about 1.3x -> 1.1x-1.2x CPU ratio, +10 MiB peak RSS here; near the 20 MiB output
+// limit the soft limit lowers the peak from 450 MiB to 367 MiB).
 func BenchmarkCMPGenerate300(b *testing.B) {
 	helm := buildHelm(b)
 	launch := buildLauncher(b)

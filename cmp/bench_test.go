@@ -87,8 +87,8 @@ data:
 // (local JSON types in cmp, the dynamic client in imageupdater), which took the kubectl packages
 // Argo CD pulled in out of process start (package init 40-49 ms -> 19-20 ms, helm's own is
 // 34 ms); and `strata cmp generate` runs with GOGC 400 under a 320 MiB soft memory limit
-// (alone: about 1.3x -> 1.1x-1.2x CPU ratio, +10 MiB peak RSS here; near the 20 MiB output
-// limit the soft limit lowers the peak from 450 MiB to 367 MiB).
+// (measured alone, back to back: CPU ratio 1.38x-1.52x -> 1.13x-1.19x, peak RSS 55-61 ->
+// 73 MiB; near the 20 MiB output limit the soft limit lowers the peak from 450 MiB to 367 MiB).
 func BenchmarkCMPGenerate300(b *testing.B) {
 	helm := buildHelm(b)
 	launch := buildLauncher(b)

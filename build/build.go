@@ -221,6 +221,9 @@ type state struct {
 	millis int64
 	commit string // commit of the git content in the image ("" before gitArchive)
 	img    v1.Image
+	// parent is the stage this one is built on (nil for the first stage of the chain): the
+	// parent chain restoreParents walks after publishing a stage.
+	parent *state
 }
 
 type imageResult struct {
@@ -321,7 +324,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		if !gitRel {
 			commit = parentCommit
 		}
-		return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit}, StatusReused, nil
+		return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit, parent: parent}, StatusReused, nil
 	}
 	if err := slot(); err != nil {
 		return nil, "", err
@@ -337,7 +340,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 			if !gitRel {
 				commit = parentCommit
 			}
-			return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit}, StatusWaited, nil
+			return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit, parent: parent}, StatusWaited, nil
 		}
 		defer b.st.doneBuilding(ctx, digest, lease)
 	}
@@ -353,13 +356,17 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if err != nil {
 		return nil, "", err
 	}
+	// A cleanup may have deleted the parent after this build chose it: put it back.
+	if err := b.restoreParents(ctx, s.Tag, parent); err != nil {
+		return nil, "", err
+	}
 	if discarded {
 		if !gitRel {
 			s.Commit = parentCommit
 		}
-		return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: s.Commit}, StatusDiscarded, nil
+		return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: s.Commit, parent: parent}, StatusDiscarded, nil
 	}
-	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img}, StatusBuilt, nil
+	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img, parent: parent}, StatusBuilt, nil
 }
 
 func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, parent *state, commit string, mappings int) (v1.Image, error) {
@@ -405,10 +412,16 @@ func (b *builder) parentImage(ctx context.Context, parent *state) (v1.Image, err
 	if parent.img != nil {
 		return parent.img, nil
 	}
-	img, err := remote.Image(b.st.ref(parent.tag), b.st.opts(ctx)...)
+	desc, err := remote.Get(b.st.ref(parent.tag), b.st.opts(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
 	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
+	}
+	// Its exact manifest, in case a cleanup deletes it before the child is published.
+	b.st.keep(parent.tag, desc)
 	return img, nil
 }
 

@@ -33,6 +33,7 @@ type counter struct {
 	// in locked.
 	held   func() bool
 	locked map[string]int
+	heads  []string // HEAD /v2/<repo>/manifests/<ref> paths
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -41,6 +42,8 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	switch {
 	case r.Method == http.MethodPut || r.Method == http.MethodPost || r.Method == http.MethodPatch:
 		c.writes = append(c.writes, r.Method+" "+r.URL.Path)
+	case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/"):
+		c.heads = append(c.heads, r.URL.Path)
 	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/"):
 		c.blobs = append(c.blobs, r.URL.Path)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v2/") && strings.HasSuffix(r.URL.Path, "/tags/list"):
@@ -64,8 +67,19 @@ func (c *counter) reset() (writes, blobs []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	writes, blobs = c.writes, c.blobs
-	c.writes, c.blobs, c.lists, c.locked, c.all = nil, nil, nil, nil, 0
+	c.writes, c.blobs, c.lists, c.locked, c.heads, c.all = nil, nil, nil, nil, nil, 0
 	return
+}
+
+// manifestHeads returns the manifest HEAD requests since the last reset, by tag (or digest).
+func (c *counter) manifestHeads() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for _, p := range c.heads {
+		out[p[strings.LastIndex(p, "/")+1:]]++
+	}
+	return out
 }
 
 // listings returns the tags listings per repository path since the last reset: all of them,

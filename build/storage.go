@@ -49,6 +49,9 @@ type storage struct {
 	listed  bool
 	labels  map[string]map[string]string // tag -> labels
 	digests map[string]v1.Hash           // tag -> manifest digest, when read
+	// manifests are the stages' manifests this build read or published, by tag, with their
+	// exact bytes and media type: enough to put one back if cleanup deletes it (restoreParents).
+	manifests map[string]*remote.Descriptor
 
 	// One puller and pusher per build: their transports (and registry tokens) are reused
 	// instead of pinging the registry on every request.
@@ -186,15 +189,51 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 		}
 		labels = cf.Config.Labels
 	}
+	s.keep(tag, desc)
 	s.mu.Lock()
 	if s.labels == nil {
 		s.labels = map[string]map[string]string{}
-		s.digests = map[string]v1.Hash{}
 	}
 	s.labels[tag] = labels
-	s.digests[tag] = desc.Digest
 	s.mu.Unlock()
 	return labels, nil
+}
+
+// keep records the manifest of a stored stage as this build read or published it.
+func (s *storage) keep(tag string, desc *remote.Descriptor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manifests == nil {
+		s.manifests = map[string]*remote.Descriptor{}
+		s.digests = map[string]v1.Hash{}
+	}
+	s.manifests[tag] = &remote.Descriptor{Descriptor: desc.Descriptor, Manifest: desc.Manifest}
+	s.digests[tag] = desc.Digest
+}
+
+// kept returns the manifest of a stage that this build read or published.
+func (s *storage) kept(tag string) (*remote.Descriptor, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.manifests[tag]
+	return d, ok
+}
+
+// published returns what remote.Put wrote for img: its manifest bytes, media type and digest.
+func published(img v1.Image) (*remote.Descriptor, error) {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	h, size, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	return &remote.Descriptor{Descriptor: v1.Descriptor{MediaType: mt, Digest: h, Size: size}, Manifest: raw}, nil
 }
 
 // choose picks the oldest suitable stage among creation times: not created before the parent,
@@ -324,6 +363,9 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			return nil, false, fmt.Errorf("push stage %s: manifest: %w", tag, err)
 		}
 		s.add(digest, ms)
+		if desc, err := published(img); err == nil {
+			s.keep(tag, desc)
+		}
 		s.log.Debug("pushed stage", "tag", tag, "time", time.Since(start).Round(time.Millisecond))
 		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
 	}

@@ -242,3 +242,57 @@ func TestPublishChecksParentWithOneHead(t *testing.T) {
 		t.Errorf("idle rebuild: manifest HEADs %v and writes %v, want none", h, writes)
 	}
 }
+
+// The parent chain continues across fromImage: a stage of tools published on app's final
+// stage puts that stage back when it was deleted meanwhile.
+func TestPublishRestoresFromImageParent(t *testing.T) {
+	base := testenv.BaseImage(t)
+	f := &restoreFixture{t: t, g: newGitRepo(t), repo: testenv.Repo(t, "restore-fi"), cnt: &counter{}, locker: &onceLocker{Locker: fileLocker(t)}}
+	f.reg = registry.Options{Transport: f.cnt}
+	cfg := func(role string) string {
+		return "project: restore\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ndocker:\n  CMD: [\"true\"]\n" +
+			"---\nimage: tools\nfromImage: app\ndocker:\n  LABEL: {role: " + role + "}\n"
+	}
+	f.g.commit("c1", map[string]string{"strata.yaml": cfg("a")})
+	ctx := context.Background()
+	run := func() *Report {
+		t.Helper()
+		rep, err := Run(ctx, Options{Dir: f.g.dir, Repo: f.repo, Registry: f.reg, Locker: f.locker, DockerHost: noEngine})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	run()
+	f.g.commit("c2", map[string]string{"strata.yaml": cfg("b")})
+	// app is unchanged: its final stage is the one stored by the first build.
+	first, err := Run(ctx, Options{Dir: f.g.dir, Repo: f.repo, Registry: f.reg, Locker: fileLocker(t), DockerHost: noEngine, Images: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appFinal := first.Image("app").Tag
+	want := f.manifest(appFinal)
+	f.locker.set(func(string) { f.deleteByDigest(appFinal) })
+	rep := run()
+	tools := rep.Image("tools")
+	if st := statuses(tools); st["dockerInstructions"] != StatusBuilt {
+		t.Fatalf("tools: %v, want its dockerInstructions built", st)
+	}
+	if got := f.manifest(appFinal); got != want {
+		t.Errorf("app's final stage %s: manifest %q after the build, want the identical %s", appFinal, got, want)
+	}
+	for _, im := range rep.Images {
+		for _, s := range im.Stages {
+			if f.manifest(s.Tag) == "" {
+				t.Errorf("%s: stage %s %s of the report is not stored", im.Name, s.Name, s.Tag)
+			}
+		}
+	}
+	for _, im := range run().Images {
+		for _, s := range im.Stages {
+			if s.Status != StatusReused {
+				t.Errorf("second build: %s %s %s, want reused", im.Name, s.Name, s.Status)
+			}
+		}
+	}
+}

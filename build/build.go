@@ -301,6 +301,16 @@ func (b *builder) image(ctx context.Context, im *Image, slot func() error) (*ima
 	return res, nil
 }
 
+// reusedState is the state of a stage taken from the storage: a git-related stage carries the
+// commit it was built at, any other the commit of its parent.
+func reusedState(c *stored, digest string, gitRel bool, parentCommit string, parent *state) *state {
+	commit := c.Commit
+	if !gitRel {
+		commit = parentCommit
+	}
+	return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit, parent: parent}
+}
+
 // stage selects a stored stage for digest, or builds and publishes one.
 func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *state, digest string, slot func() error) (*state, string, error) {
 	var parentMillis int64
@@ -320,11 +330,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		return nil, "", err
 	}
 	if c != nil {
-		commit := c.Commit
-		if !gitRel {
-			commit = parentCommit
-		}
-		return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit, parent: parent}, StatusReused, nil
+		return reusedState(c, digest, gitRel, parentCommit, parent), StatusReused, nil
 	}
 	if err := slot(); err != nil {
 		return nil, "", err
@@ -336,11 +342,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 			return nil, "", err
 		}
 		if c != nil {
-			commit := c.Commit
-			if !gitRel {
-				commit = parentCommit
-			}
-			return &state{digest: digest, tag: c.Tag, millis: c.Millis, commit: commit, parent: parent}, StatusWaited, nil
+			return reusedState(c, digest, gitRel, parentCommit, parent), StatusWaited, nil
 		}
 		defer b.st.doneBuilding(ctx, digest, lease)
 	}

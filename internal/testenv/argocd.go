@@ -66,7 +66,12 @@ func EnsureApplicationCRD(ctx context.Context, cfg *rest.Config) error {
 	} else if err != nil {
 		return fmt.Errorf("get CRD %s: %w", name, err)
 	}
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	return WaitCRDEstablished(ctx, cs, name)
+}
+
+// WaitCRDEstablished waits (up to 30 s) until the CRD name is Established.
+func WaitCRDEstablished(ctx context.Context, cs apiextclient.Interface, name string) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		crd, err := cs.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -78,4 +83,8 @@ func EnsureApplicationCRD(ctx context.Context, cfg *rest.Config) error {
 		}
 		return false, nil
 	})
+	if err != nil {
+		return fmt.Errorf("CRD %s not Established: %w", name, err)
+	}
+	return nil
 }

@@ -307,42 +307,82 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	repo := testenv.Repo(t, "kill")
-	dir := project(t, base)
-	bs := startBuilders(t, bin, dir, repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, 8)
-	byPID := map[int]*builder{}
-	for _, b := range bs {
-		byPID[b.cmd.Process.Pid] = b
-	}
-	var victim *builder
-	var killed time.Time
-	for victim == nil {
-		if ctx.Err() != nil {
-			t.Fatal("no Lease appeared")
+	// Kill the holder of the first Lease seen. A holder may release its Lease between the List
+	// and the kill landing: then it held nothing when it died, so another holder is killed,
+	// until one dies with its Lease still in place. If the builders finish before that happens,
+	// the attempt is repeated with a fresh project and repository.
+	var (
+		repo   string
+		bs     []*builder
+		victim *builder
+		killed time.Time
+		dead   map[*builder]bool
+	)
+	for attempt := 1; victim == nil; attempt++ {
+		if attempt > 3 {
+			t.Fatal("in 3 attempts no builder could be killed while holding its Lease")
 		}
-		leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
+		repo = testenv.Repo(t, fmt.Sprintf("kill%d", attempt))
+		bs = startBuilders(t, bin, project(t, base), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, 8)
+		byPID := map[int]*builder{}
+		for _, b := range bs {
+			byPID[b.cmd.Process.Pid] = b
 		}
-		if err == nil {
-			for _, l := range leases.Items {
-				if l.Spec.HolderIdentity == nil {
-					continue
+		dead = map[*builder]bool{}
+		running := func() bool {
+			for _, b := range bs {
+				select {
+				case <-b.done:
+				default:
+					return true
 				}
-				if b := byPID[holderPID(*l.Spec.HolderIdentity)]; b != nil {
+			}
+			return false
+		}
+		for victim == nil && running() {
+			if ctx.Err() != nil {
+				t.Fatal("no Lease appeared")
+			}
+			leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+			if err == nil {
+				for _, l := range leases.Items {
+					if l.Spec.HolderIdentity == nil {
+						continue
+					}
+					b := byPID[holderPID(*l.Spec.HolderIdentity)]
+					if b == nil || dead[b] {
+						continue
+					}
 					_ = b.cmd.Process.Signal(syscall.SIGKILL)
-					killed = time.Now()
-					victim = b
+					at := time.Now()
+					<-b.done
+					dead[b] = true
+					still, err := cs.CoordinationV1().Leases(ns).Get(ctx, l.Name, metav1.GetOptions{})
+					if err != nil || still.Spec.HolderIdentity == nil || *still.Spec.HolderIdentity != *l.Spec.HolderIdentity {
+						t.Logf("builder pid %d released %s before the kill landed; killing the next holder", b.cmd.Process.Pid, l.Annotations["strata.dev/lock-name"])
+						break
+					}
+					killed, victim = at, b
 					t.Logf("killed builder pid %d holding %s (%s)", b.cmd.Process.Pid, l.Annotations["strata.dev/lock-name"], *l.Spec.HolderIdentity)
 					break
 				}
 			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
+		if victim == nil {
+			t.Logf("attempt %d: the builders finished before one could be killed holding its Lease", attempt)
+			for _, b := range bs {
+				_ = b.cmd.Process.Kill()
+				<-b.done
+			}
+		}
 	}
 	var survivors []*builder
 	for _, b := range bs {
-		if b != victim {
+		if !dead[b] {
 			survivors = append(survivors, b)
 		}
 	}

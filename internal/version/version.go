@@ -1,4 +1,3 @@
-// Package version reports the version of the running strata binary.
 package version
 
 import "runtime/debug"

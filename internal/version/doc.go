@@ -1,0 +1,2 @@
+// Package version reports the version of the running strata binary.
+package version

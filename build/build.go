@@ -45,8 +45,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The file listing of HEAD is read while the work tree is checked.
+	// The file listing of HEAD and the single tags listing of this build are read while the
+	// work tree is checked.
 	go repo.Files(ctx, head)
+	locker := o.Locker
+	if locker == nil {
+		locker = &lock.File{Log: o.Log}
+	}
+	stRepo, err := o.Registry.ParseRepository(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, repo, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	go st.cached(ctx, "")
 	// Paths in the config are relative to the config's directory inside the repository.
 	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
 	if d, err := filepath.EvalSymlinks(absCfgDir); err == nil {
@@ -76,24 +90,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.Log.Warn("--dev: building with uncommitted changes", "changes", len(status), "files", strings.Join(status, "; "), "snapshot", snap)
 		head = snap
 	}
-	locker := o.Locker
-	if locker == nil {
-		locker = &lock.File{Log: o.Log}
-	}
-	stRepo, err := o.Registry.ParseRepository(o.Repo)
-	if err != nil {
-		return nil, err
-	}
-	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, repo, o.Log)
-	if err != nil {
-		return nil, err
-	}
 	b := &builder{
 		o: o, cfg: cfg, git: repo, head: head, cfgDir: filepath.ToSlash(cfgDir), st: st,
 		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
 	}
-	// The single tags listing of this build starts while digests are computed.
-	go b.st.cached(ctx, "")
 	images, err := selectImages(cfg, o.Images)
 	if err != nil {
 		return nil, err

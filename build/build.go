@@ -41,6 +41,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The work-tree check of the config's directory runs while HEAD is read.
+	type statusResult struct {
+		lines []string
+		err   error
+	}
+	early := make(chan statusResult, 1)
+	go func() {
+		lines, err := git.StatusOf(ctx, filepath.Dir(file))
+		early <- statusResult{lines, err}
+	}()
 	repo, head, err := git.OpenHead(ctx, o.Dir)
 	if err != nil {
 		return nil, err
@@ -71,11 +81,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		top = d
 	}
 	cfgDir, err := filepath.Rel(top, absCfgDir)
-	if err != nil || strings.HasPrefix(cfgDir, "..") {
+	inside := err == nil && !strings.HasPrefix(cfgDir, "..")
+	if !inside {
 		cfgDir = "."
 	}
 	// Only changes under the config's directory can change the build.
-	status, err := repo.Status(ctx, cfgDir)
+	sr := <-early
+	status, err := sr.lines, sr.err
+	if !inside {
+		// A config outside the work tree: the whole work tree counts.
+		status, err = repo.Status(ctx, cfgDir)
+	}
 	if err != nil {
 		return nil, err
 	}

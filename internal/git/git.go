@@ -97,6 +97,13 @@ func (r *Repo) Status(ctx context.Context, paths ...string) ([]string, error) {
 	return out, nil
 }
 
+// StatusOf is Status limited to dir (a directory inside some work tree), run from dir itself,
+// so it needs no Repo: callers can start it while the repository is being opened. Porcelain
+// paths are relative to the work tree's top, as with Status.
+func StatusOf(ctx context.Context, dir string) ([]string, error) {
+	return (&Repo{Dir: dir}).Status(ctx, ".")
+}
+
 // Snapshot records the work tree (tracked changes and untracked, non-ignored files) as a
 // commit whose parent is HEAD, without touching the index, HEAD or any ref.
 func (r *Repo) Snapshot(ctx context.Context, head string) (string, error) {

@@ -2,11 +2,11 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"strata.dev/strata/internal/registry"
 )
 
 // restoreParents runs right after the stage child was published (or found stored by another
@@ -26,7 +26,7 @@ func (b *builder) restoreParents(ctx context.Context, child string, parent *stat
 			// Stored: a cleanup keeps the parent chain of every stage it keeps.
 			return nil
 		}
-		if !isNotFound(err) {
+		if !registry.IsNotFound(err) {
 			return fmt.Errorf("check parent stage %s of %s: %w", cur.tag, child, err)
 		}
 		// Every place this build learns a stage's manifest digest also keeps its bytes, so a
@@ -43,9 +43,4 @@ func (b *builder) restoreParents(ctx context.Context, child string, parent *stat
 		b.o.Log.Info(fmt.Sprintf("restored parent stage %s (deleted while this build ran)", cur.tag), "tag", cur.tag, "manifest", desc.Digest.String(), "child", child)
 	}
 	return nil
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	return errors.As(err, &te) && te.StatusCode == 404
 }

@@ -108,7 +108,7 @@ func (f *restoreFixture) manifest(tag string) string {
 	}
 	d, err := remote.Head(r.Tag(tag), f.plain.Remote(context.Background())...)
 	if err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return ""
 		}
 		f.t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/lock"
@@ -107,8 +106,7 @@ func parseTag(tag string) (string, int64, bool) {
 func (s *storage) list(ctx context.Context) (map[string][]int64, error) {
 	tags, err := remote.List(s.repo, s.opts(ctx)...)
 	if err != nil {
-		var te *transport.Error
-		if errors.As(err, &te) && te.StatusCode == 404 {
+		if registry.IsNotFound(err) {
 			tags = nil
 		} else {
 			return nil, fmt.Errorf("list tags of %s: %w", s.repo, err)
@@ -247,8 +245,7 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 		if gitStage {
 			l, err := s.stageLabels(ctx, c.Tag)
 			if err != nil {
-				var te *transport.Error
-				if errors.As(err, &te) && te.StatusCode == 404 {
+				if registry.IsNotFound(err) {
 					continue // deleted meanwhile
 				}
 				return nil, err

@@ -57,7 +57,7 @@ func manifestOf(t *testing.T, repoName, tag string) (string, bool) {
 	}
 	d, err := remote.Head(ref.Tag(tag), registry.Options{}.Remote(context.Background())...)
 	if err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return "", false
 		}
 		t.Fatal(err)

@@ -258,7 +258,7 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 					// Keep the manifest, byte for byte, so that it can be put back.
 					saved, err := storage.Manifest(ctx, m)
 					if err != nil {
-						if isNotFound(err) {
+						if registry.IsNotFound(err) {
 							o.Log.Info("already deleted", "manifest", m)
 							continue
 						}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"strata.dev/strata/internal/registry"
 )
@@ -106,8 +105,7 @@ func OpenStorage(repo string, o registry.Options) (*Storage, error) {
 func (s *Storage) Tags(ctx context.Context) ([]string, error) {
 	tags, err := remote.List(s.Repo, s.remote(ctx)...)
 	if err != nil {
-		var te *transport.Error
-		if errors.As(err, &te) && te.StatusCode == 404 {
+		if registry.IsNotFound(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("list tags of %s: %w", s.Repo, err)
@@ -145,8 +143,7 @@ func (s *Storage) Stages(ctx context.Context, tags []string) ([]Stage, []Tagged,
 			defer wg.Done()
 			defer func() { <-sem }()
 			st, other, err := s.readTag(ctx, tag)
-			var te *transport.Error
-			if errors.As(err, &te) && te.StatusCode == 404 {
+			if registry.IsNotFound(err) {
 				results[i] = result{absent: true}
 				return
 			}
@@ -238,9 +235,4 @@ func (s *Storage) Restore(ctx context.Context, tag string, m *remote.Descriptor)
 		return fmt.Errorf("put %s@%s back: %w", ref, m.Digest, err)
 	}
 	return nil
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	return errors.As(err, &te) && te.StatusCode == 404
 }

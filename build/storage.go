@@ -227,11 +227,11 @@ func published(img v1.Image) (*remote.Descriptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, size, err := v1.SHA256(bytes.NewReader(raw))
+	h, err := img.Digest()
 	if err != nil {
 		return nil, err
 	}
-	return &remote.Descriptor{Descriptor: v1.Descriptor{MediaType: mt, Digest: h, Size: size}, Manifest: raw}, nil
+	return &remote.Descriptor{Descriptor: v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}, Manifest: raw}, nil
 }
 
 // choose picks the oldest suitable stage among creation times: not created before the parent,

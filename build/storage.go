@@ -317,7 +317,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			continue
 		}
 		if lock.IsLost(lease) {
-			if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+			if lease, err = s.relock(ctx, digest, lease, attempt, "before the push"); err != nil {
 				return nil, false, err
 			}
 			continue
@@ -328,8 +328,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		if err != nil {
 			if lock.IsLost(lease) {
 				// The upload was cancelled because the lease was lost: abandon this attempt.
-				s.log.Warn("lock lost while uploading, abandoning the push", "tag", tag, "reason", lease.Err())
-				if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+				if lease, err = s.relock(ctx, digest, lease, attempt, "while uploading "+tag); err != nil {
 					return nil, false, err
 				}
 				continue
@@ -339,8 +338,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		s.log.Debug("uploaded", "tag", tag, "bytes", up.Complete)
 		// The manifest PUT under the new tag is the irreversible step: only with a held lease.
 		if lock.IsLost(lease) {
-			s.log.Warn("lock lost after uploading, abandoning the push", "tag", tag, "reason", lease.Err())
-			if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+			if lease, err = s.relock(ctx, digest, lease, attempt, "after uploading "+tag); err != nil {
 				return nil, false, err
 			}
 			continue
@@ -351,8 +349,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		if err != nil {
 			if lock.IsLost(lease) {
 				// Cancelled by the loss; if the PUT landed anyway, the re-check finds the tag.
-				s.log.Warn("lock lost while putting the manifest, re-checking", "tag", tag, "reason", lease.Err())
-				if lease, err = s.relock(ctx, digest, lease, attempt); err != nil {
+				if lease, err = s.relock(ctx, digest, lease, attempt, "while putting the manifest of "+tag); err != nil {
 					return nil, false, err
 				}
 				continue
@@ -452,15 +449,15 @@ func (s *storage) doneBuilding(ctx context.Context, digest string, lease lock.Le
 	_ = lease.Unlock(context.WithoutCancel(ctx))
 }
 
-// relock abandons a publish attempt whose lease was lost: it releases the lease and takes the
-// lock again so the caller re-checks the storage before trying once more.
-func (s *storage) relock(ctx context.Context, digest string, lease lock.Lease, attempt int) (lock.Lease, error) {
+// relock abandons a publish attempt whose lease was lost (when: at which step): it releases the
+// lease and takes the lock again so the caller re-checks the storage before trying once more.
+func (s *storage) relock(ctx context.Context, digest string, lease lock.Lease, attempt int, when string) (lock.Lease, error) {
 	reason := lease.Err()
 	_ = lease.Unlock(context.WithoutCancel(ctx))
 	if attempt > 3 {
 		return nil, fmt.Errorf("publish stage %s: lock lost %d times, giving up: %v", digest, attempt+1, reason)
 	}
-	s.log.Info("lock lost, re-locking and re-checking the storage", "lock", s.project+"/"+digest, "reason", reason)
+	s.log.Warn("lock lost "+when+": abandoning the push, re-locking and re-checking the storage", "lock", s.project+"/"+digest, "reason", reason)
 	le, err := s.locker.Lock(ctx, s.project+"/"+digest)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)

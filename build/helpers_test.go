@@ -209,3 +209,11 @@ func remoteImage(ctx context.Context, o registry.Options, ref string) (v1.Image,
 	}
 	return remote.Image(r, o.Remote(ctx)...)
 }
+
+// gitAppConfig is a strata.yaml with one image "app" on base: the repository's /src mapped to
+// /app (gitArchive, then gitLatestPatch on changes) and a CMD (dockerInstructions). No shell
+// stage: it builds without an engine.
+func gitAppConfig(project, base string) string {
+	return "project: " + project + "\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
+		"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n"
+}

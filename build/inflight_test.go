@@ -217,9 +217,8 @@ func TestNoBuildingLockByDefault(t *testing.T) {
 	repo := testenv.Repo(t, "nowait")
 	g := newGitRepo(t)
 	g.commit("init", map[string]string{
-		"strata.yaml": "project: nowait\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
-			"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n",
-		"src/a.txt": "1",
+		"strata.yaml": gitAppConfig("nowait", base),
+		"src/a.txt":   "1",
 	})
 	l := &hookLocker{Locker: fileLocker(t)}
 	rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Locker: l, DockerHost: noEngine})
@@ -248,9 +247,8 @@ func TestWaitForInFlightDeadHolder(t *testing.T) {
 	reg := registry.Options{}
 	g := newGitRepo(t)
 	g.commit("init", map[string]string{
-		"strata.yaml": "project: deadholder\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
-			"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n",
-		"src/a.txt": testenv.UniqueName(t, "content"),
+		"strata.yaml": gitAppConfig("deadholder", base),
+		"src/a.txt":   testenv.UniqueName(t, "content"),
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -337,9 +335,8 @@ func TestWaitForInFlightSeesStageStoredWhileWaiting(t *testing.T) {
 	reg := registry.Options{}
 	g := newGitRepo(t)
 	g.commit("init", map[string]string{
-		"strata.yaml": "project: stuckholder\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
-			"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n",
-		"src/a.txt": testenv.UniqueName(t, "content"),
+		"strata.yaml": gitAppConfig("stuckholder", base),
+		"src/a.txt":   testenv.UniqueName(t, "content"),
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -162,9 +162,8 @@ func TestSelectionReadsAnnotations(t *testing.T) {
 	reg := registry.Options{Transport: cnt}
 	g := newGitRepo(t)
 	c1 := g.commit("init", map[string]string{
-		"strata.yaml": "project: ann\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
-			"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n",
-		"src/a.txt": "1",
+		"strata.yaml": gitAppConfig("ann", base),
+		"src/a.txt":   "1",
 	})
 	ctx := context.Background()
 	locker := fileLocker(t)

@@ -1,10 +1,7 @@
 package manifests_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,12 +14,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer/json"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"strata.dev/strata/internal/testenv"
@@ -100,17 +91,10 @@ func TestComponentAddsSidecarToRepoServer(t *testing.T) {
 	}
 	write("argocd.yaml", repoServer)
 	write("kustomization.yaml", "namespace: argocd\nresources: [argocd.yaml]\ncomponents: [strata]\n")
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize: %v", err)
-	}
-	out, err := rm.AsYaml()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dep *appsv1.Deployment
 	var cm *corev1.ConfigMap
-	for _, obj := range decodeStrict(t, out) {
+	out := testenv.Kustomize(t, dir)
+	for _, obj := range testenv.DecodeStrict(t, out) {
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
 			dep = o
@@ -165,30 +149,6 @@ func TestComponentAddsSidecarToRepoServer(t *testing.T) {
 	}
 	if v := vols["strata-cmp-plugin"]; v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
 		t.Errorf("plugin volume %+v does not name the ConfigMap %s", v, cm.Name)
-	}
-}
-
-func decodeStrict(t *testing.T, stream []byte) []runtime.Object {
-	t.Helper()
-	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true, Strict: true})
-	var objs []runtime.Object
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
-	for {
-		doc, err := r.Read()
-		if err == io.EOF {
-			return objs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		obj, _, err := strict.Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatalf("decode: %v\n%s", err, doc)
-		}
-		objs = append(objs, obj)
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"reflect"
 	"runtime"
 	"sort"
@@ -17,11 +19,10 @@ import (
 	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/cli/values"
-	"helm.sh/helm/v3/pkg/getter"
 	"helm.sh/helm/v3/pkg/releaseutil"
+	"helm.sh/helm/v3/pkg/strvals"
+	"sigs.k8s.io/yaml"
 )
 
 // Annotations Render puts on every object.
@@ -104,52 +105,28 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 		return nil, fmt.Errorf("render: %w", err)
 	}
 
-	cfg := &action.Configuration{Log: func(string, ...any) {}}
-	inst := action.NewInstall(cfg)
-	inst.DryRun, inst.DryRunOption = true, "client"
-	inst.ClientOnly = true // lookup returns nothing: templates never see a cluster
-	inst.EnableDNS = false // getHostByName returns "": no network access from templates
-	inst.Replace = true
-	inst.IncludeCRDs = true
-	inst.ReleaseName = o.ReleaseName
-	if inst.ReleaseName == "" {
-		inst.ReleaseName = "release"
+	name, ns := o.ReleaseName, o.Namespace
+	if name == "" {
+		name = "release"
 	}
-	inst.Namespace = o.Namespace
-	if inst.Namespace == "" {
-		inst.Namespace = "default"
+	if ns == "" {
+		ns = "default"
 	}
+	caps := chartutil.DefaultCapabilities.Copy()
 	if o.KubeVersion != "" {
 		kv, err := chartutil.ParseKubeVersion(o.KubeVersion)
 		if err != nil {
 			return nil, fmt.Errorf("render: --kube-version %q: %w", o.KubeVersion, err)
 		}
-		inst.KubeVersion = kv
+		caps.KubeVersion = *kv
 	}
-	inst.APIVersions = chartutil.VersionSet(o.APIVersions)
-	rel, err := inst.RunWithContext(ctx, chrt, vals)
+	caps.APIVersions = append(caps.APIVersions, o.APIVersions...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pieces, err := renderTemplates(chrt, vals, name, ns, caps, maxOut)
 	if err != nil {
 		return nil, fmt.Errorf("render chart %s: %w", o.ChartDir, err)
-	}
-
-	type piece struct{ source, content string }
-	var pieces []piece
-	size := int64(len(rel.Manifest))
-	for _, h := range rel.Hooks {
-		size += int64(len(h.Manifest))
-	}
-	if size > maxOut {
-		return nil, fmt.Errorf("render chart %s: output of %d bytes is larger than the limit of %d bytes: %w", o.ChartDir, size, maxOut, ErrLimit)
-	}
-	for _, doc := range splitDocs(rel.Manifest) {
-		src, body := sourceOf(doc)
-		pieces = append(pieces, piece{src, body})
-	}
-	for _, h := range rel.Hooks {
-		for _, doc := range splitDocs(h.Manifest) {
-			_, body := sourceOf(doc)
-			pieces = append(pieces, piece{h.Path, body})
-		}
 	}
 
 	// Decoding and encoding the objects is most of Render's own work: it runs on every CPU, and
@@ -179,7 +156,7 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 		}
 	}
 	if len(objs) == 0 {
-		return nil, fmt.Errorf("render chart %s: the chart rendered no Kubernetes objects (release %q, namespace %q)", o.ChartDir, inst.ReleaseName, inst.Namespace)
+		return nil, fmt.Errorf("render chart %s: the chart rendered no Kubernetes objects (release %q, namespace %q)", o.ChartDir, name, ns)
 	}
 	for i := range objs {
 		objs[i].seq = i
@@ -257,12 +234,49 @@ func mergeValues(o RenderOptions) (map[string]any, error) {
 	if len(o.ValueFiles) == 0 && len(o.Set) == 0 {
 		return base, nil
 	}
-	vo := values.Options{ValueFiles: o.ValueFiles, Values: o.Set}
-	extra, err := vo.MergeValues(getter.Providers{})
-	if err != nil {
-		return nil, fmt.Errorf("values: %w", err)
+	extra := map[string]any{}
+	for _, path := range o.ValueFiles {
+		var data []byte
+		var err error
+		if strings.TrimSpace(path) == "-" {
+			data, err = io.ReadAll(os.Stdin)
+		} else {
+			data, err = os.ReadFile(path)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("values: %w", err)
+		}
+		file := map[string]any{}
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return nil, fmt.Errorf("values: failed to parse %s: %w", path, err)
+		}
+		extra = mergeMaps(extra, file)
+	}
+	for _, set := range o.Set {
+		if err := strvals.ParseInto(set, extra); err != nil {
+			return nil, fmt.Errorf("values: failed parsing --set data: %w", err)
+		}
 	}
 	return chartutil.MergeTables(extra, base), nil
+}
+
+// mergeMaps merges b over a as helm's -f does: maps are merged key by key, anything else in b
+// replaces what a has.
+func mergeMaps(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if bm, ok := v.(map[string]any); ok {
+			if am, ok := out[k].(map[string]any); ok {
+				out[k] = mergeMaps(am, bm)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 func splitDocs(manifest string) []string {

@@ -1,0 +1,75 @@
+package bundle
+
+import (
+	"fmt"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/releaseutil"
+)
+
+// piece is one rendered YAML document and the chart file it came from.
+type piece struct{ source, content string }
+
+// renderTemplates renders a chart as `helm template --include-crds` does (Helm's client-only
+// dry-run install: same release options, capabilities, schema validation, dependency handling,
+// kubeVersion check and hook/manifest sorting), without Helm's action package, which would bring
+// the whole Kubernetes client machinery (and its start-up cost) into every strata command. The
+// templates see no cluster (lookup returns nothing) and no DNS. The result is the CRDs, the
+// manifests in install order and the hooks, one piece per document; it fails when they add up
+// to more than maxOut bytes.
+func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace string, caps *chartutil.Capabilities, maxOut int64) ([]piece, error) {
+	if err := chartutil.ValidateReleaseName(name); err != nil {
+		return nil, fmt.Errorf("release name %q: %w", name, err)
+	}
+	if err := chartutil.ProcessDependenciesWithMerge(chrt, vals); err != nil {
+		return nil, err
+	}
+	opts := chartutil.ReleaseOptions{Name: name, Namespace: namespace, Revision: 1, IsInstall: true}
+	values, err := chartutil.ToRenderValuesWithSchemaValidation(chrt, vals, opts, caps, false)
+	if err != nil {
+		return nil, err
+	}
+	if kv := chrt.Metadata.KubeVersion; kv != "" && !chartutil.IsCompatibleRange(kv, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", kv, caps.KubeVersion.String())
+	}
+	var e engine.Engine // zero Engine: no cluster behind lookup
+	e.EnableDNS = false
+	files, err := e.Render(chrt, values)
+	if err != nil {
+		return nil, err
+	}
+	for f := range files {
+		if strings.HasSuffix(f, "NOTES.txt") {
+			delete(files, f)
+		}
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, err
+	}
+
+	var pieces []piece
+	var size int64
+	add := func(source, content string) {
+		size += int64(len(content))
+		pieces = append(pieces, piece{source, content})
+	}
+	for _, crd := range chrt.CRDObjects() {
+		for _, doc := range splitDocs(string(crd.File.Data)) {
+			add(crd.Filename, doc)
+		}
+	}
+	for _, m := range manifests {
+		add(m.Name, m.Content)
+	}
+	for _, h := range hooks {
+		add(h.Path, h.Manifest)
+	}
+	if size > maxOut {
+		return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, maxOut, ErrLimit)
+	}
+	return pieces, nil
+}

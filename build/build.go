@@ -41,6 +41,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The single tags listing of this build starts first: it runs while git reads HEAD, the
+	// work tree and the file listing.
+	locker := o.Locker
+	if locker == nil {
+		locker = &lock.File{Log: o.Log}
+	}
+	stRepo, err := o.Registry.ParseRepository(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	go st.cached(ctx, "")
 	// The work-tree check of the config's directory runs while HEAD is read.
 	type statusResult struct {
 		lines []string
@@ -55,22 +70,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The file listing of HEAD and the single tags listing of this build are read while the
-	// work tree is checked.
+	// The file listing of HEAD is read while the work tree is checked.
 	go repo.Files(ctx, head)
-	locker := o.Locker
-	if locker == nil {
-		locker = &lock.File{Log: o.Log}
-	}
-	stRepo, err := o.Registry.ParseRepository(o.Repo)
-	if err != nil {
-		return nil, err
-	}
-	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, repo, o.Log)
-	if err != nil {
-		return nil, err
-	}
-	go st.cached(ctx, "")
+	st.git = repo
 	// Paths in the config are relative to the config's directory inside the repository.
 	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
 	if d, err := filepath.EvalSymlinks(absCfgDir); err == nil {

@@ -58,8 +58,10 @@ type storage struct {
 	pusher *remote.Pusher
 }
 
-func newStorage(ctx context.Context, repo name.Repository, reg registry.Options, project string, locker lock.Locker, g *git.Repo, log *slog.Logger) (*storage, error) {
-	s := &storage{repo: repo, reg: reg, project: project, locker: locker, git: g, log: log}
+// newStorage returns the stages storage of repo; its git repository (for the ancestor checks) is
+// set once HEAD is read, before any stage is chosen.
+func newStorage(ctx context.Context, repo name.Repository, reg registry.Options, project string, locker lock.Locker, log *slog.Logger) (*storage, error) {
+	s := &storage{repo: repo, reg: reg, project: project, locker: locker, log: log}
 	var err error
 	if s.puller, err = remote.NewPuller(reg.Remote(ctx)...); err != nil {
 		return nil, err

@@ -107,8 +107,10 @@ func syncStrataBinary(b *testing.B) string {
 			return
 		}
 		syncBinPath = filepath.Join(dir, "strata")
-		cmd := exec.Command("go", "build", "-o", syncBinPath, "strata.dev/strata/cmd/strata")
+		// Built as it ships (Dockerfile.sidecar, make build): static, no cgo, no symbol table.
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", syncBinPath, "strata.dev/strata/cmd/strata")
 		cmd.Dir = testenv.RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			syncBinErr = fmt.Errorf("go build cmd/strata: %v\n%s", err, out)
 		}

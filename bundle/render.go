@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,7 +121,9 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 		}
 		caps.KubeVersion = *kv
 	}
-	caps.APIVersions = append(caps.APIVersions, o.APIVersions...)
+	// Copy shares Helm's default list: clipped, the append never writes into it (renders may run
+	// concurrently in one process).
+	caps.APIVersions = append(slices.Clip(caps.APIVersions), o.APIVersions...)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -293,15 +293,6 @@ func splitDocs(manifest string) []string {
 	return docs
 }
 
-// sourceOf takes the "# Source: PATH" line Helm puts first off a document.
-func sourceOf(doc string) (string, string) {
-	first, rest, _ := strings.Cut(doc, "\n")
-	if s, ok := strings.CutPrefix(strings.TrimSpace(first), "# Source: "); ok {
-		return s, rest
-	}
-	return "", doc
-}
-
 // hasContent tells whether a document has a line that is neither blank nor a comment.
 func hasContent(s string) bool {
 	for s != "" {

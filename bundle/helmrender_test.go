@@ -52,7 +52,7 @@ func helmObjects(t *testing.T, dir string, o RenderOptions) ([]string, error) {
 func canonical(t *testing.T, stream string) []string {
 	t.Helper()
 	var objs []string
-	for _, d := range strings.Split("\n"+stream, "\n---") {
+	for _, d := range splitDocs(stream) {
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(d), &m); err != nil {
 			t.Fatalf("document does not parse: %v\n%s", err, d)

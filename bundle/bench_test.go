@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	helmregistry "helm.sh/helm/v3/pkg/registry"
 
@@ -158,10 +157,7 @@ func BenchmarkRender(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			inst := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
-			inst.DryRun, inst.ClientOnly, inst.Replace, inst.IncludeCRDs = true, true, true, true
-			inst.ReleaseName, inst.Namespace = "release", "default"
-			if _, err := inst.Run(c, nil); err != nil {
+			if _, err := helmInstall(c, nil, RenderOptions{ReleaseName: "release", Namespace: "default"}); err != nil {
 				b.Fatal(err)
 			}
 		}

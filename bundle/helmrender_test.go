@@ -10,10 +10,12 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/cli/values"
 	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/release"
 	"sigs.k8s.io/yaml"
 )
 
@@ -29,16 +31,7 @@ func helmObjects(t *testing.T, dir string, o RenderOptions) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
-	inst.DryRun, inst.DryRunOption, inst.ClientOnly, inst.Replace, inst.IncludeCRDs = true, "client", true, true, true
-	inst.ReleaseName, inst.Namespace = o.ReleaseName, o.Namespace
-	if o.KubeVersion != "" {
-		if inst.KubeVersion, err = chartutil.ParseKubeVersion(o.KubeVersion); err != nil {
-			return nil, err
-		}
-	}
-	inst.APIVersions = o.APIVersions
-	rel, err := inst.RunWithContext(context.Background(), c, vals)
+	rel, err := helmInstall(c, vals, o)
 	if err != nil {
 		return nil, err
 	}
@@ -47,6 +40,23 @@ func helmObjects(t *testing.T, dir string, o RenderOptions) ([]string, error) {
 		all += "\n---\n" + h.Manifest
 	}
 	return canonical(t, all), nil
+}
+
+// helmInstall runs Helm's client-only dry-run install of c, as `helm template --include-crds`
+// does, with o's release name, namespace and capabilities.
+func helmInstall(c *chart.Chart, vals map[string]any, o RenderOptions) (*release.Release, error) {
+	inst := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
+	inst.DryRun, inst.DryRunOption, inst.ClientOnly, inst.Replace, inst.IncludeCRDs = true, "client", true, true, true
+	inst.ReleaseName, inst.Namespace = o.ReleaseName, o.Namespace
+	if o.KubeVersion != "" {
+		kv, err := chartutil.ParseKubeVersion(o.KubeVersion)
+		if err != nil {
+			return nil, err
+		}
+		inst.KubeVersion = kv
+	}
+	inst.APIVersions = o.APIVersions
+	return inst.RunWithContext(context.Background(), c, vals)
 }
 
 func canonical(t *testing.T, stream string) []string {

@@ -25,7 +25,7 @@ build:
 # Main job end to end (build -> bundle -> render) on embedded defaults.
 demo:
 	@scripts/testenv.sh up >/dev/null
-	$(GO) run ./internal/demo/run
+	$(GO) run ./internal/testing/demo/run
 
 testenv-up:
 	scripts/testenv.sh up

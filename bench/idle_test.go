@@ -11,7 +11,7 @@ import (
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/lock"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 const images = 5

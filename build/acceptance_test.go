@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 const noEngine = "unix:///nonexistent/strata-no-engine.sock"

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/internal/version"
 )
 

@@ -16,7 +16,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/lock/kubelock"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // hookLocker records the lock names asked for and runs hooks before and after each Lock.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // --parallel bounds how many images build at once: with --parallel 1, three independent images

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // copyDir copies a directory tree of regular files.

@@ -13,7 +13,7 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // onceLocker runs hook once, before taking the next lock requested after it is set: in a build

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // retag stores the manifest of repo:from under repo:to (registry-side, no layer moves).

@@ -11,7 +11,7 @@ import (
 	"github.com/argoproj/argo-cd/v3/util/io"
 	argooci "github.com/argoproj/argo-cd/v3/util/oci"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // Argo CD's own native OCI client (the one behind `oci://` Application sources) lists the

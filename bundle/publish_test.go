@@ -24,7 +24,7 @@ import (
 	"oras.land/oras-go/v2/errdef"
 
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // pushImages pushes one random image per name to a fresh stages repository and returns the

@@ -27,7 +27,7 @@ import (
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // gitRepo is a scripted git history with controlled commit dates.

@@ -16,7 +16,7 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // afterUnlockLocker runs a publish once, right after cleanup releases the publish lock of one

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // bench300 is a chart of 300 objects: 100 apps, each a Deployment, a Service and a ConfigMap.

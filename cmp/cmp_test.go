@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"strata.dev/strata/bundle"
-	"strata.dev/strata/internal/cmpserver"
+	"strata.dev/strata/internal/testing/cmpserver"
 	"strata.dev/strata/manifests"
 )
 

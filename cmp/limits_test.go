@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"strata.dev/strata/bundle"
-	"strata.dev/strata/internal/cmpserver"
+	"strata.dev/strata/internal/testing/cmpserver"
 	"strata.dev/strata/manifests"
 )
 

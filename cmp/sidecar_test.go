@@ -17,7 +17,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/manifests"
 )
 

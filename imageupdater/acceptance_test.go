@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"strata.dev/strata/bundle"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // Acceptance (issue 7): bundles published with `strata bundle publish` (bundle.Publish); an

@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 const argoCRD = "/root/go/pkg/mod/github.com/argoproj/argo-cd/v3@v3.3.10/manifests/crds/application-crd.yaml"

@@ -16,7 +16,7 @@ import (
 	"strata.dev/strata/cleanup"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // TestAcceptanceRebuildOfKeptCommitsIsReused builds a history with `strata build` (a tag, a

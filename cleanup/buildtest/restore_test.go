@@ -19,7 +19,7 @@ import (
 	"strata.dev/strata/cleanup"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // beforeLockLocker runs hook once, before taking the first lock the build asks for: in a build

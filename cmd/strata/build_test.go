@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 func TestBuildCommandReportAndQuiet(t *testing.T) {

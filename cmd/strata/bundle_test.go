@@ -16,7 +16,7 @@ import (
 
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/registry"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // The bundle commands end to end on the real registry: publish from a build report, pull,

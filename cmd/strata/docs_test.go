@@ -18,7 +18,7 @@ import (
 
 // Every `strata ...` command line shown in README.md and docs/*.md must parse against the real
 // command tree: the command exists and every flag it uses is defined. (The "By hand" block of
-// docs/quickstart.md is also executed for real by TestQuickstartDoc in internal/demo.)
+// docs/quickstart.md is also executed for real by TestQuickstartDoc in internal/testing/demo.)
 func TestDocsCommandLinesParse(t *testing.T) {
 	files, _ := filepath.Glob("../../docs/*.md")
 	files = append(files, "../../README.md")

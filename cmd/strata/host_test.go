@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 func TestHostCleanupCommand(t *testing.T) {

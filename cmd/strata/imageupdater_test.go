@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 func runStrata(t *testing.T, args ...string) (string, error) {

@@ -23,7 +23,7 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/lock/kubelock"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // strataBinary builds cmd/strata once per test binary run.

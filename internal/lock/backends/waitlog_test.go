@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"strata.dev/strata/internal/lock/httplock"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // logBuffer collects JSON log records; safe for concurrent writes.

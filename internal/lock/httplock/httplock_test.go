@@ -24,7 +24,7 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/lock/kubelock"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 func startServer(t testing.TB, o ServerOptions) *httptest.Server {

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"strata.dev/strata/internal/lock"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // testNamespace returns a fresh namespace name, deleted when the test ends (the Locker creates it).

@@ -10,8 +10,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"strata.dev/strata/internal/demo"
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/demo"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	helmregistry "helm.sh/helm/v3/pkg/registry"
 	"sigs.k8s.io/yaml"
 
-	"strata.dev/strata/internal/cmpserver"
+	"strata.dev/strata/internal/testing/cmpserver"
 	"strata.dev/strata/manifests"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"strata.dev/strata/internal/testenv"
+	"strata.dev/strata/internal/testing/testenv"
 )
 
 // The README's first command, as a test: the whole chain on examples/quickstart.

@@ -15,11 +15,15 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/registry"
 )
 
@@ -190,11 +194,7 @@ func chartUses(open func() (io.ReadCloser, error), bundle string) ([]Use, error)
 func ClusterUses(ctx context.Context, kubeconfig string, contexts []string) ([]Use, error) {
 	var uses []Use
 	for _, kctx := range contexts {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		if kubeconfig != "" {
-			rules.ExplicitPath = kubeconfig
-		}
-		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kctx}).ClientConfig()
+		cfg, err := kube.Config(kubeconfig, kctx)
 		if err != nil {
 			return nil, fmt.Errorf("kube context %q: %w", kctx, err)
 		}
@@ -211,121 +211,108 @@ func ClusterUses(ctx context.Context, kubeconfig string, contexts []string) ([]U
 	return uses, nil
 }
 
+// workloadUses lists every workload kind in every namespace of one cluster and returns the
+// images their Pod specs (and, for Pods, statuses) name.
 func workloadUses(ctx context.Context, cs kubernetes.Interface, kctx string) ([]Use, error) {
-	var uses []Use
 	label := kctx
 	if label == "" {
 		label = "current"
 	}
-	add := func(kind string, m metav1.ObjectMeta, spec *corev1.PodSpec, status *corev1.PodStatus) {
-		why := fmt.Sprintf("%s %s/%s uses it (kube context %s)", kind, m.Namespace, m.Name, label)
-		var images []string
-		for _, c := range spec.InitContainers {
-			images = append(images, c.Image)
-		}
-		for _, c := range spec.Containers {
-			images = append(images, c.Image)
-		}
-		for _, c := range spec.EphemeralContainers {
-			images = append(images, c.Image)
-		}
-		if status != nil {
-			for _, l := range [][]corev1.ContainerStatus{status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses} {
-				for _, c := range l {
-					images = append(images, c.Image, c.ImageID)
-				}
-			}
-		}
-		uses = append(uses, usesIn(strings.Join(images, "\n"), why)...)
+	kinds := []struct {
+		kind, plural string
+		list         listFunc
+	}{
+		{"Pod", "pods", lister(cs.CoreV1().Pods("").List)},
+		{"Deployment", "deployments", lister(cs.AppsV1().Deployments("").List)},
+		{"StatefulSet", "statefulsets", lister(cs.AppsV1().StatefulSets("").List)},
+		{"DaemonSet", "daemonsets", lister(cs.AppsV1().DaemonSets("").List)},
+		{"ReplicaSet", "replicasets", lister(cs.AppsV1().ReplicaSets("").List)},
+		{"Job", "jobs", lister(cs.BatchV1().Jobs("").List)},
+		{"CronJob", "cronjobs", lister(cs.BatchV1().CronJobs("").List)},
 	}
-	fail := func(kind string, err error) error {
-		return fmt.Errorf("list %s in kube context %q: %w", kind, label, err)
-	}
-	// Each list is paginated so that a large cluster is read in bounded pieces.
-	opts := func(cont string) metav1.ListOptions { return metav1.ListOptions{Limit: 500, Continue: cont} }
-	for cont := ""; ; {
-		l, err := cs.CoreV1().Pods("").List(ctx, opts(cont))
+	var uses []Use
+	for _, k := range kinds {
+		err := eachObject(ctx, k.list, func(obj runtime.Object) {
+			m, spec, status := podSpecOf(obj)
+			why := fmt.Sprintf("%s %s/%s uses it (kube context %s)", k.kind, m.Namespace, m.Name, label)
+			uses = append(uses, usesIn(strings.Join(podImages(spec, status), "\n"), why)...)
+		})
 		if err != nil {
-			return nil, fail("pods", err)
-		}
-		for i := range l.Items {
-			add("Pod", l.Items[i].ObjectMeta, &l.Items[i].Spec, &l.Items[i].Status)
-		}
-		if cont = l.Continue; cont == "" {
-			break
-		}
-	}
-	for cont := ""; ; {
-		l, err := cs.AppsV1().Deployments("").List(ctx, opts(cont))
-		if err != nil {
-			return nil, fail("deployments", err)
-		}
-		for i := range l.Items {
-			add("Deployment", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
-		}
-		if cont = l.Continue; cont == "" {
-			break
-		}
-	}
-	for cont := ""; ; {
-		l, err := cs.AppsV1().StatefulSets("").List(ctx, opts(cont))
-		if err != nil {
-			return nil, fail("statefulsets", err)
-		}
-		for i := range l.Items {
-			add("StatefulSet", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
-		}
-		if cont = l.Continue; cont == "" {
-			break
-		}
-	}
-	for cont := ""; ; {
-		l, err := cs.AppsV1().DaemonSets("").List(ctx, opts(cont))
-		if err != nil {
-			return nil, fail("daemonsets", err)
-		}
-		for i := range l.Items {
-			add("DaemonSet", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
-		}
-		if cont = l.Continue; cont == "" {
-			break
-		}
-	}
-	for cont := ""; ; {
-		l, err := cs.AppsV1().ReplicaSets("").List(ctx, opts(cont))
-		if err != nil {
-			return nil, fail("replicasets", err)
-		}
-		for i := range l.Items {
-			add("ReplicaSet", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
-		}
-		if cont = l.Continue; cont == "" {
-			break
-		}
-	}
-	for cont := ""; ; {
-		l, err := cs.BatchV1().Jobs("").List(ctx, opts(cont))
-		if err != nil {
-			return nil, fail("jobs", err)
-		}
-		for i := range l.Items {
-			add("Job", l.Items[i].ObjectMeta, &l.Items[i].Spec.Template.Spec, nil)
-		}
-		if cont = l.Continue; cont == "" {
-			break
-		}
-	}
-	for cont := ""; ; {
-		l, err := cs.BatchV1().CronJobs("").List(ctx, opts(cont))
-		if err != nil {
-			return nil, fail("cronjobs", err)
-		}
-		for i := range l.Items {
-			add("CronJob", l.Items[i].ObjectMeta, &l.Items[i].Spec.JobTemplate.Spec.Template.Spec, nil)
-		}
-		if cont = l.Continue; cont == "" {
-			break
+			return nil, fmt.Errorf("list %s in kube context %q: %w", k.plural, label, err)
 		}
 	}
 	return uses, nil
+}
+
+// listFunc lists one kind of object in every namespace.
+type listFunc func(context.Context, metav1.ListOptions) (runtime.Object, error)
+
+// lister turns a typed client's List into a listFunc.
+func lister[L runtime.Object](list func(context.Context, metav1.ListOptions) (L, error)) listFunc {
+	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return list(ctx, o) }
+}
+
+// eachObject calls each for every object list returns, page by page, so that a large cluster is
+// read in bounded pieces.
+func eachObject(ctx context.Context, list listFunc, each func(runtime.Object)) error {
+	for cont := ""; ; {
+		l, err := list(ctx, metav1.ListOptions{Limit: 500, Continue: cont})
+		if err != nil {
+			return err
+		}
+		if err := meta.EachListItem(l, func(obj runtime.Object) error { each(obj); return nil }); err != nil {
+			return err
+		}
+		lm, err := meta.ListAccessor(l)
+		if err != nil {
+			return err
+		}
+		if cont = lm.GetContinue(); cont == "" {
+			return nil
+		}
+	}
+}
+
+// podSpecOf returns a workload's metadata and the Pod spec it runs; a Pod's status too.
+func podSpecOf(obj runtime.Object) (metav1.ObjectMeta, *corev1.PodSpec, *corev1.PodStatus) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return o.ObjectMeta, &o.Spec, &o.Status
+	case *appsv1.Deployment:
+		return o.ObjectMeta, &o.Spec.Template.Spec, nil
+	case *appsv1.StatefulSet:
+		return o.ObjectMeta, &o.Spec.Template.Spec, nil
+	case *appsv1.DaemonSet:
+		return o.ObjectMeta, &o.Spec.Template.Spec, nil
+	case *appsv1.ReplicaSet:
+		return o.ObjectMeta, &o.Spec.Template.Spec, nil
+	case *batchv1.Job:
+		return o.ObjectMeta, &o.Spec.Template.Spec, nil
+	case *batchv1.CronJob:
+		return o.ObjectMeta, &o.Spec.JobTemplate.Spec.Template.Spec, nil
+	}
+	return metav1.ObjectMeta{}, &corev1.PodSpec{}, nil
+}
+
+// podImages returns the image of every (init, ephemeral) container of spec and, from status,
+// the image and image ID each container runs.
+func podImages(spec *corev1.PodSpec, status *corev1.PodStatus) []string {
+	var images []string
+	for _, c := range spec.InitContainers {
+		images = append(images, c.Image)
+	}
+	for _, c := range spec.Containers {
+		images = append(images, c.Image)
+	}
+	for _, c := range spec.EphemeralContainers {
+		images = append(images, c.Image)
+	}
+	if status != nil {
+		for _, l := range [][]corev1.ContainerStatus{status.InitContainerStatuses, status.ContainerStatuses, status.EphemeralContainerStatuses} {
+			for _, c := range l {
+				images = append(images, c.Image, c.ImageID)
+			}
+		}
+	}
+	return images
 }

@@ -29,8 +29,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/registry"
 )
 
@@ -121,15 +121,7 @@ func restConfig(opts Options) (*rest.Config, error) {
 	if opts.RestConfig != nil {
 		return opts.RestConfig, nil
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if opts.Kubeconfig != "" {
-		rules.ExplicitPath = opts.Kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config: %w", err)
-	}
-	return cfg, nil
+	return kube.Config(opts.Kubeconfig, "")
 }
 
 func newController(opts Options) (*controller, error) {

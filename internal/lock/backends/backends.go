@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/lock/httplock"
 	"strata.dev/strata/internal/lock/kubelock"
@@ -41,15 +42,7 @@ func Open(ctx context.Context, spec string, o Options) (lock.Locker, error) {
 		return &lock.File{Dir: o.FileDir, Owner: o.Owner, Log: o.Log}, nil
 	case strings.HasPrefix(spec, "kubernetes://"):
 		ns, kubeContext, _ := strings.Cut(strings.TrimPrefix(spec, "kubernetes://"), ":")
-		cfg, err := kubelock.RESTConfig(o.Kubeconfig, kubeContext)
-		if err != nil {
-			return nil, fmt.Errorf("synchronization %q: %w", spec, err)
-		}
-		cs, err := kubelock.ClientFor(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("synchronization %q: %w", spec, err)
-		}
-		k, err := kubelock.New(kubelock.Options{Client: cs, Namespace: ns, Owner: o.Owner, TTL: o.TTL, RenewEvery: o.RenewEvery, Log: o.Log})
+		k, err := openKubernetes(ns, kubeContext, o)
 		if err != nil {
 			return nil, fmt.Errorf("synchronization %q: %w", spec, err)
 		}
@@ -66,4 +59,17 @@ func Open(ctx context.Context, spec string, o Options) (lock.Locker, error) {
 		return c, nil
 	}
 	return nil, fmt.Errorf("synchronization %q: want :local, kubernetes://NAMESPACE[:CONTEXT] or http(s)://HOST:PORT", spec)
+}
+
+// openKubernetes returns a Lease-backed Locker in namespace ns of the cluster of kubeContext.
+func openKubernetes(ns, kubeContext string, o Options) (*kubelock.Locker, error) {
+	cfg, err := kube.Config(o.Kubeconfig, kubeContext)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubelock.ClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return kubelock.New(kubelock.Options{Client: cs, Namespace: ns, Owner: o.Owner, TTL: o.TTL, RenewEvery: o.RenewEvery, Log: o.Log})
 }

@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"strata.dev/strata/internal/lock"
 )
@@ -101,34 +100,6 @@ func New(o Options) (*Locker, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Locker{o: o}, nil
-}
-
-// RESTConfig loads a client configuration: from kubeconfig (empty: the KUBECONFIG variable or
-// ~/.kube/config) with an optional context, or in-cluster when no kubeconfig exists and the
-// process runs in a Pod.
-func RESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
-		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
-	if err == nil {
-		return withRate(cfg), nil
-	}
-	if kubeconfig == "" && kubeContext == "" {
-		if in, ierr := rest.InClusterConfig(); ierr == nil {
-			return withRate(in), nil
-		}
-	}
-	where := kubeconfig
-	if where == "" {
-		where = "default kubeconfig"
-	}
-	if kubeContext != "" {
-		where += ", context " + kubeContext
-	}
-	return nil, fmt.Errorf("kubernetes client configuration (%s): %w", where, err)
 }
 
 // withRate lifts client-go's default client-side limit (5 requests/s), which would make waiters

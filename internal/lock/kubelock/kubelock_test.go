@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/testing/testenv"
 )
@@ -299,12 +300,12 @@ func TestMain(m *testing.M) {
 // and sleeps until killed.
 func holdForever(spec string) int {
 	parts := strings.Split(spec, "|")
-	cfg, err := RESTConfig(parts[0], "")
+	cfg, err := kube.Config(parts[0], "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := ClientFor(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -5,17 +5,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"strata.dev/strata/internal/lock"
-	"strata.dev/strata/internal/lock/httplock"
-	"strata.dev/strata/internal/lock/kubelock"
+	"strata.dev/strata/internal/lock/backends"
 )
 
 func newSyncServerCmd(a *app) *cobra.Command {
 	var (
-		o           httplock.ServeOptions
-		kubeNS      string
-		kubeContext string
-		kubeconfig  string
+		o    backends.ServerOptions
+		kube backends.KubernetesOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "sync-server",
@@ -29,22 +25,10 @@ GET /healthz answers ok; GET /metrics serves Prometheus metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = a.log
-			if cmd.Flags().Changed("kubernetes") || kubeNS != "" {
-				cfg, err := kubelock.RESTConfig(kubeconfig, kubeContext)
-				if err != nil {
-					return err
-				}
-				cs, err := kubelock.ClientFor(cfg)
-				if err != nil {
-					return err
-				}
-				k, err := kubelock.New(kubelock.Options{Client: cs, Namespace: kubeNS, Owner: "sync-server/" + lock.DefaultOwner(), Log: a.log})
-				if err != nil {
-					return err
-				}
-				o.Backend = k
+			if cmd.Flags().Changed("kubernetes") || kube.Namespace != "" {
+				o.Kubernetes = &kube
 			}
-			return httplock.Serve(cmd.Context(), o)
+			return backends.Serve(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -52,8 +36,8 @@ GET /healthz answers ok; GET /metrics serves Prometheus metrics.`,
 	f.StringVar(&o.Token, "token", "", "bearer token clients must send (empty: no authentication)")
 	f.DurationVar(&o.TTL, "ttl", 15*time.Second, "how long a lock lives without a renew from its holder")
 	f.DurationVar(&o.MaxWait, "max-wait", 30*time.Second, "longest time one acquire request waits (long poll)")
-	f.StringVar(&kubeNS, "kubernetes", "", "keep locks as Leases in this Kubernetes namespace instead of in memory")
-	f.StringVar(&kubeContext, "kube-context", "", "kubeconfig context for --kubernetes")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig path for --kubernetes (default: KUBECONFIG, ~/.kube/config, in-cluster)")
+	f.StringVar(&kube.Namespace, "kubernetes", "", "keep locks as Leases in this Kubernetes namespace instead of in memory")
+	f.StringVar(&kube.Context, "kube-context", "", "kubeconfig context for --kubernetes")
+	f.StringVar(&kube.Kubeconfig, "kubeconfig", "", "kubeconfig path for --kubernetes (default: KUBECONFIG, ~/.kube/config, in-cluster)")
 	return cmd
 }

@@ -5,4 +5,6 @@
 //	                                  (empty NAMESPACE: strata-synchronization)
 //	http(s)://HOST:PORT               a `strata sync-server`; bearer token from Options.Token or
 //	                                  the STRATA_SYNC_TOKEN environment variable
+//
+// Serve runs that sync server (`strata sync-server`) with its locks in memory or in Leases.
 package backends

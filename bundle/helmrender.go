@@ -51,16 +51,19 @@ func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace str
 		return nil, err
 	}
 
+	// `helm template` prints every document followed by a line break (Helm's split trimmed it
+	// off, and with it the last line break of a block scalar that ends the document), and CRD
+	// files whole; Argo CD splits that stream at "---" lines. The pieces are what it gets.
 	var pieces []piece
 	var size int64
 	add := func(source, content string) {
-		size += int64(len(content))
-		pieces = append(pieces, piece{source, content})
+		size += int64(len(content)) + 1
+		for _, doc := range splitStream(content + "\n") {
+			pieces = append(pieces, piece{source, doc})
+		}
 	}
 	for _, crd := range chrt.CRDObjects() {
-		for _, doc := range splitDocs(string(crd.File.Data)) {
-			add(crd.Filename, doc)
-		}
+		add(crd.Filename, string(crd.File.Data))
 	}
 	for _, m := range manifests {
 		add(m.Name, m.Content)
@@ -72,4 +75,34 @@ func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace str
 		return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, maxOut, ErrLimit)
 	}
 	return pieces, nil
+}
+
+// splitStream splits a YAML stream into documents as Kubernetes' YAML reader does (which Argo
+// CD and kubectl use): a line starting with "---" followed by nothing but blanks or a comment
+// separates documents; documents keep their line breaks.
+func splitStream(s string) []string {
+	var docs []string
+	start, i := 0, 0
+	for i < len(s) {
+		end := strings.IndexByte(s[i:], '\n')
+		if end < 0 {
+			end = len(s)
+		} else {
+			end += i + 1
+		}
+		line := s[i:end]
+		if rest, ok := strings.CutPrefix(line, "---"); ok {
+			if t := strings.TrimSpace(rest); t == "" || t[0] == '#' {
+				if i > start {
+					docs = append(docs, s[start:i])
+				}
+				start = end
+			}
+		}
+		i = end
+	}
+	if start < len(s) {
+		docs = append(docs, s[start:])
+	}
+	return docs
 }

@@ -62,7 +62,7 @@ func helmInstall(c *chart.Chart, vals map[string]any, o RenderOptions) (*release
 func canonical(t *testing.T, stream string) []string {
 	t.Helper()
 	var objs []string
-	for _, d := range splitDocs(stream) {
+	for _, d := range splitStream(stream) {
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(d), &m); err != nil {
 			t.Fatalf("document does not parse: %v\n%s", err, d)

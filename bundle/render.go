@@ -145,6 +145,9 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 		if err != nil {
 			return fmt.Errorf("render chart %s: %w", o.ChartDir, err)
 		}
+		if obj.m == nil {
+			return nil // a null document, which Argo CD skips too
+		}
 		annotate(obj.m, ann)
 		decoded[i] = &obj
 		return nil
@@ -282,17 +285,6 @@ func mergeMaps(a, b map[string]any) map[string]any {
 	return out
 }
 
-func splitDocs(manifest string) []string {
-	var docs []string
-	for _, d := range strings.Split("\n"+manifest, "\n---") {
-		d = strings.TrimPrefix(d, "\n")
-		if strings.TrimSpace(d) != "" {
-			docs = append(docs, d)
-		}
-	}
-	return docs
-}
-
 // hasContent tells whether a document has a line that is neither blank nor a comment.
 func hasContent(s string) bool {
 	for s != "" {
@@ -342,12 +334,16 @@ func (a object) less(b object) bool {
 	return a.seq < b.seq
 }
 
+// decodeObject decodes one rendered document; a null document gives an object without a map.
 func decodeObject(source, content string) (object, error) {
 	// The same values sigs.k8s.io/yaml.YAMLToJSON and a JSON decode with UseNumber (then
 	// yamlValue) would give, without the JSON round trip.
 	var raw any
 	if err := yamlv2.Unmarshal([]byte(content), &raw); err != nil {
 		return object{}, fmt.Errorf("%s: rendered YAML is invalid: %w", source, err)
+	}
+	if raw == nil {
+		return object{}, nil
 	}
 	v, err := jsonValue(raw)
 	if err != nil {

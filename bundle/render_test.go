@@ -261,7 +261,7 @@ func TestRenderRefusesSymlinksOutOfTheChart(t *testing.T) {
 // then a JSON decode with UseNumber and int64/uint64/float64 numbers): the encoded output is the
 // same byte for byte, so faster rendering never makes an application OutOfSync.
 func TestDecodeObjectMatchesJSONRoundTrip(t *testing.T) {
-	for i, doc := range splitDocs(decodeEdgeCases) {
+	for i, doc := range splitStream(decodeEdgeCases) {
 		if !hasContent(doc) {
 			continue
 		}
@@ -411,5 +411,52 @@ data:
 		if probe[k] != v {
 			t.Errorf("%s = %#v, want %#v (templates must not reach a cluster or the network)", k, probe[k], v)
 		}
+	}
+}
+
+// A block scalar that ends its document keeps its final line break, as `helm template` prints
+// it: ConfigMap and Secret data are exactly what the chart says (issue 17). The same holds for
+// hooks and for documents of a multi-document CRD file.
+func TestRenderKeepsBlockScalarAtEndOfDocument(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "Chart.yaml", "apiVersion: v2\nname: blocks\nversion: 0.1.0\n")
+	writeFile(t, dir, "templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  one: |\n    line\n")
+	writeFile(t, dir, "templates/script.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: script\ndata:\n  run.sh: |\n    #!/bin/sh\n    echo hi\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: hosts\nstringData:\n  known_hosts: |\n    github.com ssh-ed25519 AAAA\n")
+	writeFile(t, dir, "templates/hook.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hook\n  annotations:\n    helm.sh/hook: pre-install\ndata:\n  h: |\n    hooked\n")
+	writeFile(t, dir, "crds/crds.yaml", "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: a.example.com\n  annotations:\n    note: |\n      first\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: b.example.com\n  annotations:\n    note: |\n      last")
+	out, err := Render(context.Background(), RenderOptions{ChartDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"cm/one":             "line\n",
+		"script/run.sh":      "#!/bin/sh\necho hi\n",
+		"hosts/known_hosts":  "github.com ssh-ed25519 AAAA\n",
+		"hook/h":             "hooked\n",
+		"a.example.com/note": "first\n",
+		"b.example.com/note": "last\n",
+	}
+	got := map[string]string{}
+	for _, m := range docs(t, out) {
+		md := m["metadata"].(map[string]any)
+		name := md["name"].(string)
+		for _, field := range []string{"data", "stringData"} {
+			if d, ok := m[field].(map[string]any); ok {
+				for k, v := range d {
+					got[name+"/"+k] = v.(string)
+				}
+			}
+		}
+		if a, ok := md["annotations"].(map[string]any); ok && a["note"] != nil {
+			got[name+"/note"] = a["note"].(string)
+		}
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s = %q, want %q", k, got[k], w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
 	}
 }

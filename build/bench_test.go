@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"strata.dev/strata/config"
 	"strata.dev/strata/internal/git"
 )
 
@@ -16,7 +16,7 @@ import (
 // cold git reader each time. Target: < 300 ms.
 func BenchmarkDigests20k(b *testing.B) {
 	dir := repo20k(b)
-	parsed, err := ReadConfig(filepath.Join(dir, "strata.yaml"))
+	parsed, err := config.Load(context.Background(), config.Options{Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func repo20k(b *testing.B) string {
 		ext := []string{".go", ".txt", ".md", ".json"}[i%4]
 		fmt.Fprintf(&in, "M 644 inline src/pkg%03d/sub%d/file%d%s\ndata %d\n%s\n", i/100, i%7, i, ext, len(content), content)
 	}
-	cfg := head + "image: app\nfrom: base\ngit:\n- add: /src\n  to: /app\n  includePaths: [\"**/*.go\", \"**/*.json\", \"pkg00*\"]\n  excludePaths: [\"**/sub3\"]\n  stageDependencies:\n    install: [\"**/*.json\"]\n    beforeSetup: [\"pkg01*/**\"]\n    setup: [\"**/*.go\"]\nshell:\n  install: [x]\n  beforeSetup: [y]\n  setup: [z]\ndocker:\n  WORKDIR: /app\n"
+	cfg := "project: p\nconfigVersion: 1\n---\n" + "image: app\nfrom: base\ngit:\n- add: /src\n  to: /app\n  includePaths: [\"**/*.go\", \"**/*.json\", \"pkg00*\"]\n  excludePaths: [\"**/sub3\"]\n  stageDependencies:\n    install: [\"**/*.json\"]\n    beforeSetup: [\"pkg01*/**\"]\n    setup: [\"**/*.go\"]\nshell:\n  install: [x]\n  beforeSetup: [y]\n  setup: [z]\ndocker:\n  WORKDIR: /app\n"
 	fmt.Fprintf(&in, "M 644 inline strata.yaml\ndata %d\n%s\n", len(cfg), cfg)
 	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"fast-import", "--quiet"}, {"reset", "-q", "--hard", "main"}} {
 		c := exec.Command("git", args...)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"strata.dev/strata/config"
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/version"
@@ -29,71 +30,34 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Network != "host" && o.Network != "none" {
 		return nil, fmt.Errorf("build: network %q: want host or none (the default bridge is never used)", o.Network)
 	}
-	file := o.ConfigFile
-	if file == "" {
-		f, err := FindConfig(o.Dir)
-		if err != nil {
-			return nil, err
-		}
-		file = f
+	// The config is read from git objects of the commit built (HEAD, or the --dev snapshot),
+	// like every other input; the work-tree check of the project directory runs meanwhile.
+	projDir := o.Dir
+	if o.ConfigFile != "" {
+		projDir = filepath.Dir(o.ConfigFile)
 	}
-	cfg, err := ReadConfig(file)
-	if err != nil {
-		return nil, err
-	}
-	// The single tags listing of this build starts first: it runs while git reads HEAD, the
-	// work tree and the file listing.
-	locker := o.Locker
-	if locker == nil {
-		locker = &lock.File{Log: o.Log}
-	}
-	stRepo, err := o.Registry.ParseRepository(o.Repo)
-	if err != nil {
-		return nil, err
-	}
-	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, o.Log)
-	if err != nil {
-		return nil, err
-	}
-	go st.cached(ctx, "")
-	// The work-tree check of the config's directory runs while HEAD is read.
 	type statusResult struct {
 		lines []string
 		err   error
 	}
 	early := make(chan statusResult, 1)
 	go func() {
-		lines, err := git.StatusOf(ctx, filepath.Dir(file))
+		lines, err := git.StatusOf(ctx, projDir)
 		early <- statusResult{lines, err}
 	}()
 	repo, head, err := git.OpenHead(ctx, o.Dir)
 	if err != nil {
 		return nil, err
 	}
-	// The file listing of HEAD is read while the work tree is checked.
+	// The file listing of HEAD is read while the config is.
 	go repo.Files(ctx, head)
-	st.git = repo
-	// Paths in the config are relative to the config's directory inside the repository.
-	absCfgDir, _ := filepath.Abs(filepath.Dir(file))
-	if d, err := filepath.EvalSymlinks(absCfgDir); err == nil {
-		absCfgDir = d
+	load := func(commit string) (*Config, error) {
+		return config.Load(ctx, config.Options{Dir: o.Dir, File: o.ConfigFile, Repo: repo, Commit: commit, Env: o.Env})
 	}
-	top := repo.Dir
-	if d, err := filepath.EvalSymlinks(top); err == nil {
-		top = d
-	}
-	cfgDir, err := filepath.Rel(top, absCfgDir)
-	inside := err == nil && !strings.HasPrefix(cfgDir, "..")
-	if !inside {
-		cfgDir = "."
-	}
-	// Only changes under the config's directory can change the build.
+	cfg, cfgErr := load(head)
+	// Only changes under the project directory can change the build.
 	sr := <-early
 	status, err := sr.lines, sr.err
-	if !inside {
-		// A config outside the work tree: the whole work tree counts.
-		status, err = repo.Status(ctx, cfgDir)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -107,14 +71,38 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		o.Log.Warn("--dev: building with uncommitted changes", "changes", len(status), "files", strings.Join(status, "; "), "snapshot", snap)
 		head = snap
+		cfg, cfgErr = load(head)
 	}
-	b := &builder{
-		o: o, cfg: cfg, git: repo, head: head, cfgDir: filepath.ToSlash(cfgDir), st: st,
-		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
+	if cfgErr != nil {
+		return nil, cfgErr
 	}
 	images, err := selectImages(cfg, o.Images)
 	if err != nil {
 		return nil, err
+	}
+	// Nothing is built from a config using werf keys Strata cannot build yet.
+	for _, im := range images {
+		if len(im.Unsupported) > 0 {
+			return nil, fmt.Errorf("image %s: %s", im.Name, strings.Join(im.Unsupported, "; "))
+		}
+	}
+	locker := o.Locker
+	if locker == nil {
+		locker = &lock.File{Log: o.Log}
+	}
+	stRepo, err := o.Registry.ParseRepository(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	go st.cached(ctx, "")
+	st.git = repo
+	b := &builder{
+		o: o, cfg: cfg, git: repo, head: head, cfgDir: cfg.Dir, st: st,
+		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
 	}
 	for _, im := range images {
 		b.done[im.Name] = make(chan struct{})

@@ -51,7 +51,8 @@ func shortDigest(d string) string {
 	return d
 }
 
-func (di DockerInstructions) fields(d *digester) {
+// dockerFields adds the docker instructions to a digest.
+func dockerFields(d *digester, di DockerInstructions) {
 	d.add("WORKDIR", di.Workdir, "USER", di.User)
 	d.dict("ENV", di.Env)
 	d.dict("LABEL", di.Label)
@@ -67,7 +68,8 @@ func (di DockerInstructions) fields(d *digester) {
 	}
 }
 
-func (g GitMapping) fields(d *digester) {
+// gitFields adds a git mapping's settings to a digest.
+func gitFields(d *digester, g GitMapping) {
 	d.add("add", g.Add, "to", g.To, "owner", g.Owner, "group", g.Group)
 	d.list("includePaths", g.IncludePaths)
 	d.list("excludePaths", g.ExcludePaths)

@@ -217,3 +217,6 @@ func gitAppConfig(project, base string) string {
 	return "project: " + project + "\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\n" +
 		"git:\n- add: /src\n  to: /app\ndocker:\n  CMD: [cat, /app/a.txt]\n"
 }
+
+// head is the project document of test configs.
+const head = "project: p\nconfigVersion: 1\n---\n"

@@ -15,6 +15,8 @@ type Options struct {
 	Dir string
 	// ConfigFile is the config path; default Dir/strata.yaml (or werf.yaml).
 	ConfigFile string
+	// Env is the config template's .Env (werf's --env).
+	Env string
 	// Images limits the build to these images (and what they need); empty = all.
 	Images []string
 	// Repo is the stages storage REGISTRY/PATH (required).

@@ -130,7 +130,7 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 					d.add(p.digest)
 				}
 				for _, m := range ms {
-					m.fields(d)
+					gitFields(d, m.GitMapping)
 				}
 				return d.sum(), true, nil
 			},
@@ -172,12 +172,12 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 				return img, b.head, err
 			}})
 	}
-	if !im.Docker.empty() {
+	if !im.Docker.Empty() {
 		out = append(out, stageSpec{name: "dockerInstructions", gitRel: len(ms) > 0,
 			digest: func(ctx context.Context, p *state) (string, bool, error) {
 				d := newDigester("dockerInstructions")
 				d.add(p.digest)
-				im.Docker.fields(d)
+				dockerFields(d, im.Docker)
 				return d.sum(), true, nil
 			},
 			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {

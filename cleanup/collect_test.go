@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"strata.dev/strata/config"
+	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 )
@@ -92,17 +94,61 @@ func TestReadGitLocalBranchesAndShallow(t *testing.T) {
 func TestRunBadInput(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
+	g := &gitRepo{t: t, dir: dir, now: time.Now()}
+	g.run(0, "init", "-q", "-b", "main")
+	g.commit("c0", 0)
 	if _, err := Run(ctx, Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "--repo") {
 		t.Errorf("no repo: %v", err)
 	}
 	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "strata.yaml") {
 		t.Errorf("no config: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte("project: p\ncleanup:\n  tags: {last: -1}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte("project: p\nconfigVersion: 1\ncleanup:\n  tags: {last: -1}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "strata.yaml:3: cleanup.tags.last") {
+	// The config is read from the commit: an uncommitted one is named as such.
+	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "strata.yaml is not in commit") {
+		t.Errorf("uncommitted config: %v", err)
+	}
+	g.run(0, "add", "strata.yaml")
+	g.commit("c1", 0)
+	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "strata.yaml:4: cleanup.tags.last") {
 		t.Errorf("bad policy: %v", err)
+	}
+	g.run(0, "rm", "-q", "strata.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "werf.yaml"), []byte("project: p\nconfigVersion: 1\ncleanup:\n  keepPolicies:\n  - references: {branch: /.*/}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.run(0, "add", "werf.yaml")
+	g.commit("c2", 0)
+	if _, err := Run(ctx, Options{Dir: dir, Repo: "127.0.0.1:5000/x"}); err == nil || !strings.Contains(err.Error(), "werf.yaml:5: cleanup.keepPolicies") || !strings.Contains(err.Error(), "not supported yet") {
+		t.Errorf("werf keepPolicies: %v", err)
+	}
+}
+
+// Every name the build accepts is accepted by cleanup (it used to know only strata.yaml and
+// werf.yaml: a project with strata.yml built but could not be cleaned).
+func TestRunAcceptsEveryConfigName(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range config.FileNames() {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			g := &gitRepo{t: t, dir: dir, now: time.Now()}
+			g.run(0, "init", "-q", "-b", "main")
+			project := testenv.UniqueName(t, "names")
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("project: "+project+"\nconfigVersion: 1\n---\nimage: app\nfrom: busybox\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			g.run(0, "add", name)
+			g.commit("c0", 0)
+			res, err := Run(ctx, Options{Dir: dir, Repo: testenv.Repo(t, "names"), DryRun: true, Locker: &lock.File{Dir: t.TempDir()}})
+			if err != nil {
+				t.Fatalf("cleanup with %s: %v", name, err)
+			}
+			if res.Project != project {
+				t.Errorf("project %q, want %q", res.Project, project)
+			}
+		})
 	}
 }
 

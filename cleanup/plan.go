@@ -233,7 +233,7 @@ func (p *planner) keepUses() {
 
 func (p *planner) ruleFor(rules []Rule, name string) (Rule, bool) {
 	for _, r := range rules {
-		if r.matches(name) {
+		if r.Matches(name) {
 			return r, true
 		}
 	}
@@ -266,7 +266,7 @@ func (p *planner) keepTags() {
 			continue
 		}
 		for i, r := range p.in.Policy.Tags {
-			if r.matches(ref.Name) {
+			if r.Matches(ref.Name) {
 				byRule[i] = append(byRule[i], ref)
 				break
 			}

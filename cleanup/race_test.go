@@ -84,7 +84,7 @@ func TestRaceChildOfDeletedParentRestoresParentChain(t *testing.T) {
 			work := t.TempDir()
 			g := &gitRepo{t: t, dir: work, now: now}
 			g.run(0, "init", "-q", "-b", "main")
-			cfg := fmt.Sprintf("project: %s\ncleanup:\n  branches:\n    last: 1\n", project)
+			cfg := fmt.Sprintf("project: %s\nconfigVersion: 1\ncleanup:\n  branches:\n    last: 1\n", project)
 			if err := os.WriteFile(filepath.Join(work, "strata.yaml"), []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}

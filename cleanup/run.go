@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"strata.dev/strata/config"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 )
@@ -23,7 +22,8 @@ import (
 type Options struct {
 	// Dir is the project directory: its git repository and strata.yaml; default ".".
 	Dir string
-	// ConfigFile is strata.yaml's path; default Dir/strata.yaml, else Dir/werf.yaml.
+	// ConfigFile is the config's path; default the first of config.FileNames in Dir. It is read
+	// from HEAD's git objects.
 	ConfigFile string
 	// Repo is the stages storage, REGISTRY/PATH.
 	Repo string
@@ -84,18 +84,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Repo == "" {
 		return nil, errors.New("cleanup: the stages storage is required (--repo or STRATA_REPO)")
 	}
-	cfgFile := o.ConfigFile
-	if cfgFile == "" {
-		cfgFile = filepath.Join(o.Dir, "strata.yaml")
-		if _, err := os.Stat(cfgFile); err != nil {
-			if alt := filepath.Join(o.Dir, "werf.yaml"); fileExists(alt) {
-				cfgFile = alt
-			}
-		}
-	}
-	cfg, err := ReadConfig(cfgFile)
+	// The config is read from HEAD's git objects by the same reader as the build's, so every
+	// name the build accepts (strata.yaml, strata.yml, werf.yaml, werf.yml) works here too.
+	cfg, err := config.Load(ctx, config.Options{Dir: o.Dir, File: o.ConfigFile})
 	if err != nil {
 		return nil, fmt.Errorf("cleanup: %w", err)
+	}
+	if w := cfg.Cleanup.Werf; len(w) > 0 {
+		return nil, fmt.Errorf("cleanup: werf cleanup keys are not supported yet (write cleanup.branches, cleanup.tags and cleanup.keepBuiltWithin, see docs/cleanup.md): %s", strings.Join(w, "; "))
 	}
 	storage, err := OpenStorage(o.Repo, o.Registry)
 	if err != nil {
@@ -133,10 +129,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-func collect(ctx context.Context, o Options, cfg Config, storage *Storage) (*Input, error) {
-	in := &Input{Now: o.Now, Project: cfg.Project, Policy: cfg.Policy}
+func collect(ctx context.Context, o Options, cfg *config.Config, storage *Storage) (*Input, error) {
+	in := &Input{Now: o.Now, Project: cfg.Project, Policy: cfg.Cleanup}
 	g, err := ReadGit(ctx, o.Dir, o.GitRemote)
 	if err != nil {
 		return nil, err

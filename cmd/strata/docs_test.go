@@ -13,7 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"strata.dev/strata/build"
+	"strata.dev/strata/config"
 )
 
 // Every `strata ...` command line shown in README.md and docs/*.md must parse against the real
@@ -142,7 +142,7 @@ func TestStrataYAMLDocExampleParses(t *testing.T) {
 	}
 	_, after, _ := strings.Cut(string(b), "```yaml\n")
 	example, _, _ := strings.Cut(after, "```")
-	cfg, err := build.ParseConfig("docs/strata-yaml.md", []byte(example))
+	cfg, err := config.Parse("docs/strata-yaml.md", []byte(example))
 	if err != nil {
 		t.Fatalf("the documented strata.yaml does not parse: %v", err)
 	}

@@ -1,4 +1,4 @@
-package build
+package config
 
 import (
 	"strings"
@@ -34,7 +34,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"cycle", head + "image: a\nfromImage: b\n---\nimage: b\nfromImage: a\n", "fromImage cycle"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("strata.yaml", []byte(tc.yaml))
+			_, err := Parse("strata.yaml", []byte(tc.yaml))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error = %v\nwant containing %q", err, tc.want)
 			}
@@ -43,7 +43,7 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestParseConfigFull(t *testing.T) {
-	cfg, err := ParseConfig("werf.yaml", []byte(`project: shop
+	cfg, err := Parse("werf.yaml", []byte(`project: shop
 configVersion: 1
 build:
   cacheVersion: "2"
@@ -110,16 +110,6 @@ fromImage: base
 	}
 }
 
-func TestDigestsStableAndSensitive(t *testing.T) {
-	d := func(f ...string) string { x := newDigester("k"); x.add(f...); return x.sum() }
-	if d("a", "b") != d("a", "b") || len(d("a")) != 56 {
-		t.Errorf("digest not stable or not 56 hex")
-	}
-	if d("ab", "c") == d("a", "bc") {
-		t.Errorf("field boundaries not part of the digest")
-	}
-}
-
 // HEALTHCHECK durations and retries, and the globs of git mappings, are checked when the config
 // is read: the error names the file, the line of the bad value and the field.
 func TestParseConfigHealthcheckAndGlobErrors(t *testing.T) {
@@ -148,7 +138,7 @@ func TestParseConfigHealthcheckAndGlobErrors(t *testing.T) {
 		{"excludePaths bad glob", img + "git:\n- to: /app\n  excludePaths: \"x[\"\n", `strata.yaml:8: git[0].excludePaths: bad glob "x["`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("strata.yaml", []byte(tc.yaml))
+			_, err := Parse("strata.yaml", []byte(tc.yaml))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error = %v\nwant containing %q", err, tc.want)
 			}
@@ -175,7 +165,7 @@ func TestParseConfigHealthcheckForms(t *testing.T) {
 			if !strings.HasPrefix(value, "{") {
 				value = "'" + strings.ReplaceAll(value, "'", "''") + "'"
 			}
-			cfg, err := ParseConfig("strata.yaml", []byte(img+value+"\n"))
+			cfg, err := Parse("strata.yaml", []byte(img+value+"\n"))
 			if err != nil {
 				t.Fatal(err)
 			}

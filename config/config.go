@@ -1,0 +1,172 @@
+package config
+
+import (
+	"regexp"
+	"time"
+)
+
+// FileNames are the config file names looked up in a project directory, in this order.
+func FileNames() []string { return []string{"strata.yaml", "strata.yml", "werf.yaml", "werf.yml"} }
+
+// Config is a parsed strata.yaml (or werf.yaml).
+type Config struct {
+	// File names the config in messages (the path it was found at).
+	File string
+	// Dir is the project directory (the config's directory) relative to the repository root,
+	// slash-separated, "." for the root. Set by Load; "." after Parse.
+	Dir           string
+	Project       string
+	ConfigVersion int
+	CacheVersion  string // build.cacheVersion
+	// Cleanup is the policy of `strata cleanup` (DefaultPolicy when the key is absent).
+	Cleanup Policy
+	Images  []*Image
+}
+
+// Image is one image document (an `image:` list gives one Image per name, in order).
+type Image struct {
+	// Name is the image name; "" for werf's nameless single image (`image: ~`).
+	Name string
+	Line int
+	// Final is false for werf artifacts (`artifact:` or `final: false`): built for imports only.
+	Final bool
+
+	// Dockerfile images.
+	Dockerfile string // relative to Context (werf semantics)
+	Context    string // relative to the project directory; never outside it
+	Target     string
+	Args       map[string]string
+
+	// Stage-built images.
+	From             string
+	FromImage        string
+	FromCacheVersion string
+	Git              []GitMapping
+	Shell            Shell
+	Docker           DockerInstructions
+	// Import, Mount and Dependencies are parsed but not built yet: Unsupported lists them.
+	Import       []Import
+	Mount        []Mount
+	Dependencies []Dependency
+	// Unsupported lists the werf keys of this image that Strata parses but cannot build yet,
+	// each as "KEY (line N)"; build refuses an image with any.
+	Unsupported []string
+}
+
+// GitMapping adds files of the project's git repository to an image.
+type GitMapping struct {
+	Add               string // path in the repository, from its root ("/" = root)
+	To                string // absolute path in the image
+	IncludePaths      []string
+	ExcludePaths      []string
+	Owner, Group      string
+	StageDependencies map[string][]string // install, beforeSetup, setup -> globs
+}
+
+// Shell holds the commands of the user stages.
+type Shell struct {
+	BeforeInstall, Install, BeforeSetup, Setup []string
+	CacheVersion                               string
+	StageCacheVersion                          map[string]string // stage name -> cacheVersion
+}
+
+// Any reports whether a user stage has commands.
+func (s Shell) Any() bool {
+	return len(s.BeforeInstall)+len(s.Install)+len(s.BeforeSetup)+len(s.Setup) > 0
+}
+
+// DockerInstructions change the image config in the last stage.
+type DockerInstructions struct {
+	Workdir     string
+	Env         map[string]string
+	Expose      []string
+	User        string
+	Cmd         []string
+	Entrypoint  []string
+	Label       map[string]string
+	Volume      []string
+	Healthcheck *Healthcheck
+}
+
+// Empty reports whether no instruction is set.
+func (d DockerInstructions) Empty() bool {
+	return d.Workdir == "" && len(d.Env) == 0 && len(d.Expose) == 0 && d.User == "" && d.Cmd == nil &&
+		d.Entrypoint == nil && len(d.Label) == 0 && len(d.Volume) == 0 && d.Healthcheck == nil
+}
+
+// Healthcheck is the docker HEALTHCHECK instruction.
+type Healthcheck struct {
+	Test                           []string
+	Interval, Timeout, StartPeriod string
+	Retries                        int
+}
+
+// Import copies files from another image (werf `import:`); parsed, not built yet.
+type Import struct {
+	Image, Artifact string // the source (one of them)
+	Stage           string // the source image's stage ("" = its last)
+	Add, To         string
+	After, Before   string // install | setup
+	IncludePaths    []string
+	ExcludePaths    []string
+	Owner, Group    string
+}
+
+// Mount is a werf `mount:` of a shell stage; parsed, not built yet.
+type Mount struct {
+	From     string // tmp_dir | build_dir ("" with FromPath)
+	FromPath string
+	To       string
+}
+
+// Dependency is a werf `dependencies:` entry; parsed, not built yet.
+type Dependency struct {
+	Image   string
+	Before  string            // install | setup
+	Imports map[string]string // type (ImageName, ImageTag, ImageRepo, ImageID, ImageDigest) -> target env/arg
+}
+
+// Defaults of the cleanup policy (see docs/cleanup.md).
+const (
+	DefaultBranchLast   = 10
+	DefaultBranchWithin = 7 * 24 * time.Hour
+	DefaultTagLast      = 10
+	DefaultRecent       = 2 * time.Hour
+)
+
+// Rule keeps the images of some git references' commits.
+type Rule struct {
+	// Match is an anchored regular expression on the reference's short name (e.g. "main",
+	// "v1.2.0"); nil matches every reference.
+	Match *regexp.Regexp
+	// Last is how many commits are kept: for a branch its last Last commits (newest first, like
+	// `git log`), for tags the Last newest tags matching the rule.
+	Last int
+	// Within limits kept commits to those committed within this long before now; 0 = no limit.
+	Within time.Duration
+}
+
+// Matches reports whether the rule applies to the reference's short name.
+func (r Rule) Matches(name string) bool { return r.Match == nil || r.Match.MatchString(name) }
+
+// Policy says what cleanup keeps besides what bundles and clusters use. The first rule whose
+// Match matches a reference applies to it; a reference no rule matches keeps nothing by policy.
+type Policy struct {
+	Branches []Rule
+	Tags     []Rule
+	// KeepBuiltWithin always keeps stages built within this long before now.
+	KeepBuiltWithin time.Duration
+	// Werf lists werf cleanup keys found (keepPolicies, …), each as "KEY (line N)": Strata does
+	// not translate them yet, so `strata cleanup` refuses a config with any.
+	Werf []string
+}
+
+// DefaultPolicy is the policy when the config has no `cleanup:` key: per branch the last 10
+// commits within 7 days, the last 10 tags, everything built within 2 hours.
+func DefaultPolicy() Policy {
+	return Policy{
+		Branches:        []Rule{{Last: DefaultBranchLast, Within: DefaultBranchWithin}},
+		Tags:            []Rule{{Last: DefaultTagLast}},
+		KeepBuiltWithin: DefaultRecent,
+	}
+}

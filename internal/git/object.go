@@ -1,0 +1,90 @@
+package git
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Entry is one entry of a commit's tree, with its size (-1 for trees and submodules).
+type Entry struct {
+	Path string // relative to the repository root, slash-separated
+	Mode string // 100644, 100755, 120000 (symlink), 040000 (tree), 160000 (submodule)
+	Hash string
+	Size int64
+}
+
+// Symlink reports whether the entry is a symbolic link.
+func (e Entry) Symlink() bool { return e.Mode == "120000" }
+
+// Regular reports whether the entry is a regular file (executable or not).
+func (e Entry) Regular() bool { return e.Mode == "100644" || e.Mode == "100755" }
+
+// Entries lists the entries of commit at the given repository paths (one git process); with
+// recursive, the files under directories instead of the directories themselves. Paths that do
+// not exist in the commit are simply absent.
+func (r *Repo) Entries(ctx context.Context, commit string, recursive bool, paths ...string) ([]Entry, error) {
+	args := []string{"ls-tree", "-l", "-z", "--full-tree"}
+	if recursive {
+		args = append(args, "-r")
+	}
+	args = append(append(args, commit, "--"), paths...)
+	s, err := r.out(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, rec := range strings.Split(s, "\x00") {
+		if rec == "" {
+			continue
+		}
+		meta, p, ok := strings.Cut(rec, "\t")
+		f := strings.Fields(meta)
+		if !ok || len(f) != 4 {
+			return nil, fmt.Errorf("git ls-tree %s: bad record %q", commit, rec)
+		}
+		size, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			size = -1 // "-" for trees and submodules
+		}
+		out = append(out, Entry{Path: p, Mode: f[0], Hash: f[2], Size: size})
+	}
+	return out, nil
+}
+
+// ReadBlob reads one blob, refusing it when it is larger than limit bytes (it never reads more
+// than limit+1 bytes of it).
+func (r *Repo) ReadBlob(ctx context.Context, hash string, limit int64) ([]byte, error) {
+	c := r.cmd(ctx, nil, "cat-file", "blob", hash)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	data, rerr := io.ReadAll(io.LimitReader(out, limit+1))
+	if rerr == nil && int64(len(data)) > limit {
+		c.Process.Kill()
+		c.Wait()
+		return nil, fmt.Errorf("blob %s is larger than %d bytes", hash, limit)
+	}
+	if err := c.Wait(); err != nil {
+		return nil, fmt.Errorf("git cat-file blob %s: %w: %s", hash, err, strings.TrimSpace(stderr.String()))
+	}
+	return data, rerr
+}
+
+// CommitTime returns the committer date of commit as Unix seconds.
+func (r *Repo) CommitTime(ctx context.Context, commit string) (int64, error) {
+	s, err := r.out(ctx, "show", "-s", "--format=%ct", commit)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+}

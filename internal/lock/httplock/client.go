@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"strata.dev/strata/internal/lock"
@@ -137,7 +136,7 @@ func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
 			if res.Token == "" || res.TTLSeconds <= 0 {
 				return nil, fmt.Errorf("lock %q at %s: answer without token or TTL", name, c.o.URL)
 			}
-			return c.hold(name, res.Token, time.Duration(res.TTLSeconds*float64(time.Second))), nil
+			return c.hold(name, res.Token, time.Duration(res.TTLSeconds*float64(time.Second)), time.Now()), nil
 		}
 		var he *httpError
 		if errors.As(err, &he) {
@@ -170,125 +169,48 @@ func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
 	}
 }
 
-type clientLease struct {
+// hold returns the Lease of a grant received at granted, renewed by Keep.
+func (c *Client) hold(name, token string, ttl time.Duration, granted time.Time) lock.Lease {
+	every := c.o.RenewEvery
+	if every <= 0 || every >= ttl {
+		every = ttl / 3
+	}
+	return lock.Keep(&grantKeeper{c: c, name: name, token: token, ttl: ttl}, lock.KeepOptions{
+		Name: name, TTL: ttl, RenewEvery: every, Acquired: granted, Where: "sync-server " + c.o.URL,
+		Log: c.o.Log.With("lock", name, "server", c.o.URL),
+	})
+}
+
+// grantKeeper renews and releases one grant of the server.
+type grantKeeper struct {
 	c     *Client
 	name  string
 	token string
 	ttl   time.Duration
-	log   *slog.Logger
-
-	mu   sync.Mutex
-	err  error
-	lost chan struct{}
-
-	stop   chan struct{}
-	done   chan struct{}
-	unlock sync.Once
 }
 
-func (c *Client) hold(name, token string, ttl time.Duration) *clientLease {
-	l := &clientLease{c: c, name: name, token: token, ttl: ttl, log: c.o.Log.With("lock", name, "server", c.o.URL),
-		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	go l.renew(time.Now())
-	return l
-}
-
-func (l *clientLease) Lost() <-chan struct{} { return l.lost }
-
-func (l *clientLease) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
-func (l *clientLease) markLost(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err != nil {
-		return
+// Renew implements lock.Keeper. A grant the server no longer knows (410) or a token it refuses
+// (401) is Gone.
+func (g *grantKeeper) Renew(ctx context.Context) error {
+	err := g.c.post(ctx, "/v1/renew", TokenRequest{Token: g.token}, nil)
+	var he *httpError
+	if errors.As(err, &he) && (he.code == http.StatusGone || he.code == http.StatusUnauthorized) {
+		return lock.Gone(fmt.Errorf("sync-server %s: %s", g.c.o.URL, he.msg))
 	}
-	l.err = fmt.Errorf("lock %q lost: %w", l.name, err)
-	l.log.Warn("lock lost", "error", err)
-	close(l.lost)
-}
-
-// renew keeps the grant alive. lastOK is when the last successful renew was sent: past
-// lastOK + TTL the server may have handed the lock to someone else, so the lease is lost a
-// safety margin before that.
-func (l *clientLease) renew(lastOK time.Time) {
-	defer close(l.done)
-	every := l.c.o.RenewEvery
-	if every <= 0 || every >= l.ttl {
-		every = l.ttl / 3
-	}
-	base, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-base.Done():
-		}
-	}()
-	next := every
-	var lastErr error
-	// Lost a margin before the server may hand the lock on, so the holder's last step after a
-	// Lost check cannot land after another grant.
-	margin := lock.Margin(l.ttl, every)
-	for {
-		deadline := lastOK.Add(l.ttl - margin)
-		t := time.NewTimer(max(min(next, time.Until(deadline)), 0))
-		select {
-		case <-l.stop:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		if !time.Now().Before(deadline) {
-			l.markLost(fmt.Errorf("no successful renew within the TTL %s less a safety margin of %s (sync-server %s unreachable?); last error: %v", l.ttl, margin, l.c.o.URL, lastErr))
-			return
-		}
-		sent := time.Now()
-		ctx, cancelReq := context.WithDeadline(base, deadline)
-		err := l.c.post(ctx, "/v1/renew", TokenRequest{Token: l.token}, nil)
-		cancelReq()
-		if err == nil {
-			lastOK, lastErr, next = sent, nil, every
-			continue
-		}
-		if base.Err() != nil {
-			return
-		}
-		var he *httpError
-		if errors.As(err, &he) && (he.code == http.StatusGone || he.code == http.StatusUnauthorized) {
-			l.markLost(fmt.Errorf("sync-server %s: %s", l.c.o.URL, he.msg))
-			return
-		}
-		lastErr, next = err, every/4
-	}
-}
-
-// Unlock stops renewing and releases the lock on the server.
-func (l *clientLease) Unlock(ctx context.Context) error {
-	var err error
-	l.unlock.Do(func() {
-		close(l.stop)
-		<-l.done
-		if l.Err() != nil {
-			return
-		}
-		for attempt := 0; ; attempt++ {
-			rerr := l.c.post(ctx, "/v1/release", TokenRequest{Token: l.token}, nil)
-			var he *httpError
-			if rerr == nil || (errors.As(rerr, &he) && he.code == http.StatusGone) {
-				return
-			}
-			if attempt == 2 || ctx.Err() != nil {
-				err = fmt.Errorf("unlock %q at %s: %w; the server drops it after %s", l.name, l.c.o.URL, rerr, l.ttl)
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
 	return err
+}
+
+// Release implements lock.Keeper, with up to three attempts.
+func (g *grantKeeper) Release(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := g.c.post(ctx, "/v1/release", TokenRequest{Token: g.token}, nil)
+		var he *httpError
+		if err == nil || (errors.As(err, &he) && he.code == http.StatusGone) {
+			return nil
+		}
+		if attempt == 2 || ctx.Err() != nil {
+			return fmt.Errorf("unlock %q at %s: %w; the server drops it after %s", g.name, g.c.o.URL, err, g.ttl)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

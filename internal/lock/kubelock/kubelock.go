@@ -363,165 +363,67 @@ func permanent(err error) bool {
 	return apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
 
-// lease is a held Lease, renewed in the background.
-type lease struct {
+// hold returns the Lease of a Lease object we just wrote (at written), renewed by Keep.
+func (k *Locker) hold(name, identity string, obj *coordinationv1.Lease, written time.Time) lock.Lease {
+	where := "lease " + k.o.Namespace + "/" + obj.Name
+	return lock.Keep(&leaseKeeper{k: k, name: name, identity: identity, obj: obj}, lock.KeepOptions{
+		Name: name, TTL: k.o.TTL, RenewEvery: k.o.RenewEvery, Acquired: written, Where: where,
+		Log: k.o.Log.With("lock", name, "lease", k.o.Namespace+"/"+obj.Name),
+	})
+}
+
+// leaseKeeper renews and releases one held Lease with resourceVersion-checked writes.
+type leaseKeeper struct {
 	k        *Locker
 	name     string
 	identity string
-	log      *slog.Logger
-
-	mu   sync.Mutex
-	obj  *coordinationv1.Lease // our last written version
-	err  error
-	lost chan struct{}
-
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-	unlock   sync.Once
+	obj      *coordinationv1.Lease // our last written version; used by one goroutine at a time
 }
 
-func (k *Locker) hold(name, identity string, obj *coordinationv1.Lease, written time.Time) *lease {
-	l := &lease{
-		k: k, name: name, identity: identity, obj: obj,
-		log:  k.o.Log.With("lock", name, "lease", k.o.Namespace+"/"+obj.Name),
-		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
-	}
-	go l.renew(written)
-	return l
-}
-
-func (l *lease) Lost() <-chan struct{} { return l.lost }
-
-func (l *lease) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
-func (l *lease) markLost(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err != nil {
-		return
-	}
-	l.err = fmt.Errorf("lock %q lost: %w", l.name, err)
-	l.log.Warn("lock lost", "error", err)
-	close(l.lost)
-}
-
-// renew keeps the Lease fresh until stopped or lost. lastOK is the renewTime of the last
-// successful write: past lastOK + TTL others may take the Lease over, so the lease is lost a
-// safety margin before that.
-func (l *lease) renew(lastOK time.Time) {
-	defer close(l.done)
-	o := l.k.o
-	leases := o.Client.CoordinationV1().Leases(o.Namespace)
-	var lastErr error
-	next := o.RenewEvery
-	base, baseCancel := context.WithCancel(context.Background())
-	defer baseCancel()
-	go func() {
-		select {
-		case <-l.stop:
-			baseCancel()
-		case <-base.Done():
-		}
-	}()
-	// Lost a margin before others may take over, so the holder's last step after a Lost check
-	// cannot land after a takeover.
-	margin := lock.Margin(o.TTL, o.RenewEvery)
+// Renew implements lock.Keeper: an Update of renewTime. A Lease changed behind our back is read
+// again: still ours (e.g. a label edit) is renewed at once, anyone else's is Gone.
+func (l *leaseKeeper) Renew(ctx context.Context) error {
+	leases := l.k.o.Client.CoordinationV1().Leases(l.k.o.Namespace)
 	for {
-		deadline := lastOK.Add(o.TTL - margin)
-		wait := min(next, time.Until(deadline))
-		t := time.NewTimer(max(wait, 0))
-		select {
-		case <-l.stop:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		if !time.Now().Before(deadline) {
-			l.markLost(fmt.Errorf("no successful renew within the TTL %s less a safety margin of %s (last renew %s); last error: %v",
-				o.TTL, margin, lastOK.UTC().Format(time.RFC3339Nano), lastErr))
-			return
-		}
-		l.mu.Lock()
 		upd := l.obj.DeepCopy()
-		l.mu.Unlock()
 		now := metav1.NewMicroTime(time.Now())
 		upd.Spec.RenewTime = &now
-		ctx, cancel := context.WithDeadline(base, deadline)
 		res, err := leases.Update(ctx, upd, metav1.UpdateOptions{})
-		if err == nil {
-			cancel()
-			l.mu.Lock()
+		switch {
+		case err == nil:
 			l.obj = res
-			l.mu.Unlock()
-			lastOK, lastErr, next = now.Time, nil, o.RenewEvery
-			continue
+			return nil
+		case apierrors.IsNotFound(err):
+			return lock.Gone(errors.New("the Lease was deleted by someone else"))
+		case !apierrors.IsConflict(err):
+			return err
 		}
-		select {
-		case <-l.stop:
-			cancel()
-			return
-		default:
-		}
+		cur, err := leases.Get(ctx, upd.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			cancel()
-			l.markLost(errors.New("the Lease was deleted by someone else"))
-			return
-		case apierrors.IsConflict(err):
-			// Changed behind our back: still ours (e.g. a label edit) or taken over?
-			cur, gerr := leases.Get(ctx, upd.Name, metav1.GetOptions{})
-			cancel()
-			switch {
-			case apierrors.IsNotFound(gerr):
-				l.markLost(errors.New("the Lease was deleted by someone else"))
-				return
-			case gerr != nil:
-				lastErr, next = gerr, o.RenewEvery/4
-			case cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != l.identity:
-				l.markLost(fmt.Errorf("the Lease was taken over by %s", holderOf(cur).String()))
-				return
-			default:
-				l.mu.Lock()
-				l.obj = cur
-				l.mu.Unlock()
-				next = 0
-			}
-		default:
-			cancel()
-			lastErr, next = err, o.RenewEvery/4
-			l.log.Debug("renew failed; retrying", "error", err, "lost at", deadline.UTC().Format(time.RFC3339Nano))
+			return lock.Gone(errors.New("the Lease was deleted by someone else"))
+		case err != nil:
+			return err
+		case cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != l.identity:
+			return lock.Gone(fmt.Errorf("the Lease was taken over by %s", holderOf(cur).String()))
 		}
+		l.obj = cur
 	}
 }
 
-// Unlock stops renewing and deletes the Lease if it is still ours (resourceVersion precondition).
-func (l *lease) Unlock(ctx context.Context) error {
-	var err error
-	l.unlock.Do(func() {
-		l.stopOnce.Do(func() { close(l.stop) })
-		<-l.done
-		if l.Err() != nil {
-			return // lost: not ours to delete
-		}
-		l.mu.Lock()
-		obj := l.obj
-		l.mu.Unlock()
-		rv := obj.ResourceVersion
-		// Past the TTL the Lease expires anyway: never hang longer on an unreachable apiserver.
-		ctx, cancel := context.WithTimeout(ctx, l.k.o.TTL)
-		defer cancel()
-		derr := l.k.o.Client.CoordinationV1().Leases(obj.Namespace).Delete(ctx, obj.Name,
-			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
-		switch {
-		case derr == nil, apierrors.IsNotFound(derr), apierrors.IsConflict(derr):
-		default:
-			err = fmt.Errorf("unlock %q (lease %s/%s): %w; it expires by itself after %s", l.name, obj.Namespace, obj.Name, derr, l.k.o.TTL)
-		}
-	})
-	return err
+// Release implements lock.Keeper: a Delete only of a Lease that is still ours (resourceVersion
+// precondition).
+func (l *leaseKeeper) Release(ctx context.Context) error {
+	obj := l.obj
+	rv := obj.ResourceVersion
+	// Past the TTL the Lease expires anyway: never hang longer on an unreachable apiserver.
+	ctx, cancel := context.WithTimeout(ctx, l.k.o.TTL)
+	defer cancel()
+	err := l.k.o.Client.CoordinationV1().Leases(obj.Namespace).Delete(ctx, obj.Name,
+		metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}})
+	switch {
+	case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		return nil
+	}
+	return fmt.Errorf("unlock %q (lease %s/%s): %w; it expires by itself after %s", l.name, obj.Namespace, obj.Name, err, l.k.o.TTL)
 }

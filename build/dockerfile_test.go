@@ -17,11 +17,14 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 	repo := testenv.Repo(t, "dockerfile")
 	reg := registry.Options{}
 	cfg := func(target, v string) string {
-		return "project: df\nconfigVersion: 1\n---\nimage: svc\ndockerfile: svc/Dockerfile\ncontext: svc\ntarget: " + target + "\nargs: {V: " + v + "}\n"
+		return "project: df\nconfigVersion: 1\n---\nimage: svc\ndockerfile: Dockerfile\ncontext: svc\ntarget: " + target + "\nargs: {V: " + v + "}\n"
 	}
 	g := newGitRepo(t)
 	g.commit("init", map[string]string{
 		"strata.yaml": cfg("one", "x"),
+		// dockerfile: is relative to context: (werf, Docker, Compose, Bake): with a root
+		// Dockerfile too, svc/Dockerfile is the one built ("one-x", never "root").
+		"Dockerfile": "FROM " + base + " AS one\nRUN echo root > /which\nFROM " + base + " AS two\nRUN echo root > /which\n",
 		"svc/Dockerfile": "FROM " + base + " AS one\nARG V=default\nCOPY data.txt /data.txt\nRUN echo \"one-$V\" > /which\n" +
 			"FROM " + base + " AS two\nARG V=default\nRUN echo \"two-$V\" > /which\n",
 		"svc/data.txt": "d1", "svc/.dockerignore": "*.md\n", "svc/README.md": "r1", "outside.txt": "o1",

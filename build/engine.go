@@ -252,19 +252,25 @@ func (b *builder) dockerfileInputs(ctx context.Context, im *Image) (*dockerfileI
 	if err != nil {
 		return nil, err
 	}
-	in := &dockerfileInputs{contextDir: strings.Trim(path.Clean(path.Join(b.cfgDir, im.Context)), "./")}
-	if c := path.Clean(path.Join(b.cfgDir, im.Context)); c == "." {
-		in.contextDir = ""
-	} else {
+	// context is relative to the project directory (the config's); dockerfile is relative to
+	// context, as in werf, Docker, Compose and Bake.
+	in := &dockerfileInputs{}
+	if c := path.Join(b.cfgDir, im.Context); c != "." {
 		in.contextDir = c
 	}
-	dfPath := path.Clean(path.Join(b.cfgDir, im.Dockerfile))
+	dfPath := path.Join(b.cfgDir, im.Context, im.Dockerfile)
+	if rel, ok := relTo(b.cfgDir, dfPath); !ok || rel == ".." || strings.HasPrefix(rel, "../") || strings.HasPrefix(dfPath, "../") {
+		return nil, fmt.Errorf("dockerfile %s: %s is outside the project directory", im.Dockerfile, dfPath)
+	}
 	df, ok, err := b.readBlob(ctx, files, dfPath)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("dockerfile %s: not in commit %s (is it committed?)", dfPath, shortDigest(b.head))
+		if in.contextDir != "" && !hasDir(files, in.contextDir) {
+			return nil, fmt.Errorf("context %s: no directory %s in commit %s", im.Context, in.contextDir, shortDigest(b.head))
+		}
+		return nil, fmt.Errorf("dockerfile %s: %s is not in commit %s (dockerfile is relative to context %q)", im.Dockerfile, dfPath, shortDigest(b.head), im.Context)
 	}
 	in.dockerfile = df
 	ignPath := path.Join(in.contextDir, ".dockerignore")
@@ -314,10 +320,10 @@ func (b *builder) dockerfileStage(im *Image) stageSpec {
 			}
 			files := inputs.files
 			if inputs.dfRel == ".strata.Dockerfile" {
-				files = append(append([]mappingFile(nil), files...), mappingFile{File: git.File{Path: path.Join(b.cfgDir, im.Dockerfile), Mode: "100644"}, dest: "/.strata.Dockerfile"})
+				files = append(append([]mappingFile(nil), files...), mappingFile{File: git.File{Path: path.Join(b.cfgDir, im.Context, im.Dockerfile), Mode: "100644"}, dest: "/.strata.Dockerfile"})
 				for i, f := range files {
 					if f.dest == "/.strata.Dockerfile" {
-						h, err := b.blobHash(ctx, path.Clean(path.Join(b.cfgDir, im.Dockerfile)))
+						h, err := b.blobHash(ctx, path.Join(b.cfgDir, im.Context, im.Dockerfile))
 						if err != nil {
 							return nil, "", err
 						}
@@ -364,6 +370,16 @@ func (b *builder) dockerfileStage(im *Image) stageSpec {
 			img, err := materialize(saved)
 			return img, "", err
 		}}
+}
+
+// hasDir reports whether some file of the listing is under repository directory dir.
+func hasDir(files []git.File, dir string) bool {
+	for _, f := range files {
+		if strings.HasPrefix(f.Path, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *builder) blobHash(ctx context.Context, p string) (string, error) {

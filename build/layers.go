@@ -41,6 +41,33 @@ func compile(ms []GitMapping) []compiledMapping {
 	return out
 }
 
+// checkAdds fails when a mapping's add path is not in the commit: werf's add is a path from the
+// repository root, and a path that is not there would silently add nothing.
+func (b *builder) checkAdds(ctx context.Context, ms []compiledMapping) error {
+	files, err := b.git.Files(ctx, b.head)
+	if err != nil {
+		return err
+	}
+	for i, m := range ms {
+		found := m.Add == "/"
+		for _, f := range files {
+			if found {
+				break
+			}
+			_, found = relTo(m.Add, f.Path)
+			found = found || f.Path == strings.Trim(m.Add, "/")
+		}
+		if !found {
+			hint := ""
+			if b.cfgDir != "." && b.cfgDir != "" {
+				hint = fmt.Sprintf("; the config is in %s/: did you mean /%s%s?", b.cfgDir, b.cfgDir, m.Add)
+			}
+			return fmt.Errorf("git[%d].add %s: no such path in commit %s (add is a path from the repository root)%s", i, m.Add, shortDigest(b.head), hint)
+		}
+	}
+	return nil
+}
+
 // mappingFiles selects the files of a commit that the mappings add.
 func mappingFiles(ctx context.Context, repo *git.Repo, ms []compiledMapping, commit string) ([]mappingFile, error) {
 	files, err := repo.Files(ctx, commit)

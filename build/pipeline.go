@@ -25,14 +25,9 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	if im.Dockerfile != "" {
 		return []stageSpec{b.dockerfileStage(im)}
 	}
-	// Mapping paths are relative to the config's directory (the repository root when the config is
-	// at the root, as in werf).
-	mappings := make([]GitMapping, len(im.Git))
-	for i, m := range im.Git {
-		m.Add = path.Join("/", b.cfgDir, m.Add)
-		mappings[i] = m
-	}
-	ms := compile(mappings)
+	// Mapping paths (add) are paths of the repository from its root, whatever directory the
+	// config is in, as in werf.
+	ms := compile(im.Git)
 	// Each mapping's files at HEAD, selected once per image and shared by the stages.
 	selected := make([]func(context.Context) ([]selFile, error), len(ms))
 	for i := range ms {
@@ -125,6 +120,9 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	if len(ms) > 0 {
 		out = append(out, stageSpec{name: "gitArchive", gitRel: true,
 			digest: func(ctx context.Context, p *state) (string, bool, error) {
+				if err := b.checkAdds(ctx, ms); err != nil {
+					return "", false, err
+				}
 				d := newDigester("gitArchive")
 				if p != nil {
 					d.add(p.digest)

@@ -42,7 +42,14 @@ func TestQuickstartDockerfileFinalRepoAddTag(t *testing.T) {
 	final := testenv.Repo(t, "qs-final")
 	g := newGitRepo(t)
 	copyDir(t, filepath.Join(testenv.RepoRoot(), "examples", "quickstart"), filepath.Join(g.dir, "deploy", "quickstart"))
-	g.write(map[string]string{"README": "monorepo root"})
+	// git add: is a repository path from its root (werf): in a monorepo the example's
+	// add: /app becomes /deploy/quickstart/app; context: and dockerfile: stay as they are.
+	qs, err := os.ReadFile(filepath.Join(g.dir, "deploy", "quickstart", "strata.yaml"))
+	if err != nil || !strings.Contains(string(qs), "- add: /app\n") {
+		t.Fatalf("example strata.yaml: %v", err)
+	}
+	g.write(map[string]string{"README": "monorepo root",
+		"deploy/quickstart/strata.yaml": strings.Replace(string(qs), "- add: /app\n", "- add: /deploy/quickstart/app\n", 1)})
 	g.git("add", "-A")
 	g.git("commit", "-q", "-m", "init")
 	ctx := context.Background()

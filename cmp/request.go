@@ -92,7 +92,7 @@ func ParseEnviron(environ []string) (*Request, error) {
 	}
 	r.ReleaseName = release
 	if r.ReleaseName == "" {
-		r.ReleaseName = r.AppName
+		r.ReleaseName = releaseNameOf(r.AppName)
 	}
 	return r, nil
 }

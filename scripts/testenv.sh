@@ -323,7 +323,23 @@ cmd_down() {
     rm -f "$W/run/$name.pid"
   done
   # dockerd's own containerd child stops with it; nothing else is touched.
+  unmount_state
   rm -f "$W/env"
+}
+
+# unmount_state: unmount whatever is still mounted under the state dir once its processes are
+# gone. dockerd leaves the bind mount of its network namespace (docker-exec/netns/default), and
+# a killed dockerd its data-root mounts; with them in place `rm -rf` of the tree fails with
+# "Device or resource busy". Deepest first; a busy mount is detached lazily.
+unmount_state() {
+  local real m
+  real=$(realpath "$W" 2>/dev/null) || return 0
+  awk -v p="$real" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo | sort -ru |
+    while read -r m; do
+      m=$(printf '%b' "${m//\\/\\0}") # mountinfo escapes space, tab, newline and \ in octal
+      log "unmounting $m"
+      umount "$m" 2>/dev/null || umount -l "$m" || log "could not unmount $m"
+    done
 }
 
 cmd_status() {

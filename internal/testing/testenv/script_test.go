@@ -133,3 +133,57 @@ func TestMissingFailsUnderCIAndSkipsElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// `down` leaves nothing mounted under its state directory: dockerd's bind mount of its network
+// namespace (docker-exec/netns/default) outlives dockerd, and with it `rm -rf` of the tree fails
+// with "Device or resource busy". The mount is made here the way dockerd makes it.
+func TestScriptDownLeavesNothingMounted(t *testing.T) {
+	dir := t.TempDir()
+	netns := filepath.Join(dir, "docker-exec", "netns", "default")
+	if err := os.MkdirAll(filepath.Dir(netns), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(netns, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		missing(t, "root (bind mounts)", errors.New("not root"))
+	}
+	if err := syscall.Mount("/proc/self/ns/net", netns, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mounting a network namespace like dockerd: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(netns, syscall.MNT_DETACH) })
+	if got := mountsUnder(t, dir); len(got) != 1 {
+		t.Fatalf("mounts under %s before down: %v, want the netns bind mount", dir, got)
+	}
+	if stderr, code := script(t, dir, nil, "down"); code != 0 {
+		t.Fatalf("down: exit %d\n%s", code, stderr)
+	}
+	if got := mountsUnder(t, dir); len(got) != 0 {
+		t.Errorf("still mounted after down: %v", got)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Errorf("removing the state dir after down: %v", err)
+	}
+}
+
+// mountsUnder lists the mount points at or below dir (from /proc/self/mountinfo).
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var under []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == real || strings.HasPrefix(f[4], real+"/")) {
+			under = append(under, f[4])
+		}
+	}
+	return under
+}

@@ -246,7 +246,7 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 		return nil, fmt.Errorf("publish: chart %s: %w", o.ChartDir, err)
 	}
 	if !o.SkipRenderCheck {
-		if err := renderCheck(ctx, art, o.MaxChartBytes); err != nil {
+		if err := renderCheck(ctx, o.ChartDir, art, o.MaxChartBytes); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
 	}
@@ -400,16 +400,8 @@ func manifestAnnotations(m *Metadata, description, contentDigest string) map[str
 }
 
 // renderCheck renders the packed chart once so that template errors surface at publish time.
-func renderCheck(ctx context.Context, art *artifact, max int64) error {
-	dir, err := os.MkdirTemp("", "strata-bundle-check-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := writeFiles(dir, art.files); err != nil {
-		return err
-	}
-	_, err = Render(ctx, RenderOptions{ChartDir: dir, MaxChartBytes: max})
+func renderCheck(ctx context.Context, chartDir string, art *artifact, max int64) error {
+	_, err := renderFiles(ctx, RenderOptions{ChartDir: chartDir, MaxChartBytes: max}, art.files)
 	if err != nil {
 		return fmt.Errorf("the chart does not render with its injected values (use --skip-render-check for charts that need deploy-time values): %w", err)
 	}

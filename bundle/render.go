@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
+	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/strvals"
@@ -78,13 +79,18 @@ func Render(ctx context.Context, o RenderOptions) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	maxOut := o.MaxOutputBytes
-	if maxOut <= 0 {
-		maxOut = DefaultMaxOutputBytes
-	}
 	files, err := readChartDir(o.ChartDir, o.MaxChartBytes)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
+	}
+	return renderFiles(ctx, o, files)
+}
+
+// renderFiles renders the chart made of files as Render does; o.ChartDir names it in errors.
+func renderFiles(ctx context.Context, o RenderOptions, files []*loader.BufferedFile) ([]byte, error) {
+	maxOut := o.MaxOutputBytes
+	if maxOut <= 0 {
+		maxOut = DefaultMaxOutputBytes
 	}
 	chrt, err := loadChart(o.ChartDir, files)
 	if err != nil {

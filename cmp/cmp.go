@@ -75,6 +75,7 @@ func Generate(ctx context.Context, o Options, w io.Writer) error {
 		KubeVersion:    req.KubeVersion,
 		APIVersions:    req.APIVersions,
 		BundleRef:      bundleRef(req),
+		Metadata:       m,
 		MaxChartBytes:  o.MaxChartBytes,
 		MaxOutputBytes: o.MaxOutputBytes,
 	})

@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content/oci"
+	orasremote "oras.land/oras-go/v2/registry/remote"
 
 	"strata.dev/strata/internal/registry"
 )
@@ -91,6 +92,9 @@ func (s *copyStats) options(mountFrom []string) oras.CopyOptions {
 // images lock are rewritten to the new image references; an archive holds the bundle as it was
 // published plus the images, and is rewritten when it is copied on to a registry. Images first,
 // the bundle last: a failure leaves no destination tag.
+//
+// Both ends are opened as oras Targets (a registry repository, or an OCI layout the archive is
+// extracted into or written from); every image goes through the same oras copy.
 func Copy(ctx context.Context, o CopyOptions) (*CopyResult, error) {
 	log := o.Log
 	if log == nil {
@@ -99,196 +103,296 @@ func Copy(ctx context.Context, o CopyOptions) (*CopyResult, error) {
 	if o.From == "" || o.To == "" {
 		return nil, errors.New("copy: --from and --to are required")
 	}
+	src, err := openCopySource(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer src.close()
+	dst, err := openCopyDestination(ctx, o, src.tag)
+	if err != nil {
+		return nil, err
+	}
+	defer dst.close()
+
 	var stats copyStats
 	res := &CopyResult{Images: map[string]string{}}
+	names := src.bc.meta.ImageNames()
+	meta := *src.bc.meta
+	meta.Images = map[string]Image{}
+	for _, n := range names {
+		im := src.bc.meta.Images[n]
+		placed, err := copyImage(ctx, src, dst, n, im, &stats)
+		if err != nil {
+			return nil, fmt.Errorf("copy: image %s (%s): %w", n, im.Ref, err)
+		}
+		meta.Images[n] = placed
+		res.Images[n] = placed.Ref
+		log.Info("copied image", "image", n, "ref", placed.Ref, "digest", im.Digest)
+	}
+	if err := dst.putBundle(ctx, src, &meta, &stats, res, log); err != nil {
+		return nil, err
+	}
+	log.Info("copied bundle", "ref", res.Ref, "digest", res.Digest, "images", len(names), "copied", res.Copied, "skipped", res.Skipped, "mounted", res.Mounted, "bytes", res.Bytes)
+	return res, nil
+}
 
-	// source
-	var (
-		bc        *bundleContent
-		srcTag    string
-		imageSrc  func(name string, im Image) (oras.ReadOnlyTarget, string, []string, error)
-		srcBundle oras.ReadOnlyTarget
-	)
+// copyImage copies image name of the source's lock to the destination, unless the destination
+// already holds it under its reference, and returns its lock entry there.
+func copyImage(ctx context.Context, src *copySource, dst copyDestination, name string, im Image, stats *copyStats) (Image, error) {
+	from, err := src.image(name, im)
+	if err != nil {
+		return Image{}, err
+	}
+	to, placed := dst.image(name, im)
+	if d, err := to.target.Resolve(ctx, to.ref); err == nil && d.Digest.String() == im.Digest {
+		stats.skipped.Add(1) // already there under its reference
+		return placed, nil
+	}
+	mount := from.mountFrom
+	if !to.mountable(from) {
+		mount = nil
+	}
+	d, err := oras.Copy(ctx, from.target, from.ref, to.target, to.ref, stats.options(mount))
+	if err != nil {
+		return Image{}, fmt.Errorf("copy to %s: %w", to.name, err)
+	}
+	if d.Digest.String() != im.Digest {
+		return Image{}, fmt.Errorf("copied digest %s differs from the lock's %s", d.Digest, im.Digest)
+	}
+	return placed, nil
+}
+
+// imageEnd is one end of an image copy: the target and the reference in it; at a destination
+// its name for errors; for a registry repository its name (repo) and, at a source, the
+// repositories a blob may be mounted from.
+type imageEnd struct {
+	target    oras.Target
+	ref       string
+	name      string
+	repo      string
+	mountFrom []string
+}
+
+// mountable reports whether a blob of from may be mounted at e: both are repositories of the
+// same registry.
+func (e imageEnd) mountable(from imageEnd) bool {
+	return e.repo != "" && from.repo != "" && sameRegistry(from.repo, e.repo)
+}
+
+// copySource is the bundle Copy reads: its target, tag and content, and where each image is.
+type copySource struct {
+	target oras.ReadOnlyTarget
+	// tag is the source's tag, else the one of the bundle's version.
+	tag   string
+	bc    *bundleContent
+	image func(name string, im Image) (imageEnd, error)
+	close func()
+}
+
+// openCopySource opens From: an archive extracted into a temporary OCI layout, or a registry
+// repository whose images are read from their own repositories.
+func openCopySource(ctx context.Context, o CopyOptions) (*copySource, error) {
+	src := &copySource{close: func() {}}
 	if file, ok := strings.CutPrefix(o.From, ArchivePrefix); ok {
 		dir, err := os.MkdirTemp("", "strata-copy-from-")
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
-		if err := extractLayout(file, dir, o.MaxArchiveBytes); err != nil {
+		src.close = func() { os.RemoveAll(dir) }
+		store, err := openArchive(ctx, file, dir, o.MaxArchiveBytes)
+		if err != nil {
+			src.close()
 			return nil, fmt.Errorf("copy: %w", err)
 		}
-		store, err := oci.NewWithContext(ctx, dir)
+		if src.tag, err = archiveBundleTag(ctx, store); err == nil {
+			src.bc, err = fetchBundle(ctx, store, src.tag, o.MaxChartBytes)
+		}
 		if err != nil {
+			src.close()
 			return nil, fmt.Errorf("copy: archive %s: %w", file, err)
 		}
-		if srcTag, err = archiveBundleTag(ctx, store); err != nil {
-			return nil, fmt.Errorf("copy: archive %s: %w", file, err)
-		}
-		if bc, err = fetchBundle(ctx, store, srcTag, o.MaxChartBytes); err != nil {
-			return nil, fmt.Errorf("copy: archive %s: %w", file, err)
-		}
-		srcBundle = store
-		imageSrc = func(name string, _ Image) (oras.ReadOnlyTarget, string, []string, error) {
-			return store, archiveImageTag(name), nil, nil
+		src.target = store
+		src.image = func(name string, _ Image) (imageEnd, error) {
+			return imageEnd{target: store, ref: archiveImageTag(name)}, nil
 		}
 	} else {
 		repoStr, reference, err := splitRef(o.From)
 		if err != nil {
 			return nil, fmt.Errorf("copy: %w", err)
 		}
-		if _, err := o.Registry.ParseRepository(repoStr); err != nil {
-			return nil, fmt.Errorf("copy: %w", err)
-		}
-		repo, err := o.Registry.Repository(repoStr)
+		repo, err := openRepository(o.Registry, repoStr, "")
 		if err != nil {
 			return nil, fmt.Errorf("copy: %w", err)
 		}
-		if bc, err = fetchBundle(ctx, repo, reference, o.MaxChartBytes); err != nil {
+		if src.bc, err = fetchBundle(ctx, repo, reference, o.MaxChartBytes); err != nil {
 			return nil, fmt.Errorf("copy %s: %w", o.From, err)
 		}
-		srcTag = reference
-		if strings.Contains(reference, ":") { // a digest
-			srcTag = ""
+		if !strings.Contains(reference, ":") { // a tag, not a digest
+			src.tag = reference
 		}
-		srcBundle = repo
-		imageSrc = func(name string, im Image) (oras.ReadOnlyTarget, string, []string, error) {
+		src.target = repo
+		src.image = func(_ string, im Image) (imageEnd, error) {
 			r, err := o.Registry.Repository(im.Repo)
 			if err != nil {
-				return nil, "", nil, err
+				return imageEnd{}, err
 			}
-			return r, im.Digest, []string{r.Reference.Repository}, nil
+			return imageEnd{target: r, ref: im.Digest, name: im.Repo, repo: im.Repo, mountFrom: []string{r.Reference.Repository}}, nil
 		}
 	}
-	if bc.meta == nil || len(bc.meta.Images) == 0 {
+	if meta := src.bc.meta; meta == nil || len(meta.Images) == 0 {
+		src.close()
 		return nil, fmt.Errorf("copy %s: not a Strata bundle (no %s with images)", o.From, MetadataFile)
 	}
-	if srcTag == "" {
-		_, t, err := ChartVersion(bc.meta.Version)
+	if src.tag == "" {
+		_, t, err := ChartVersion(src.bc.meta.Version)
 		if err != nil {
+			src.close()
 			return nil, fmt.Errorf("copy %s: %w", o.From, err)
 		}
-		srcTag = t
+		src.tag = t
 	}
-	names := bc.meta.ImageNames()
+	return src, nil
+}
 
-	// destination: archive
+// openRepository parses and opens REGISTRY/PATH ([oci://] accepted); what names the flag the
+// value came from in errors.
+func openRepository(ro registry.Options, s, what string) (*orasremote.Repository, error) {
+	name, err := ro.ParseRepository(strings.TrimPrefix(s, "oci://"))
+	if err != nil {
+		if what != "" {
+			err = fmt.Errorf("%s: %w", what, err)
+		}
+		return nil, err
+	}
+	return ro.Repository(name.Name())
+}
+
+// openArchive extracts the OCI layout tar file into dir and opens it.
+func openArchive(ctx context.Context, file, dir string, max int64) (*oci.Store, error) {
+	if err := extractLayout(file, dir, max); err != nil {
+		return nil, err
+	}
+	store, err := oci.NewWithContext(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive %s: %w", file, err)
+	}
+	return store, nil
+}
+
+// copyDestination is where Copy puts the images, then the bundle.
+type copyDestination interface {
+	// image says where image name goes and what its lock entry is once there.
+	image(name string, im Image) (imageEnd, Image)
+	// putBundle stores the bundle, meta listing the copied images, and fills res.
+	putBundle(ctx context.Context, src *copySource, meta *Metadata, stats *copyStats, res *CopyResult, log *slog.Logger) error
+	close()
+}
+
+// openCopyDestination opens To: an archive written from a temporary OCI layout next to it, or
+// a registry repository (TAG defaults to the source's tag).
+func openCopyDestination(ctx context.Context, o CopyOptions, srcTag string) (copyDestination, error) {
 	if file, ok := strings.CutPrefix(o.To, ArchivePrefix); ok {
 		dir, err := os.MkdirTemp(filepath.Dir(file), ".strata-copy-to-")
 		if err != nil {
 			return nil, fmt.Errorf("copy: %w", err)
 		}
-		defer os.RemoveAll(dir)
 		store, err := oci.NewWithContext(ctx, dir)
 		if err != nil {
+			os.RemoveAll(dir)
 			return nil, fmt.Errorf("copy: %w", err)
 		}
-		for _, n := range names {
-			im := bc.meta.Images[n]
-			src, ref, _, err := imageSrc(n, im)
-			if err != nil {
-				return nil, fmt.Errorf("copy: image %s: %w", n, err)
-			}
-			if _, err := oras.Copy(ctx, src, ref, store, archiveImageTag(n), stats.options(nil)); err != nil {
-				return nil, fmt.Errorf("copy: image %s (%s): %w", n, im.Ref, err)
-			}
-			res.Images[n] = im.Ref
-			log.Info("copied image", "image", n, "digest", im.Digest, "to", o.To)
-		}
-		if _, err := oras.Copy(ctx, srcBundle, bc.manifestDesc.Digest.String(), store, srcTag, stats.options(nil)); err != nil {
-			return nil, fmt.Errorf("copy: bundle: %w", err)
-		}
-		if err := writeLayoutTar(dir, file); err != nil {
-			return nil, fmt.Errorf("copy: %w", err)
-		}
-		res.Ref, res.Digest = o.To, bc.manifestDesc.Digest.String()
-		res.fill(&stats)
-		log.Info("copied bundle", "to", o.To, "tag", srcTag, "images", len(names), "copied", res.Copied, "skipped", res.Skipped, "bytes", res.Bytes)
-		return res, nil
+		return &archiveDestination{file: file, dir: dir, store: store, ref: o.To}, nil
 	}
-
-	// destination: registry
-	dstRepoStr, dstTag := o.To, srcTag
+	repoStr, tag := o.To, srcTag
 	if i := strings.LastIndex(o.To, ":"); i > strings.LastIndex(o.To, "/") {
-		dstRepoStr, dstTag = o.To[:i], o.To[i+1:]
+		repoStr, tag = o.To[:i], o.To[i+1:]
 	}
-	dstRepoName, err := o.Registry.ParseRepository(strings.TrimPrefix(dstRepoStr, "oci://"))
-	if err != nil {
-		return nil, fmt.Errorf("copy: --to: %w", err)
-	}
-	dstRepo, err := o.Registry.Repository(dstRepoName.Name())
+	repo, err := openRepository(o.Registry, repoStr, "--to")
 	if err != nil {
 		return nil, fmt.Errorf("copy: %w", err)
 	}
-	imagesRepoStr := dstRepoName.Name()
+	images := repo
 	if o.ImagesRepo != "" {
-		ir, err := o.Registry.ParseRepository(o.ImagesRepo)
-		if err != nil {
-			return nil, fmt.Errorf("copy: --images-repo: %w", err)
+		if images, err = openRepository(o.Registry, o.ImagesRepo, "--images-repo"); err != nil {
+			return nil, fmt.Errorf("copy: %w", err)
 		}
-		imagesRepoStr = ir.Name()
 	}
-	imagesRepo, err := o.Registry.Repository(imagesRepoStr)
+	return &registryDestination{repo: repo, tag: tag, images: images, force: o.Force, maxChartBytes: o.MaxChartBytes}, nil
+}
+
+// registryDestination copies the images to one repository under their own tags and publishes the
+// bundle rewritten to point there.
+type registryDestination struct {
+	repo, images  *orasremote.Repository
+	tag           string
+	force         bool
+	maxChartBytes int64
+}
+
+func (d *registryDestination) image(_ string, im Image) (imageEnd, Image) {
+	repo := repoName(d.images)
+	ref := im.Tag
+	if ref == "" {
+		ref = im.Digest
+	}
+	return imageEnd{target: d.images, ref: ref, name: repo, repo: repo}, moved(im, repo)
+}
+
+func (d *registryDestination) putBundle(ctx context.Context, src *copySource, meta *Metadata, stats *copyStats, res *CopyResult, log *slog.Logger) error {
+	repo := repoName(d.repo)
+	meta.Repo = repoName(d.images)
+	meta.Bundle = repo + ":" + d.tag
+	meta.Chart = path.Base(d.repo.Reference.Repository)
+	art, err := buildArtifact(meta.Chart, meta.Version, src.bc.files, meta, d.maxChartBytes)
 	if err != nil {
-		return nil, fmt.Errorf("copy: %w", err)
+		return fmt.Errorf("copy: %w", err)
 	}
-	meta := *bc.meta
-	meta.Images = map[string]Image{}
-	for _, n := range names {
-		im := bc.meta.Images[n]
-		src, ref, mount, err := imageSrc(n, im)
-		if err != nil {
-			return nil, fmt.Errorf("copy: image %s: %w", n, err)
-		}
-		if len(mount) > 0 && !sameRegistry(im.Repo, imagesRepoStr) {
-			mount = nil
-		}
-		dstRef := im.Tag
-		if dstRef == "" {
-			dstRef = im.Digest
-		}
-		if d, err := imagesRepo.Resolve(ctx, dstRef); err == nil && d.Digest.String() == im.Digest {
-			stats.skipped.Add(1) // already there under its tag
-			nim := moved(im, imagesRepoStr)
-			meta.Images[n] = nim
-			res.Images[n] = nim.Ref
-			log.Info("image already present", "image", n, "ref", nim.Ref)
-			continue
-		}
-		d, err := oras.Copy(ctx, src, ref, imagesRepo, dstRef, stats.options(mount))
-		if err != nil {
-			return nil, fmt.Errorf("copy: image %s (%s) to %s: %w", n, im.Ref, imagesRepoStr, err)
-		}
-		if d.Digest.String() != im.Digest {
-			return nil, fmt.Errorf("copy: image %s: copied digest %s differs from the lock's %s", n, d.Digest, im.Digest)
-		}
-		nim := moved(im, imagesRepoStr)
-		meta.Images[n] = nim
-		res.Images[n] = nim.Ref
-		log.Info("copied image", "image", n, "ref", nim.Ref)
-	}
-	meta.Repo = imagesRepoStr
-	meta.Bundle = dstRepoName.Name() + ":" + dstTag
-	meta.Chart = path.Base(dstRepoName.RepositoryStr())
-	art, err := buildArtifact(meta.Chart, meta.Version, bc.files, &meta, o.MaxChartBytes)
+	pr, err := pushArtifact(ctx, d.repo, d.tag, art, d.force, log, nil)
 	if err != nil {
-		return nil, fmt.Errorf("copy: %w", err)
+		return fmt.Errorf("copy to %s:%s: %w", repo, d.tag, err)
 	}
-	pr, err := pushArtifact(ctx, dstRepo, dstTag, art, o.Force, log, nil)
-	if err != nil {
-		return nil, fmt.Errorf("copy to %s:%s: %w", dstRepoName.Name(), dstTag, err)
-	}
-	res.Ref, res.Digest = dstRepoName.Name()+":"+dstTag, pr.Digest
-	res.fill(&stats)
+	res.Ref, res.Digest = repo+":"+d.tag, pr.Digest
+	res.fill(stats)
 	res.Copied += int64(pr.BlobsPushed)
 	res.Skipped += int64(pr.BlobsSkipped)
 	if pr.Unchanged {
 		res.Skipped++
 	}
 	res.Bytes += pr.BytesPushed
-	log.Info("copied bundle", "ref", res.Ref, "digest", res.Digest, "images", len(names), "copied", res.Copied, "skipped", res.Skipped, "mounted", res.Mounted, "bytes", res.Bytes)
-	return res, nil
+	return nil
 }
+
+func (d *registryDestination) close() {}
+
+func repoName(r *orasremote.Repository) string {
+	return r.Reference.Registry + "/" + r.Reference.Repository
+}
+
+// archiveDestination copies the bundle as published and the images (tagged image-NAME) into an
+// OCI layout, then writes it as the tar file.
+type archiveDestination struct {
+	file, dir, ref string
+	store          *oci.Store
+}
+
+func (d *archiveDestination) image(name string, im Image) (imageEnd, Image) {
+	return imageEnd{target: d.store, ref: archiveImageTag(name), name: d.ref}, im
+}
+
+func (d *archiveDestination) putBundle(ctx context.Context, src *copySource, _ *Metadata, stats *copyStats, res *CopyResult, _ *slog.Logger) error {
+	digest := src.bc.manifestDesc.Digest.String()
+	if _, err := oras.Copy(ctx, src.target, digest, d.store, src.tag, stats.options(nil)); err != nil {
+		return fmt.Errorf("copy: bundle: %w", err)
+	}
+	if err := writeLayoutTar(d.dir, d.file); err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	res.Ref, res.Digest = d.ref, digest
+	res.fill(stats)
+	return nil
+}
+
+func (d *archiveDestination) close() { os.RemoveAll(d.dir) }
 
 func (r *CopyResult) fill(s *copyStats) {
 	r.Copied, r.Skipped, r.Mounted, r.Bytes = s.copied.Load(), s.skipped.Load(), s.mounted.Load(), s.bytes.Load()

@@ -64,10 +64,7 @@ func Pull(ctx context.Context, o PullOptions) (*Pulled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
-	if _, err := o.Registry.ParseRepository(repoStr); err != nil {
-		return nil, fmt.Errorf("pull: %w", err)
-	}
-	repo, err := o.Registry.Repository(repoStr)
+	repo, err := openRepository(o.Registry, repoStr, "")
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}

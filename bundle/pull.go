@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -173,4 +175,36 @@ func fetchBundle(ctx context.Context, src oras.ReadOnlyTarget, reference string,
 		return nil, fmt.Errorf("chart %s: %w", path.Join(reference, top), err)
 	}
 	return bc, nil
+}
+
+// RenderRefOptions configure RenderRef: the bundle to pull and how to render it.
+type RenderRefOptions struct {
+	// Ref is the bundle, as in PullOptions.
+	Ref string
+	// Registry says how registries are reached.
+	Registry registry.Options
+	// Log receives progress (nil: discarded).
+	Log *slog.Logger
+	// RenderOptions configure the render. ChartDir is the pulled chart's; an empty BundleRef
+	// is the pulled REPO@DIGEST; MaxChartBytes also limits the pull.
+	RenderOptions
+}
+
+// RenderRef pulls the bundle Ref into a temporary directory and renders it as Render does.
+func RenderRef(ctx context.Context, o RenderRefOptions) ([]byte, error) {
+	tmp, err := os.MkdirTemp("", "strata-render-")
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", o.Ref, err)
+	}
+	defer os.RemoveAll(tmp)
+	ro := o.RenderOptions
+	ro.ChartDir = filepath.Join(tmp, "chart")
+	p, err := Pull(ctx, PullOptions{Ref: o.Ref, Dir: ro.ChartDir, Registry: o.Registry, MaxChartBytes: ro.MaxChartBytes, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	if ro.BundleRef == "" {
+		ro.BundleRef = p.Ref
+	}
+	return Render(ctx, ro)
 }

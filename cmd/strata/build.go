@@ -8,14 +8,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"strata.dev/strata/build"
-	"strata.dev/strata/internal/lock/backends"
-	"strata.dev/strata/internal/registry"
 )
 
 func newBuildCmd(a *app) *cobra.Command {
 	var (
 		o        build.Options
-		insecure []string
 		syncSpec string
 		report   string
 	)
@@ -32,13 +29,8 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 --report FILE writes the JSON report 'strata bundle publish --build-report' reads.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			o.Images = args
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Log = a.log
-			if !a.quiet {
-				o.Output = a.stderr
-			}
-			locker, err := backends.Open(ctx, syncSpec, backends.Options{Log: a.log})
+			o.Images, o.Registry, o.Log, o.Output = args, a.registry(), a.log, a.progress()
+			locker, err := a.locker(ctx, syncSpec)
 			if err != nil {
 				return err
 			}
@@ -69,8 +61,8 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	f.BoolVar(&o.Dev, "dev", false, "include uncommitted changes instead of refusing them")
 	f.StringVar(&o.Network, "network", "host", "network of shell-stage containers and Dockerfile builds: host or none")
 	f.StringVar(&report, "report", "", "write the JSON build report to this file")
-	f.StringVar(&syncSpec, "synchronization", ":local", "lock backend: :local, kubernetes://NAMESPACE[:CONTEXT] or http(s)://HOST:PORT")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	addSyncFlag(f, &syncSpec, syncUsage)
+	a.addRegistryFlags(f)
 	return c
 }
 

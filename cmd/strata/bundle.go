@@ -11,11 +11,7 @@ import (
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/bundle"
-	"strata.dev/strata/internal/lock/backends"
-	"strata.dev/strata/internal/registry"
 )
-
-const insecureUsage = "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)"
 
 func newBundleCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "bundle", Short: "Publish, pull, render and copy bundles (Helm charts in OCI with image refs)"}
@@ -23,12 +19,16 @@ func newBundleCmd(a *app) *cobra.Command {
 	return c
 }
 
-func printJSON(a *app, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
+// printResult prints a command's result v: indented JSON with --json, else the line text.
+func (a *app) printResult(asJSON bool, v any, text string) error {
+	if asJSON {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		text = string(b)
 	}
-	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
+	_, err := fmt.Fprintln(a.stdout, text)
 	return err
 }
 
@@ -38,7 +38,6 @@ func newBundlePublishCmd(a *app) *cobra.Command {
 		dir        string
 		chartDir   string
 		reportFile string
-		insecure   []string
 		asJSON     bool
 		bo         build.Options
 		syncSpec   string
@@ -77,13 +76,8 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 				if bo.Repo == "" {
 					return fmt.Errorf("bundle publish: give --build-report FILE, or --stages-repo (STRATA_REPO) to build first")
 				}
-				bo.Dir = dir
-				bo.Registry = registry.Options{Insecure: insecure}
-				bo.Log = a.log
-				if !a.quiet {
-					bo.Output = a.stderr
-				}
-				locker, err := backends.Open(ctx, syncSpec, backends.Options{Log: a.log})
+				bo.Dir, bo.Registry, bo.Log, bo.Output = dir, a.registry(), a.log, a.progress()
+				locker, err := a.locker(ctx, syncSpec)
 				if err != nil {
 					return err
 				}
@@ -106,17 +100,12 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 			if o.ChartDir == "" {
 				o.ChartDir = filepath.Join(dir, ".helm")
 			}
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Log = a.log
+			o.Registry, o.Log = a.registry(), a.log
 			res, err := bundle.Publish(ctx, o)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a, res)
-			}
-			_, err = fmt.Fprintf(a.stdout, "%s@%s\n", res.Ref, res.Digest)
-			return err
+			return a.printResult(asJSON, res, res.Ref+"@"+res.Digest)
 		},
 	}
 	f := c.Flags()
@@ -128,7 +117,7 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 	f.StringVar(&bo.Repo, "stages-repo", "", "without --build-report: stages storage to build in (default $STRATA_REPO)")
 	f.StringVar(&bo.ConfigFile, "config", "", "without --build-report: config path (default DIR/strata.yaml)")
 	f.BoolVar(&bo.Dev, "dev", false, "without --build-report: include uncommitted changes")
-	f.StringVar(&syncSpec, "synchronization", ":local", "without --build-report: lock backend (see strata build)")
+	addSyncFlag(f, &syncSpec, "without --build-report: lock backend (see strata build)")
 	f.StringVar(&o.Commit.Hash, "commit", "", "commit hash (default: the build report's, else git rev-parse HEAD in --dir)")
 	f.StringVar(&o.Commit.Date, "commit-date", "", "commit date, RFC 3339 (default: from git)")
 	f.StringVar(&o.Branch, "git-branch", "", "branch the commit was built for")
@@ -139,16 +128,15 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 	f.BoolVar(&o.Force, "force", false, "replace an existing VERSION whose content differs")
 	f.BoolVar(&o.SkipRenderCheck, "skip-render-check", false, "do not render the chart before publishing (charts that need deploy-time values)")
 	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	a.addRegistryFlags(f)
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }
 
 func newBundlePullCmd(a *app) *cobra.Command {
 	var (
-		o        bundle.PullOptions
-		insecure []string
-		asJSON   bool
+		o      bundle.PullOptions
+		asJSON bool
 	)
 	c := &cobra.Command{
 		Use:   "pull REF --dir DIR",
@@ -157,24 +145,18 @@ func newBundlePullCmd(a *app) *cobra.Command {
 DIR (Chart.yaml at DIR's root). DIR must not exist or be empty. Prints REPO@DIGEST.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Ref = args[0]
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Log = a.log
+			o.Ref, o.Registry, o.Log = args[0], a.registry(), a.log
 			p, err := bundle.Pull(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a, p)
-			}
-			_, err = fmt.Fprintln(a.stdout, p.Ref)
-			return err
+			return a.printResult(asJSON, p, p.Ref)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.Dir, "dir", "", "directory to extract the chart into (required)")
 	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	a.addRegistryFlags(f)
 	f.BoolVar(&asJSON, "json", false, "print the pulled bundle's description (ref, chart, version, metadata) as JSON")
 	_ = c.MarkFlagRequired("dir")
 	return c
@@ -182,9 +164,8 @@ DIR (Chart.yaml at DIR's root). DIR must not exist or be empty. Prints REPO@DIGE
 
 func newBundleRenderCmd(a *app) *cobra.Command {
 	var (
-		o        bundle.RenderOptions
-		dir      string
-		insecure []string
+		o   bundle.RenderRefOptions
+		dir string
 	)
 	c := &cobra.Command{
 		Use:   "render (REF | --dir DIR)",
@@ -196,7 +177,8 @@ link.argocd.argoproj.io/commit and /ci). The output is deterministic byte for by
 the chart's values.yaml, then --values files in order, then --set.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+			var out []byte
+			var err error
 			switch {
 			case len(args) == 1 && dir != "":
 				return fmt.Errorf("bundle render: give REF or --dir, not both")
@@ -204,25 +186,11 @@ the chart's values.yaml, then --values files in order, then --set.`,
 				return fmt.Errorf("bundle render: give REF or --dir DIR")
 			case dir != "":
 				o.ChartDir = dir
+				out, err = bundle.Render(cmd.Context(), o.RenderOptions)
 			default:
-				tmp, err := os.MkdirTemp("", "strata-render-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				p, err := bundle.Pull(ctx, bundle.PullOptions{
-					Ref: args[0], Dir: filepath.Join(tmp, "chart"), Registry: registry.Options{Insecure: insecure},
-					MaxChartBytes: o.MaxChartBytes, Log: a.log,
-				})
-				if err != nil {
-					return err
-				}
-				o.ChartDir = filepath.Join(tmp, "chart")
-				if o.BundleRef == "" {
-					o.BundleRef = p.Ref
-				}
+				o.Ref, o.Registry, o.Log = args[0], a.registry(), a.log
+				out, err = bundle.RenderRef(cmd.Context(), o)
 			}
-			out, err := bundle.Render(ctx, o)
 			if err != nil {
 				return err
 			}
@@ -232,8 +200,8 @@ the chart's values.yaml, then --values files in order, then --set.`,
 	}
 	f := c.Flags()
 	f.StringVar(&dir, "dir", "", "render the chart in this directory instead of pulling REF")
-	addRenderFlags(f, &o)
-	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	addRenderFlags(f, &o.RenderOptions)
+	a.addRegistryFlags(f)
 	return c
 }
 
@@ -251,9 +219,8 @@ func addRenderFlags(f *pflag.FlagSet, o *bundle.RenderOptions) {
 
 func newBundleCopyCmd(a *app) *cobra.Command {
 	var (
-		o        bundle.CopyOptions
-		insecure []string
-		asJSON   bool
+		o      bundle.CopyOptions
+		asJSON bool
 	)
 	c := &cobra.Command{
 		Use:   "copy --from (REF | archive:FILE.tar) --to (REPO[:TAG] | archive:FILE.tar)",
@@ -266,17 +233,12 @@ the destination are skipped; blobs in another repository of the same registry ar
 An archive holds the bundle as published; it is rewritten when copied on to a registry.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Log = a.log
+			o.Registry, o.Log = a.registry(), a.log
 			res, err := bundle.Copy(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(a, res)
-			}
-			_, err = fmt.Fprintf(a.stdout, "%s@%s\n", res.Ref, res.Digest)
-			return err
+			return a.printResult(asJSON, res, res.Ref+"@"+res.Digest)
 		},
 	}
 	f := c.Flags()
@@ -286,7 +248,7 @@ An archive holds the bundle as published; it is rewritten when copied on to a re
 	f.BoolVar(&o.Force, "force", false, "replace an existing destination tag whose content differs")
 	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
 	f.Int64Var(&o.MaxArchiveBytes, "max-archive-bytes", bundle.DefaultMaxArchiveBytes, "refuse archives holding more than this")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, insecureUsage)
+	a.addRegistryFlags(f)
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	_ = c.MarkFlagRequired("from")
 	_ = c.MarkFlagRequired("to")

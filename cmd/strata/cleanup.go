@@ -4,14 +4,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"strata.dev/strata/cleanup"
-	"strata.dev/strata/internal/lock/backends"
-	"strata.dev/strata/internal/registry"
 )
 
 func newCleanupCmd(a *app) *cobra.Command {
 	var (
 		o        cleanup.Options
-		insecure []string
 		syncSpec string
 	)
 	c := &cobra.Command{
@@ -33,10 +30,8 @@ back under its tag with its exact manifest ("restored").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Out = a.stdout
-			o.Log = a.log
-			locker, err := backends.Open(ctx, syncSpec, backends.Options{Log: a.log})
+			o.Registry, o.Out, o.Log = a.registry(), a.stdout, a.log
+			locker, err := a.locker(ctx, syncSpec)
 			if err != nil {
 				return err
 			}
@@ -54,7 +49,7 @@ back under its tag with its exact manifest ("restored").`,
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.GitRemote, "git-remote", "", "git remote holding the branches (default origin, else the only remote; local branches if none)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be deleted and why each kept stage is kept; delete nothing")
-	f.StringVar(&syncSpec, "synchronization", ":local", "lock backend: :local, kubernetes://NAMESPACE[:CONTEXT] or http(s)://HOST:PORT")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)")
+	addSyncFlag(f, &syncSpec, syncUsage)
+	a.addRegistryFlags(f)
 	return c
 }

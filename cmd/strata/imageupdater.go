@@ -4,14 +4,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"strata.dev/strata/imageupdater"
-	"strata.dev/strata/internal/registry"
 )
 
 func newImageUpdaterCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "image-updater", Short: "Move Argo CD Applications to newly published bundles"}
 	var (
 		o          imageupdater.Options
-		insecure   []string
 		registries string
 	)
 	run := &cobra.Command{
@@ -28,8 +26,7 @@ HTTP on --listen: POST /webhook (distribution notifications or {"repository","ta
 /metrics (Prometheus).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Logger = a.log
+			o.Registry, o.Logger = a.registry(), a.log
 			if registries != "" {
 				rc, err := imageupdater.LoadRegistriesConfig(registries)
 				if err != nil {
@@ -52,7 +49,7 @@ HTTP on --listen: POST /webhook (distribution notifications or {"repository","ta
 	f.StringVar(&o.Listen, "listen", ":8080", `address for /webhook, /healthz and /metrics ("" = none; off with --once unless given)`)
 	f.StringVar(&registries, "registries-config", "", "YAML file: insecure registries, per-registry rate limits (default 20 rps) and credentials")
 	f.StringVar(&o.WebhookSecret, "webhook-secret", "", "shared secret /webhook requires (Authorization: Bearer SECRET or X-Strata-Webhook-Secret)")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)")
+	a.addRegistryFlags(f)
 	c.AddCommand(run)
 	return c
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,10 +11,14 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/lock/backends"
 	"strata.dev/strata/internal/logging"
+	"strata.dev/strata/internal/registry"
 )
 
-// app carries what every command shares: the logger and the output streams.
+// app carries what every command shares: the output streams, and the logger and registry options
+// built once from the flags.
 type app struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
@@ -22,6 +27,8 @@ type app struct {
 	logFormat string
 	quiet     bool
 	verbose   bool
+	// insecure is --insecure-registry of the command that runs (see addRegistryFlags).
+	insecure []string
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -80,6 +87,38 @@ func (a *app) setupLogging() error {
 	}
 	a.log = l
 	return nil
+}
+
+const insecureUsage = "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)"
+
+const syncUsage = "lock backend: :local, kubernetes://NAMESPACE[:CONTEXT] or http(s)://HOST:PORT"
+
+// addRegistryFlags defines the flags of a command that reaches registries (--insecure-registry).
+func (a *app) addRegistryFlags(f *pflag.FlagSet) {
+	f.StringArrayVar(&a.insecure, "insecure-registry", nil, insecureUsage)
+}
+
+// registry says how the running command reaches registries.
+func (a *app) registry() registry.Options {
+	return registry.Options{Insecure: a.insecure}
+}
+
+// progress is where long work reports its progress: stderr, nothing with --quiet.
+func (a *app) progress() io.Writer {
+	if a.quiet {
+		return nil
+	}
+	return a.stderr
+}
+
+// addSyncFlag defines --synchronization, the lock backend of a command that takes locks.
+func addSyncFlag(f *pflag.FlagSet, spec *string, usage string) {
+	f.StringVar(spec, "synchronization", ":local", usage)
+}
+
+// locker opens the lock backend spec (--synchronization) names.
+func (a *app) locker(ctx context.Context, spec string) (lock.Locker, error) {
+	return backends.Open(ctx, spec, backends.Options{Log: a.log})
 }
 
 // envName is the environment variable that sets a flag: STRATA_ + upper-case name, '-' as '_'.

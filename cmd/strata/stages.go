@@ -6,14 +6,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"strata.dev/strata/cleanup"
-	"strata.dev/strata/internal/registry"
 )
 
 func newStagesCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "stages", Short: "Maintain stages storages"}
 	var (
-		o        cleanup.SyncOptions
-		insecure []string
+		o cleanup.SyncOptions
 	)
 	sync := &cobra.Command{
 		Use:   "sync --from REPO --to REPO",
@@ -27,8 +25,7 @@ at the destination with another manifest is left as it is and reported.`,
 			if o.From == "" || o.To == "" {
 				return fmt.Errorf("stages sync: --from and --to are required")
 			}
-			o.Registry = registry.Options{Insecure: insecure}
-			o.Log = a.log
+			o.Registry, o.Log = a.registry(), a.log
 			res, err := cleanup.SyncStages(cmd.Context(), o)
 			if res != nil {
 				fmt.Fprintf(a.stdout, "copied %d stages, %d already present, %d conflicting tags left as they are\n", len(res.Copied), len(res.Present), len(res.Conflicts))
@@ -40,7 +37,7 @@ at the destination with another manifest is left as it is and reported.`,
 	f.StringVar(&o.From, "from", "", "source stages storage REGISTRY/PATH")
 	f.StringVar(&o.To, "to", "", "destination stages storage REGISTRY/PATH")
 	f.IntVar(&o.Jobs, "jobs", 4, "stages copied at once")
-	f.StringArrayVar(&insecure, "insecure-registry", nil, "registry (host[:port]) reached over plain HTTP (repeatable; loopback always is)")
+	a.addRegistryFlags(f)
 	c.AddCommand(sync)
 	return c
 }

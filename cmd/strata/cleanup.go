@@ -42,7 +42,7 @@ back under its tag with its exact manifest ("restored").`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.Dir, "dir", ".", "project directory: its git repository and strata.yaml")
-	f.StringVar(&o.ConfigFile, "config", "", "strata.yaml path (default DIR/strata.yaml, else DIR/werf.yaml)")
+	f.StringVar(&o.ConfigFile, "config", "", "config path (default: the first of strata.yaml, strata.yml, werf.yaml, werf.yml in DIR), read from git HEAD")
 	f.StringVar(&o.Repo, "repo", "", "stages storage REGISTRY/PATH")
 	f.StringArrayVar(&o.BundleRepos, "bundle-repo", nil, "bundle repository whose every tag pins its images (repeatable)")
 	f.StringArrayVar(&o.KubeContexts, "kube-context", nil, `kubeconfig context of a cluster whose workloads' images are kept (repeatable; "" = current context)`)

@@ -66,6 +66,7 @@ STRATA_LOG_LEVEL and --repo as STRATA_REPO. A flag given on the command line win
 		newCleanupCmd(a),
 		newStagesCmd(a), newHostCmd(a),
 		newCIEnvCmd(a),
+		newConfigCmd(a),
 		newVersionCmd(a),
 	)
 	return root

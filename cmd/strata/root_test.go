@@ -23,7 +23,7 @@ func TestCommandTree(t *testing.T) {
 	for _, args := range [][]string{
 		{"build"}, {"bundle", "publish"}, {"bundle", "pull"}, {"bundle", "render"}, {"bundle", "copy"},
 		{"cmp", "generate"}, {"cmp", "discover"}, {"cmp", "parameters"}, {"image-updater", "run"},
-		{"sync-server"}, {"cleanup"}, {"stages", "sync"}, {"host", "cleanup"}, {"ci-env"}, {"version"},
+		{"sync-server"}, {"cleanup"}, {"stages", "sync"}, {"host", "cleanup"}, {"ci-env"}, {"config", "render"}, {"version"},
 	} {
 		root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
 		cmd, rest, err := root.Find(args)

@@ -1,17 +1,13 @@
 package kubelock
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,8 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/testing/locktest"
 	"strata.dev/strata/internal/testing/testenv"
 )
 
@@ -53,60 +49,15 @@ func clientFor(t testing.TB, cfg *rest.Config) kubernetes.Interface {
 	return cs
 }
 
-// exclusion runs workers goroutines, each taking the lock rounds times through its own Locker, and
-// fails if two are ever inside at once. It returns the number of critical sections run.
-func exclusion(t *testing.T, lockers []*Locker, name string, rounds int, hold time.Duration) int64 {
-	t.Helper()
-	var inside, total, overlaps atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, len(lockers)*rounds)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for _, k := range lockers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := 0; r < rounds; r++ {
-				l, err := k.Lock(ctx, name)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if inside.Add(1) != 1 {
-					overlaps.Add(1)
-				}
-				time.Sleep(hold)
-				if lock.IsLost(l) {
-					errs <- fmt.Errorf("lease lost while held: %v", l.Err())
-				}
-				total.Add(1)
-				inside.Add(-1)
-				if err := l.Unlock(ctx); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if n := overlaps.Load(); n != 0 {
-		t.Fatalf("%d critical sections overlapped", n)
-	}
-	return total.Load()
-}
-
 func TestMutualExclusion(t *testing.T) {
 	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs) // does not exist yet: 8 lockers create it concurrently
-	var lockers []*Locker
+	var lockers []lock.Locker
 	for i := 0; i < 8; i++ {
 		lockers = append(lockers, newLocker(t, cs, ns, fmt.Sprintf("worker-%d", i), 5*time.Second, time.Second))
 	}
 	name := "project/" + testenv.UniqueName(t, "digest")
-	if n := exclusion(t, lockers, name, 5, 5*time.Millisecond); n != 40 {
+	if n := locktest.Exclusion(t, lockers, name, 5, 5*time.Millisecond); n != 40 {
 		t.Fatalf("ran %d critical sections, want 40", n)
 	}
 	// Released locks leave no Lease behind.
@@ -188,50 +139,23 @@ func TestTakeoverOnlyAfterExpiry(t *testing.T) {
 		}
 	})
 
-	t.Run("live holder", func(t *testing.T) {
-		name := testenv.UniqueName(t, "live")
-		holder := newLocker(t, cs, ns, "holder", 2*time.Second, 500*time.Millisecond)
-		hl, err := holder.Lock(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Three TTLs pass; the renewing holder keeps the lock all along.
-		wctx, cancel := context.WithTimeout(ctx, 6*time.Second)
-		defer cancel()
-		if l, err := k.Lock(wctx, name); err == nil {
-			l.Unlock(ctx)
-			t.Fatal("a waiter took a lock whose holder keeps renewing it")
-		} else if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("waiter: %v, want deadline exceeded", err)
-		}
-		if lock.IsLost(hl) {
-			t.Fatalf("holder lost its lease: %v", hl.Err())
-		}
-		if err := hl.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-		l, err := k.Lock(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.Unlock(ctx)
-	})
-
 	t.Run("racing takeover", func(t *testing.T) {
 		// Many waiters on one expired Lease: resourceVersion checks let exactly one win at a time.
 		name := testenv.UniqueName(t, "race")
 		putLease(t, cs, ns, name, "ghost", time.Now().Add(-time.Minute), 1)
-		var lockers []*Locker
+		var lockers []lock.Locker
 		for i := 0; i < 6; i++ {
 			lockers = append(lockers, newLocker(t, cs, ns, fmt.Sprintf("racer-%d", i), 3*time.Second, time.Second))
 		}
-		if n := exclusion(t, lockers, name, 2, 20*time.Millisecond); n != 12 {
+		if n := locktest.Exclusion(t, lockers, name, 2, 20*time.Millisecond); n != 12 {
 			t.Fatalf("ran %d critical sections, want 12", n)
 		}
 	})
 }
 
-func TestLostWhenTakenOverOrDeleted(t *testing.T) {
+// TestLostWhenTakenOver checks the lost reason names the new holder (the conformance suite
+// covers a deleted Lease) and that Unlock leaves the new holder's Lease alone.
+func TestLostWhenTakenOver(t *testing.T) {
 	cs := clientFor(t, testenv.KubeConfig(t))
 	ns := testNamespace(t, cs)
 	k := newLocker(t, cs, ns, "holder", 3*time.Second, 300*time.Millisecond)
@@ -268,102 +192,6 @@ func TestLostWhenTakenOverOrDeleted(t *testing.T) {
 		t.Fatalf("the intruder's Lease after our Unlock: %v, %v", cur, err)
 	}
 
-	name = testenv.UniqueName(t, "deleted")
-	l, err = k.Lock(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := leases.Delete(ctx, LeaseName(name), metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-l.Lost():
-	case <-time.After(5 * time.Second):
-		t.Fatal("Lost() not closed after the Lease was deleted")
-	}
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "deleted") {
-		t.Fatalf("Err() = %v, want it to say the Lease was deleted", err)
-	}
-}
-
-const helperEnv = "STRATA_KUBELOCK_TEST_HELPER"
-
-// TestMain lets the test binary act as a lock holder in a separate process (killed by tests).
-func TestMain(m *testing.M) {
-	if spec := os.Getenv(helperEnv); spec != "" {
-		os.Exit(holdForever(spec))
-	}
-	os.Exit(m.Run())
-}
-
-// holdForever takes lock NAME in NAMESPACE (spec "KUBECONFIG|NAMESPACE|NAME"), prints "locked"
-// and sleeps until killed.
-func holdForever(spec string) int {
-	parts := strings.Split(spec, "|")
-	cfg, err := kube.Config(parts[0], "")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	cs, err := ClientFor(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	k, err := New(Options{Client: cs, Namespace: parts[1], Owner: "doomed-helper", TTL: 3 * time.Second, RenewEvery: time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	if _, err := k.Lock(context.Background(), parts[2]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	fmt.Println("locked")
-	select {}
-}
-
-func TestSIGKILLedHolderBlocksAtMostTTLPlusRenew(t *testing.T) {
-	kubeconfig := testenv.Kubeconfig(t)
-	cs := clientFor(t, testenv.KubeConfig(t))
-	ns := testNamespace(t, cs)
-	name := testenv.UniqueName(t, "killed")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+kubeconfig+"|"+ns+"|"+name)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "locked" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
-	// Let the helper renew a couple of times, then kill it without a chance to clean up.
-	time.Sleep(1500 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	killed := time.Now()
-	k := newLocker(t, cs, ns, "survivor", 3*time.Second, time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := k.Lock(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Unlock(context.Background())
-	blocked := time.Since(killed)
-	// Helper: TTL 3 s, renew every 1 s. Bound: TTL + one renew period, plus one waiter poll.
-	if limit := 3*time.Second + time.Second + 300*time.Millisecond; blocked > limit {
-		t.Fatalf("a SIGKILLed holder blocked others for %s, want at most %s", blocked, limit)
-	}
-	t.Logf("SIGKILLed holder blocked others for %s (TTL 3s, renew 1s)", blocked)
 }
 
 func TestAPIServerRestartWhileWaiting(t *testing.T) {

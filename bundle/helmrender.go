@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/chart"
@@ -23,6 +24,13 @@ type piece struct{ source, content string }
 func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace string, caps *chartutil.Capabilities, maxOut int64) ([]piece, error) {
 	if err := chartutil.ValidateReleaseName(name); err != nil {
 		return nil, fmt.Errorf("release name %q: %w", name, err)
+	}
+	// helm template's checks before it renders
+	if t := chrt.Metadata.Type; t != "" && t != "application" {
+		return nil, fmt.Errorf("%s charts are not installable", t)
+	}
+	if err := checkDependencies(chrt); err != nil {
+		return nil, err
 	}
 	if err := chartutil.ProcessDependenciesWithMerge(chrt, vals); err != nil {
 		return nil, err
@@ -75,6 +83,21 @@ func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace str
 		return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, maxOut, ErrLimit)
 	}
 	return pieces, nil
+}
+
+// checkDependencies fails, as helm template does, when a dependency in Chart.yaml is not in
+// the chart's charts/ directory.
+func checkDependencies(chrt *chart.Chart) error {
+	var missing []string
+	for _, d := range chrt.Metadata.Dependencies {
+		if !slices.ContainsFunc(chrt.Dependencies(), func(c *chart.Chart) bool { return c.Name() == d.Name }) {
+			missing = append(missing, d.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("found in Chart.yaml, but missing in charts/ directory: %s (run `helm dependency build`)", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // splitStream splits a YAML stream into documents as Kubernetes' YAML reader does (which Argo

@@ -509,6 +509,18 @@ func annotate(m map[string]any, ann map[string]string) {
 	if len(ann) == 0 {
 		return
 	}
+	if kind, _ := m["kind"].(string); strings.HasSuffix(kind, "List") {
+		// Argo CD and kubectl apply a list's items, not the list: the items carry the
+		// annotations.
+		if items, ok := m["items"].([]any); ok {
+			for _, it := range items {
+				if im, ok := it.(map[string]any); ok {
+					annotate(im, ann)
+				}
+			}
+			return
+		}
+	}
 	md, ok := m["metadata"].(map[string]any)
 	if !ok {
 		md = map[string]any{}
@@ -521,14 +533,5 @@ func annotate(m map[string]any, ann map[string]string) {
 	}
 	for k, v := range ann {
 		as[k] = v
-	}
-	if kind, _ := m["kind"].(string); strings.HasSuffix(kind, "List") {
-		if items, ok := m["items"].([]any); ok {
-			for _, it := range items {
-				if im, ok := it.(map[string]any); ok {
-					annotate(im, ann)
-				}
-			}
-		}
 	}
 }

@@ -460,3 +460,25 @@ func TestRenderKeepsBlockScalarAtEndOfDocument(t *testing.T) {
 		t.Logf("output:\n%s", out)
 	}
 }
+
+// A List's items carry the annotations (Argo CD and kubectl apply the items); the list itself
+// gets none.
+func TestRenderAnnotatesListItems(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "Chart.yaml", "apiVersion: v2\nname: lists\nversion: 0.1.0\n")
+	writeFile(t, dir, "templates/list.yaml", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: b, annotations: {keep: me}}\n")
+	out, err := Render(context.Background(), RenderOptions{ChartDir: dir, BundleRef: "r@sha256:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := docs(t, out)[0]
+	if _, ok := l["metadata"]; ok {
+		t.Errorf("the list got metadata: %v", l["metadata"])
+	}
+	for _, it := range l["items"].([]any) {
+		md := it.(map[string]any)["metadata"].(map[string]any)
+		if md["annotations"].(map[string]any)[AnnotationBundle] != "r@sha256:1" {
+			t.Errorf("item %v not annotated", md["name"])
+		}
+	}
+}

@@ -123,6 +123,7 @@ type Mount struct {
 type Dependency struct {
 	Image   string
 	Before  string            // install | setup
+	After   string            // install | setup
 	Imports map[string]string // type (ImageName, ImageTag, ImageRepo, ImageID, ImageDigest) -> target env/arg
 }
 

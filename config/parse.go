@@ -535,7 +535,7 @@ func (p parser) dependencies(n *yaml.Node) ([]Dependency, error) {
 		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
 			"image":  func(v *yaml.Node) (err error) { d.Image, err = p.str(v, f+".image"); return },
 			"before": func(v *yaml.Node) (err error) { d.Before, err = p.str(v, f+".before"); return },
-			"after":  func(v *yaml.Node) (err error) { _, err = p.str(v, f+".after"); return },
+			"after":  func(v *yaml.Node) (err error) { d.After, err = p.str(v, f+".after"); return },
 			"imports": func(v *yaml.Node) error {
 				if v.Kind != yaml.SequenceNode {
 					return p.errf(v, f+".imports", "want a list of mappings, got %s", kindName(v))

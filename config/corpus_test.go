@@ -1,0 +1,255 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// TestCorpus loads every testdata/corpus/*.txt: werf.yaml/strata.yaml files written from werf's
+// documentation, each with the files it reads, committed to a fresh repository. The header
+// (lines before the first "-- FILE --") says:
+//
+//	dir: svc            the project directory (default: the root)
+//	env: NAME=VALUE     an environment variable for env (repeatable)
+//	werfenv: staging    the template's .Env
+//	want: LINE          the expected summary, one line per want: (see summary)
+//	error: TEXT         the error must contain TEXT (repeatable)
+//	unsupported: KEY    build refuses the image because of werf key KEY (repeatable)
+func TestCorpus(t *testing.T) {
+	paths, err := filepath.Glob("testdata/corpus/*.txt")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("corpus: %v (%d files)", err, len(paths))
+	}
+	for _, p := range paths {
+		t.Run(strings.TrimSuffix(filepath.Base(p), ".txt"), func(t *testing.T) {
+			t.Parallel()
+			c := readCase(t, p)
+			r := newRepo(t)
+			r.commit(c.files)
+			cfg, err := Load(context.Background(), Options{Dir: filepath.Join(r.dir, c.dir), Env: c.werfEnv, LookupEnv: envOf(c.env)})
+			if len(c.errors) > 0 {
+				for _, w := range c.errors {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("error = %v\nwant containing %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summary(cfg); got != strings.Join(c.want, "\n") {
+				t.Errorf("summary:\n%s\nwant:\n%s", got, strings.Join(c.want, "\n"))
+			}
+			var unsupported []string
+			for _, im := range cfg.Images {
+				for _, u := range im.Unsupported {
+					unsupported = append(unsupported, u)
+				}
+			}
+			if len(unsupported) != len(c.unsupported) {
+				t.Errorf("unsupported = %q, want %d naming %q", unsupported, len(c.unsupported), c.unsupported)
+			}
+			for i, k := range c.unsupported {
+				if i < len(unsupported) && !strings.Contains(unsupported[i], k) {
+					t.Errorf("unsupported[%d] = %q, want it to name %q", i, unsupported[i], k)
+				}
+			}
+		})
+	}
+	if len(paths) < 40 {
+		t.Errorf("%d corpus files", len(paths))
+	}
+}
+
+type corpusCase struct {
+	dir, werfEnv              string
+	env                       map[string]string
+	want, errors, unsupported []string
+	files                     map[string]string
+}
+
+func readCase(t *testing.T, p string) corpusCase {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := corpusCase{env: map[string]string{}, files: map[string]string{}}
+	cur := ""
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		trimmed := strings.TrimRight(line, "\n")
+		if strings.HasPrefix(trimmed, "-- ") && strings.HasSuffix(trimmed, " --") {
+			cur = strings.TrimSuffix(strings.TrimPrefix(trimmed, "-- "), " --")
+			c.files[cur] = ""
+			continue
+		}
+		if cur != "" {
+			c.files[cur] += line
+			continue
+		}
+		k, v, ok := strings.Cut(trimmed, ": ")
+		switch {
+		case !ok:
+		case k == "dir":
+			c.dir = v
+		case k == "werfenv":
+			c.werfEnv = v
+		case k == "env":
+			n, val, _ := strings.Cut(v, "=")
+			c.env[n] = val
+		case k == "want":
+			c.want = append(c.want, v)
+		case k == "error":
+			c.errors = append(c.errors, v)
+		case k == "unsupported":
+			c.unsupported = append(c.unsupported, v)
+		}
+	}
+	if len(c.files) == 0 || (len(c.want) == 0) == (len(c.errors) == 0) {
+		t.Fatalf("%s: want files and exactly one of want:/error:", p)
+	}
+	return c
+}
+
+// summary is a compact, stable description of a parsed config: a project line, a cleanup line
+// when the policy is not the default, then one line per image with its non-empty fields.
+func summary(cfg *Config) string {
+	out := []string{fmt.Sprintf("project %s dir=%s", cfg.Project, cfg.Dir)}
+	if cfg.CacheVersion != "" {
+		out[0] += " cacheVersion=" + cfg.CacheVersion
+	}
+	if p := cfg.Cleanup; fmt.Sprint(p) != fmt.Sprint(DefaultPolicy()) {
+		var rs []string
+		for _, r := range p.Branches {
+			rs = append(rs, "branch "+r.String())
+		}
+		for _, r := range p.Tags {
+			rs = append(rs, "tag "+r.String())
+		}
+		s := "cleanup " + strings.Join(rs, ", ") + " keepBuiltWithin=" + FormatDuration(p.KeepBuiltWithin)
+		if len(p.Werf) > 0 {
+			s += fmt.Sprintf(" werfKeys=%d", len(p.Werf))
+		}
+		out = append(out, s)
+	}
+	for _, im := range cfg.Images {
+		name := im.Name
+		if name == "" {
+			name = "~"
+		}
+		f := []string{"image " + name}
+		add := func(k, v string) {
+			if v != "" {
+				f = append(f, k+"="+v)
+			}
+		}
+		if !im.Final {
+			f = append(f, "final=false")
+		}
+		add("from", im.From)
+		add("fromImage", im.FromImage)
+		add("fromCacheVersion", im.FromCacheVersion)
+		add("dockerfile", im.Dockerfile)
+		add("context", im.Context)
+		add("target", im.Target)
+		add("args", kv(im.Args))
+		for _, g := range im.Git {
+			s := g.Add + ">" + g.To
+			if len(g.IncludePaths) > 0 {
+				s += " include" + fmt.Sprint(g.IncludePaths)
+			}
+			if len(g.ExcludePaths) > 0 {
+				s += " exclude" + fmt.Sprint(g.ExcludePaths)
+			}
+			if g.Owner != "" || g.Group != "" {
+				s += " owner=" + g.Owner + ":" + g.Group
+			}
+			var deps []string
+			for _, st := range []string{"install", "beforeSetup", "setup"} {
+				if d := g.StageDependencies[st]; len(d) > 0 {
+					deps = append(deps, st+fmt.Sprint(d))
+				}
+			}
+			if len(deps) > 0 {
+				s += " deps=" + strings.Join(deps, ",")
+			}
+			f = append(f, "git("+s+")")
+		}
+		sh := im.Shell
+		for _, st := range []struct {
+			n string
+			c []string
+		}{{"beforeInstall", sh.BeforeInstall}, {"install", sh.Install}, {"beforeSetup", sh.BeforeSetup}, {"setup", sh.Setup}} {
+			if len(st.c) > 0 {
+				f = append(f, st.n+fmt.Sprintf("%q", st.c))
+			}
+		}
+		add("shell.cacheVersion", sh.CacheVersion)
+		add("stageCacheVersions", kv(sh.StageCacheVersion))
+		d := im.Docker
+		add("WORKDIR", d.Workdir)
+		add("USER", d.User)
+		add("ENV", kv(d.Env))
+		add("LABEL", kv(d.Label))
+		if len(d.Expose) > 0 {
+			f = append(f, "EXPOSE"+fmt.Sprint(d.Expose))
+		}
+		if len(d.Volume) > 0 {
+			f = append(f, "VOLUME"+fmt.Sprint(d.Volume))
+		}
+		if d.Cmd != nil {
+			f = append(f, fmt.Sprintf("CMD%q", d.Cmd))
+		}
+		if d.Entrypoint != nil {
+			f = append(f, fmt.Sprintf("ENTRYPOINT%q", d.Entrypoint))
+		}
+		if h := d.Healthcheck; h != nil {
+			f = append(f, fmt.Sprintf("HEALTHCHECK%q", h.Test))
+		}
+		for _, x := range im.Import {
+			src := "image:" + x.Image
+			if x.Artifact != "" {
+				src = "artifact:" + x.Artifact
+			}
+			s := src + " " + x.Add + ">" + x.To
+			if x.After != "" {
+				s += " after=" + x.After
+			}
+			if x.Before != "" {
+				s += " before=" + x.Before
+			}
+			if x.Stage != "" {
+				s += " stage=" + x.Stage
+			}
+			if len(x.IncludePaths) > 0 {
+				s += " include" + fmt.Sprint(x.IncludePaths)
+			}
+			f = append(f, "import("+s+")")
+		}
+		for _, m := range im.Mount {
+			f = append(f, "mount("+m.From+m.FromPath+">"+m.To+")")
+		}
+		for _, dep := range im.Dependencies {
+			f = append(f, "dependency("+dep.Image+" "+kv(dep.Imports)+")")
+		}
+		out = append(out, strings.Join(f, " "))
+	}
+	return strings.Join(out, "\n")
+}
+
+func kv(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var s []string
+	for k, v := range m {
+		s = append(s, k+":"+v)
+	}
+	sort.Strings(s)
+	return "{" + strings.Join(s, ",") + "}"
+}

@@ -15,7 +15,6 @@ import (
 	orasremote "oras.land/oras-go/v2/registry/remote"
 	orasauth "oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
-	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"strata.dev/strata/internal/version"
 )
@@ -27,7 +26,8 @@ type Options struct {
 	Insecure []string
 	// Keychain resolves credentials; nil means the docker config and its credential helpers.
 	Keychain authn.Keychain
-	// Transport is the HTTP transport; nil means a default transport with retries.
+	// Transport is the HTTP transport under Strata's retries of transient failures (see
+	// retryTransport); nil means go-containerregistry's default transport.
 	Transport http.RoundTripper
 }
 
@@ -99,10 +99,11 @@ func (o Options) keychain() authn.Keychain {
 }
 
 func (o Options) transport() http.RoundTripper {
-	if o.Transport != nil {
-		return o.Transport
+	base := o.Transport
+	if base == nil {
+		base = remote.DefaultTransport
 	}
-	return remote.DefaultTransport
+	return &retryTransport{base: base}
 }
 
 // UserAgent is sent with every registry request.
@@ -131,7 +132,7 @@ func (o Options) Repository(repo string) (*orasremote.Repository, error) {
 		return nil, fmt.Errorf("read docker credentials: %w", err)
 	}
 	r.Client = &orasauth.Client{
-		Client:     &http.Client{Transport: retry.NewTransport(o.transport())},
+		Client:     &http.Client{Transport: o.transport()},
 		Cache:      orasauth.NewCache(),
 		Credential: credentials.Credential(store),
 		Header:     http.Header{"User-Agent": {UserAgent()}},

@@ -1,0 +1,205 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Retry policy of the transport every registry request goes through.
+const (
+	// maxAttempts bounds the tries of one request.
+	maxAttempts = 5
+	// firstBackoff doubles after each failed try, up to maxBackoff, with ±20 % jitter.
+	firstBackoff = 250 * time.Millisecond
+	maxBackoff   = 4 * time.Second
+	// maxRetryAfter caps the wait a 429's Retry-After asks for.
+	maxRetryAfter = 10 * time.Second
+	// maxReplayBytes is the largest request body kept in memory so that it can be sent again;
+	// a larger body that cannot be given again (no GetBody) is sent once.
+	maxReplayBytes = 16 << 20
+)
+
+// retryTransport retries the transient failures of registry requests with bounded exponential
+// backoff: 429 (after its Retry-After, capped), 500, 502, 503, 504, and connections reset, closed
+// or timed out before the whole response arrived; an upload chunk (PATCH) is never sent twice.
+// A blob upload's final PUT (…/blobs/uploads/…?
+// digest=D) that fails is first checked with a HEAD of blob D: when the registry holds it, the
+// upload succeeded (its response was lost) and a 201 Created is returned.
+type retryTransport struct {
+	base http.RoundTripper
+}
+
+// uploadPath matches the path of a blob upload session: /v2/<name>/blobs/uploads/<id>.
+var uploadPath = regexp.MustCompile(`^(/v2/.+)/blobs/uploads/[^/]+$`)
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req, replayable, err := replayableRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx := req.Context()
+	for attempt := 1; ; attempt++ {
+		resp, err := t.base.RoundTrip(req)
+		// after a lost response, the upload session of a blob PUT is gone: a 404 on the next try
+		lostUpload := attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound
+		if !transient(resp, err) && !lostUpload {
+			return resp, err
+		}
+		if r, ok := t.uploadLanded(req); ok {
+			discard(resp)
+			return r, nil
+		}
+		if !replayable || lostUpload || attempt == maxAttempts {
+			return resp, err
+		}
+		wait := backoff(attempt, resp)
+		discard(resp)
+		if req, err = rewind(req); err != nil {
+			return nil, err
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// replayableRequest returns req ready to be sent more than once, and whether it can be: no body,
+// a body the request can give again, or one small enough to be read into memory first.
+func replayableRequest(req *http.Request) (*http.Request, bool, error) {
+	if req.Method == http.MethodPatch {
+		// a chunk of an upload: sent again after a lost response, it would be appended twice
+		// (go-containerregistry restarts a failed upload itself)
+		return req, false, nil
+	}
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
+		return req, true, nil
+	}
+	if req.ContentLength < 0 || req.ContentLength > maxReplayBytes {
+		return req, false, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))
+	req.Body.Close()
+	if err != nil {
+		return nil, false, err
+	}
+	r := req.Clone(req.Context())
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	return r, true, nil
+}
+
+func rewind(req *http.Request) (*http.Request, error) {
+	if req.GetBody == nil {
+		return req, nil
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	r.Body = body
+	return r, nil
+}
+
+// transient reports whether a try failed in a way another try may not.
+func transient(resp *http.Response, err error) bool {
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return false
+		}
+		var ne net.Error
+		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+			errors.Is(err, syscall.EPIPE) || errors.As(err, &ne) && ne.Timeout()
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// uploadLanded answers a failed final PUT of a blob upload with 201 Created when the registry
+// holds the blob all the same.
+func (t *retryTransport) uploadLanded(req *http.Request) (*http.Response, bool) {
+	dg := req.URL.Query().Get("digest")
+	m := uploadPath.FindStringSubmatch(req.URL.Path)
+	if req.Method != http.MethodPut || dg == "" || m == nil {
+		return nil, false
+	}
+	u := *req.URL
+	u.Path, u.RawPath, u.RawQuery = m[1]+"/blobs/"+dg, "", ""
+	head, err := http.NewRequestWithContext(req.Context(), http.MethodHead, u.String(), nil)
+	if err != nil {
+		return nil, false
+	}
+	head.Header = req.Header.Clone()
+	head.Header.Del("Content-Type")
+	head.Header.Del("Content-Length")
+	resp, err := t.base.RoundTrip(head)
+	if err != nil {
+		return nil, false
+	}
+	discard(resp)
+	if resp.StatusCode != http.StatusOK {
+		return nil, false
+	}
+	return &http.Response{
+		Status:     "201 Created",
+		StatusCode: http.StatusCreated,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{
+			"Location":              {u.Path},
+			"Docker-Content-Digest": {dg},
+			"Content-Length":        {"0"},
+		},
+		Body:    http.NoBody,
+		Request: req,
+	}, true
+}
+
+// backoff is the wait before try attempt+1: a 429's Retry-After (seconds or an HTTP date,
+// capped), else exponential with jitter.
+func backoff(attempt int, resp *http.Response) time.Duration {
+	if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+		if d, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+			return min(d, maxRetryAfter)
+		}
+	}
+	d := min(firstBackoff<<(attempt-1), maxBackoff)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func retryAfter(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(time.Until(at), 0), true
+	}
+	return 0, false
+}
+
+func discard(resp *http.Response) {
+	if resp != nil && resp.Body != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}
+}

@@ -2,7 +2,6 @@ package imageupdater
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,19 +15,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 
 	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/registry"
@@ -40,6 +36,15 @@ type Options struct {
 	Namespaces []string
 	// Interval between check cycles; 0 means 2 minutes.
 	Interval time.Duration
+	// CheckTimeout bounds the check of one Application (registry calls, tag matching, the
+	// write); 0 means DefaultCheckTimeout. An Application that exceeds it fails its check and
+	// is retried with backoff; the others are not held up.
+	CheckTimeout time.Duration
+	// RetryDelay is the first delay before a failed Application is checked again; it doubles
+	// with each consecutive failure up to RetryMaxDelay. 0 means DefaultRetryDelay.
+	RetryDelay time.Duration
+	// RetryMaxDelay caps the retry delay; 0 means the Interval.
+	RetryMaxDelay time.Duration
 	// Once runs one cycle and returns; an Application that failed makes Run return an error.
 	Once bool
 	// DryRun logs the updates without writing them.
@@ -61,19 +66,17 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultInterval is the check interval when none is set.
-const DefaultInterval = 2 * time.Minute
+// Defaults of Options.
+const (
+	DefaultInterval     = 2 * time.Minute
+	DefaultCheckTimeout = 30 * time.Second
+	DefaultRetryDelay   = 5 * time.Second
+)
 
 const (
 	component = "strata-image-updater"
 
 	applicationAPIVersion = "argoproj.io/v1alpha1"
-
-	reasonUpdated    = "BundleUpdated"
-	reasonInvalid    = "InvalidBundleAnnotation"
-	reasonRegistry   = "BundleRegistryError"
-	reasonNoTag      = "NoMatchingBundle"
-	reasonWriteError = "BundleUpdateFailed"
 )
 
 // Run runs the controller until ctx ends (or one cycle with Options.Once).
@@ -91,8 +94,10 @@ func Run(ctx context.Context, opts Options) error {
 // is kept as it is.
 var applications = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
 
-// controller is the image updater. Its loop owns the cycles; informer and webhook handlers only
-// queue work for it.
+// controller is the image updater. Informers and the webhook only add Application keys
+// (NAMESPACE/NAME) to a rate-limited work queue; workers check them (reconcile.go) and decide
+// what each should point at (decide.go). A failed check goes back to the queue with per-key
+// exponential backoff; a cycle every Interval queues every opted-in Application again.
 type controller struct {
 	opts     Options
 	log      *slog.Logger
@@ -105,14 +110,13 @@ type controller struct {
 	factories []dynamicinformer.DynamicSharedInformerFactory
 	listers   []cache.GenericLister
 	synced    []cache.InformerSynced
+	queue     workqueue.TypedRateLimitingInterface[string]
 
 	mu      sync.Mutex
 	ready   bool
-	current *cycle            // the last cycle's registry state, reused for event-driven checks
-	pending map[string]bool   // Application keys to check
-	fresh   map[string]bool   // repositories to re-list before checking
+	current *cycle            // the registry state of the running cycle, shared by its checks
+	round   *round            // the queued cycle's progress (daemon)
 	lastErr map[string]string // last error reported per Application (Events only on change)
-	wake    chan struct{}
 
 	beforeWrite func(*unstructured.Unstructured) // test hook: runs between decision and write
 }
@@ -128,8 +132,19 @@ func newController(opts Options) (*controller, error) {
 	if opts.Interval == 0 {
 		opts.Interval = DefaultInterval
 	}
-	if opts.Interval < 0 {
-		return nil, fmt.Errorf("interval %v is negative", opts.Interval)
+	if opts.CheckTimeout == 0 {
+		opts.CheckTimeout = DefaultCheckTimeout
+	}
+	if opts.RetryDelay == 0 {
+		opts.RetryDelay = DefaultRetryDelay
+	}
+	if opts.RetryMaxDelay == 0 {
+		opts.RetryMaxDelay = max(opts.Interval, opts.RetryDelay)
+	}
+	for name, d := range map[string]time.Duration{"interval": opts.Interval, "check timeout": opts.CheckTimeout, "retry delay": opts.RetryDelay, "retry max delay": opts.RetryMaxDelay} {
+		if d < 0 {
+			return nil, fmt.Errorf("%s %v is negative", name, d)
+		}
 	}
 	if err := opts.Registries.validate(); err != nil {
 		return nil, fmt.Errorf("registries config: %w", err)
@@ -161,14 +176,20 @@ func newController(opts Options) (*controller, error) {
 	c := &controller{
 		opts: opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
 		reg:     newRegistryAccess(opts.Registry, opts.Registries, kube, m),
-		pending: map[string]bool{}, fresh: map[string]bool{}, lastErr: map[string]string{},
-		wake: make(chan struct{}, 1),
+		lastErr: map[string]string{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.RetryDelay, opts.RetryMaxDelay),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "applications"}),
 	}
 	for _, ns := range c.namespaces() {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, nil)
 		inf := f.ForResource(applications)
-		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { c.onChange(nil, obj) },
+		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+			AddFunc: func(obj any, initial bool) {
+				if !initial { // the first cycle checks what the initial listing holds
+					c.onChange(nil, obj)
+				}
+			},
 			UpdateFunc: c.onChange,
 		}); err != nil {
 			return nil, fmt.Errorf("watch applications: %w", err)
@@ -192,7 +213,7 @@ func (c *controller) onChange(oldObj, newObj any) {
 			return
 		}
 	}
-	c.enqueue([]string{app.GetNamespace() + "/" + app.GetName()}, nil)
+	c.queue.Add(app.GetNamespace() + "/" + app.GetName())
 }
 
 // sameSpecField reports whether spec.<field> is equal in a and b (both unset counts as equal).
@@ -214,19 +235,42 @@ func equalStrings(a, b map[string]string) bool {
 	return true
 }
 
-func (c *controller) enqueue(keys, freshRepos []string) {
-	c.mu.Lock()
+// refresh drops what the running cycle knows about repositories (a webhook said they changed)
+// and queues Applications keys.
+func (c *controller) refresh(keys, repos []string) {
+	cyc := c.cycle()
+	for _, r := range repos {
+		cyc.forget(r)
+	}
 	for _, k := range keys {
-		c.pending[k] = true
+		c.queue.Add(k)
 	}
-	for _, r := range freshRepos {
-		c.fresh[r] = true
+}
+
+// cycle returns the running cycle's registry state (a new one before the first cycle).
+func (c *controller) cycle() *cycle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current == nil {
+		c.current = c.reg.newCycle()
 	}
+	return c.current
+}
+
+// newCycle starts a cycle: a fresh registry state, every listing made again.
+func (c *controller) newCycle() *cycle {
+	cyc := c.reg.newCycle()
+	c.mu.Lock()
+	c.current = cyc
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	return cyc
+}
+
+// cycleDone counts a finished cycle (every Application it queued checked once) and logs it.
+func (c *controller) cycleDone(res cycleResult, start time.Time) {
+	c.metrics.cycles.Inc()
+	c.metrics.lastCycle.SetToCurrentTime()
+	c.log.Info("image updater cycle", "applications", res.checked, "updated", res.updated, "failed", res.failed, "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // start checks that Applications can be listed (CRD installed, RBAC), starts the informers and
@@ -271,6 +315,7 @@ func (c *controller) namespaces() []string {
 }
 
 func (c *controller) stop() {
+	c.queue.ShutDown()
 	for _, f := range c.factories {
 		f.Shutdown()
 	}
@@ -306,6 +351,9 @@ func (c *controller) run(ctx context.Context) error {
 	}
 	if c.opts.Once {
 		res := c.runCycle(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("cycle interrupted after %d of the Applications: %w", res.checked, err)
+		}
 		if res.failed > 0 {
 			return fmt.Errorf("%d of %d Applications failed their check (see the log)", res.failed, res.checked)
 		}
@@ -314,11 +362,28 @@ func (c *controller) run(ctx context.Context) error {
 	return c.loop(ctx, errc)
 }
 
-// loop runs a cycle now and every interval, and the queued checks in between.
+const checkWorkers = 8
+
+// loop queues every Application now and every interval, and runs the queue's workers until ctx
+// ends. Workers finish the check they are in (bounded by CheckTimeout, cut short by ctx) and
+// loop returns.
 func (c *controller) loop(ctx context.Context, errc <-chan error) error {
+	var wg sync.WaitGroup
+	for range checkWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.processNext(ctx) {
+			}
+		}()
+	}
+	defer func() {
+		c.queue.ShutDown()
+		wg.Wait()
+	}()
 	ticker := time.NewTicker(c.opts.Interval)
 	defer ticker.Stop()
-	c.runCycle(ctx)
+	c.queueCycle()
 	for {
 		select {
 		case <-ctx.Done():
@@ -326,11 +391,76 @@ func (c *controller) loop(ctx context.Context, errc <-chan error) error {
 		case err := <-errc:
 			return err
 		case <-ticker.C:
-			c.runCycle(ctx)
-		case <-c.wake:
-			c.runPending(ctx)
+			c.queueCycle()
 		}
 	}
+}
+
+// round tracks a queued cycle until each of its Applications has been checked once.
+type round struct {
+	start   time.Time
+	pending map[string]bool
+	res     cycleResult
+}
+
+// queueCycle starts a cycle and queues every opted-in Application.
+func (c *controller) queueCycle() {
+	c.newCycle()
+	keys := c.allKeys()
+	r := &round{start: time.Now(), pending: make(map[string]bool, len(keys))}
+	for _, k := range keys {
+		r.pending[k] = true
+	}
+	c.mu.Lock()
+	c.round = r
+	c.mu.Unlock()
+	if len(keys) == 0 {
+		c.cycleDone(r.res, r.start)
+	}
+	for _, k := range keys {
+		c.queue.Add(k)
+	}
+}
+
+// checked records the outcome of key's check in the queued cycle, if it is one of its keys.
+func (c *controller) checked(key string, updated bool, err error) {
+	c.mu.Lock()
+	r := c.round
+	if r == nil || !r.pending[key] {
+		c.mu.Unlock()
+		return
+	}
+	delete(r.pending, key)
+	r.res.add(updated, err)
+	done := len(r.pending) == 0
+	if done {
+		c.round = nil
+	}
+	c.mu.Unlock()
+	if done {
+		c.cycleDone(r.res, r.start)
+	}
+}
+
+// processNext checks the next queued Application. A failure that may pass (registry, write,
+// timeout) puts it back with per-key exponential backoff; success or a failure that needs an
+// edit (bad annotation, no matching tag) resets its backoff. It returns false once the queue
+// is shut down.
+func (c *controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	updated, err := c.reconcile(ctx, c.cycle(), key)
+	c.checked(key, updated, err)
+	if err != nil && retryable(err) && ctx.Err() == nil {
+		c.queue.AddRateLimited(key)
+		c.log.Debug("bundle check will be retried", "application", key, "failures", c.queue.NumRequeues(key))
+		return true
+	}
+	c.queue.Forget(key)
+	return true
 }
 
 // cycleResult counts what a cycle did.
@@ -338,42 +468,24 @@ type cycleResult struct {
 	checked, updated, failed int
 }
 
-// runCycle checks every opted-in Application with a fresh registry state.
-func (c *controller) runCycle(ctx context.Context) cycleResult {
-	cyc := c.reg.newCycle()
-	c.mu.Lock()
-	c.current = cyc
-	// Everything pending is covered by the full cycle.
-	c.pending, c.fresh = map[string]bool{}, map[string]bool{}
-	c.mu.Unlock()
-	start := time.Now()
-	res := c.check(ctx, cyc, c.allKeys())
-	c.metrics.cycles.Inc()
-	c.metrics.lastCycle.SetToCurrentTime()
-	c.log.Info("image updater cycle", "applications", res.checked, "updated", res.updated, "failed", res.failed, "duration", time.Since(start).Round(time.Millisecond))
-	return res
+func (r *cycleResult) add(updated bool, err error) {
+	r.checked++
+	if updated {
+		r.updated++
+	}
+	if err != nil {
+		r.failed++
+	}
 }
 
-// runPending checks queued Applications, re-listing the repositories a webhook named.
-func (c *controller) runPending(ctx context.Context) cycleResult {
-	c.mu.Lock()
-	keys := make([]string, 0, len(c.pending))
-	for k := range c.pending {
-		keys = append(keys, k)
-	}
-	fresh := c.fresh
-	c.pending, c.fresh = map[string]bool{}, map[string]bool{}
-	cyc := c.current
-	if cyc == nil {
-		cyc = c.reg.newCycle()
-		c.current = cyc
-	}
-	c.mu.Unlock()
-	for r := range fresh {
-		cyc.forget(r)
-	}
-	sort.Strings(keys)
-	return c.check(ctx, cyc, keys)
+// runCycle checks every opted-in Application with a fresh registry state and waits for the
+// result (--once, tests and benchmarks; the daemon queues instead).
+func (c *controller) runCycle(ctx context.Context) cycleResult {
+	cyc := c.newCycle()
+	start := time.Now()
+	res := c.check(ctx, cyc, c.allKeys())
+	c.cycleDone(res, start)
+	return res
 }
 
 func (c *controller) allKeys() []string {
@@ -407,8 +519,8 @@ func (c *controller) get(key string) (*unstructured.Unstructured, bool) {
 	return nil, false
 }
 
-const checkWorkers = 8
-
+// check reconciles keys with checkWorkers workers and counts the outcome. It stops handing out
+// keys once ctx ends.
 func (c *controller) check(ctx context.Context, cyc *cycle, keys []string) cycleResult {
 	var (
 		mu  sync.Mutex
@@ -423,280 +535,20 @@ func (c *controller) check(ctx context.Context, cyc *cycle, keys []string) cycle
 			for k := range work {
 				updated, err := c.reconcile(ctx, cyc, k)
 				mu.Lock()
-				res.checked++
-				if updated {
-					res.updated++
-				}
-				if err != nil {
-					res.failed++
-				}
+				res.add(updated, err)
 				mu.Unlock()
 			}
 		}()
 	}
+feed:
 	for _, k := range keys {
 		select {
 		case work <- k:
 		case <-ctx.Done():
+			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
 	return res
-}
-
-// checkError is a failed check with the Event reason it is reported under.
-type checkError struct {
-	reason string
-	err    error
-}
-
-func (e *checkError) Error() string { return e.err.Error() }
-func (e *checkError) Unwrap() error { return e.err }
-
-func fail(reason string, err error) error { return &checkError{reason: reason, err: err} }
-
-// decision is what a check concluded for one Application.
-type decision struct {
-	source bundleSource
-	target string // new targetRevision; "" or == source.current: nothing to do
-	why    string
-}
-
-// decide computes the targetRevision app should have. It reads only the registry (through cyc).
-func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.Unstructured) (decision, error) {
-	p, err := parsePolicy(app.GetAnnotations())
-	if err != nil {
-		return decision{}, fail(reasonInvalid, err)
-	}
-	src, err := findBundleSource(app, p.source)
-	if err != nil {
-		return decision{}, fail(reasonInvalid, err)
-	}
-	d := decision{source: src}
-	if p.strategy == StrategyDigest {
-		if !src.oci {
-			return d, fail(reasonInvalid, fmt.Errorf("the digest strategy pins a digest, which only oci:// sources accept (source %s is a Helm chart source)", src.repository))
-		}
-		mi, err := cyc.manifest(ctx, src.repository, p.constraint, p.pullSecret)
-		if err != nil {
-			return d, fail(reasonRegistry, err)
-		}
-		d.target, d.why = mi.digest, "tag "+p.constraint+" points at "+mi.digest
-		return d, nil
-	}
-	tags, err := cyc.tags(ctx, src.repository, p.pullSecret)
-	if err != nil {
-		return d, fail(reasonRegistry, err)
-	}
-	cur := src.currentTag()
-	switch p.strategy {
-	case StrategySemver:
-		best, ok := p.pickSemver(tags)
-		if !ok {
-			return d, fail(reasonNoTag, fmt.Errorf("no tag of %s satisfies %q (%d tags)", src.repository, p.constraint, len(tags)))
-		}
-		d.target, d.why = src.revisionFor(best.tag), "highest version satisfying "+strconvQuote(p.constraint)
-		if cv, err := semverOf(cur); err == nil && !p.force && !best.version.GreaterThan(cv) {
-			d.target = src.current // never downgrade, and 1.0.0 == 1.0.0+x stays put
-		}
-	case StrategyAlphabetical:
-		best, ok := p.pickAlphabetical(filterConstraint(p, tags))
-		if !ok {
-			return d, fail(reasonNoTag, fmt.Errorf("no allowed tag in %s (%d tags)", src.repository, len(tags)))
-		}
-		d.target, d.why = src.revisionFor(best.tag), "alphabetically last tag"
-		if cur != "" && !p.force && best.tag <= cur {
-			d.target = src.current
-		}
-	case StrategyNewestBuild:
-		var cands []candidate
-		for _, t := range filterConstraint(p, tags) {
-			if !p.tagAllowed(t) {
-				continue
-			}
-			mi, err := cyc.manifest(ctx, src.repository, t, p.pullSecret)
-			if err != nil {
-				return d, fail(reasonRegistry, err)
-			}
-			cands = append(cands, candidate{tag: t, created: mi.created})
-		}
-		best, ok := pickNewest(cands)
-		if !ok {
-			return d, fail(reasonNoTag, fmt.Errorf("no allowed tag of %s has the annotation org.opencontainers.image.created (%d tags)", src.repository, len(tags)))
-		}
-		d.target, d.why = src.revisionFor(best.tag), "newest build ("+best.created.Format(time.RFC3339)+")"
-		if cur != "" && cur != best.tag && !p.force {
-			if mi, err := cyc.manifest(ctx, src.repository, cur, p.pullSecret); err == nil && !mi.created.IsZero() && !best.created.After(mi.created) {
-				d.target = src.current
-			}
-		}
-	}
-	return d, nil
-}
-
-func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
-
-func semverOf(tag string) (*semver.Version, error) {
-	if tag == "" {
-		return nil, fmt.Errorf("no tag")
-	}
-	if v, err := versionOf(tag); err == nil {
-		return v, nil
-	}
-	return semver.NewVersion(strings.ReplaceAll(tag, "_", "+")) // loose forms such as v1.2
-}
-
-// filterConstraint keeps the tags a semver constraint admits, for strategies other than semver:
-// "", "*" and "latest" admit every tag; otherwise only semver tags within the constraint.
-func filterConstraint(p *policy, tags []string) []string {
-	if p.constraint == "" || p.constraint == "*" || p.constraint == "latest" || p.semver == nil {
-		return tags
-	}
-	var out []string
-	for _, t := range tags {
-		if v, err := versionOf(t); err == nil && p.semver.Check(v) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// reconcile checks one Application and writes its new targetRevision. On a write conflict it
-// re-reads the Application from the API and decides again.
-func (c *controller) reconcile(ctx context.Context, cyc *cycle, key string) (updated bool, err error) {
-	app, ok := c.get(key)
-	if !ok || !optedIn(app.GetAnnotations()) {
-		return false, nil
-	}
-	c.metrics.checks.Inc()
-	log := c.log.With("application", key)
-	defer func() {
-		if err != nil {
-			c.reportError(ctx, app, key, err)
-			log.Error("bundle check failed", "error", err)
-		} else {
-			c.clearError(key)
-		}
-	}()
-	const attempts = 10
-	for attempt := 1; ; attempt++ {
-		d, err := c.decide(ctx, cyc, app)
-		if err != nil {
-			return false, err
-		}
-		if d.target == "" || d.target == d.source.current {
-			log.Debug("bundle up to date", "repository", d.source.repository, "revision", d.source.current)
-			return false, nil
-		}
-		if c.opts.DryRun {
-			log.Info("would update bundle (dry run)", "repository", d.source.repository, "from", d.source.current, "to", d.target, "why", d.why)
-			c.metrics.updates.Inc()
-			return true, nil
-		}
-		if c.beforeWrite != nil {
-			c.beforeWrite(app)
-		}
-		err = c.write(ctx, app, d)
-		if err == nil {
-			log.Info("updated bundle", "repository", d.source.repository, "from", d.source.current, "to", d.target, "why", d.why)
-			c.metrics.updates.Inc()
-			c.event(ctx, app, corev1.EventTypeNormal, reasonUpdated, fmt.Sprintf("targetRevision of %s: %s -> %s (%s)", d.source.repository, orNone(d.source.current), d.target, d.why))
-			return true, nil
-		}
-		if !isConflict(err) || attempt == attempts {
-			return false, fail(reasonWriteError, fmt.Errorf("update %s targetRevision to %s: %w", d.source.jsonPath(), d.target, err))
-		}
-		log.Debug("Application changed while updating; re-reading", "attempt", attempt)
-		fresh, gerr := c.dyn.Resource(applications).Namespace(app.GetNamespace()).Get(ctx, app.GetName(), metav1.GetOptions{})
-		if gerr != nil {
-			if apierrors.IsNotFound(gerr) {
-				return false, nil
-			}
-			return false, fail(reasonWriteError, fmt.Errorf("re-read after conflict: %w", gerr))
-		}
-		if !optedIn(fresh.GetAnnotations()) {
-			return false, nil
-		}
-		app = fresh
-	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
-// write sets the source's targetRevision with a JSON patch that also carries the resourceVersion
-// the decision was based on. The apiserver takes it as a precondition: after a concurrent edit the
-// patch fails with 409 Conflict instead of overwriting, and only targetRevision is ever written.
-func (c *controller) write(ctx context.Context, app *unstructured.Unstructured, d decision) error {
-	ops := []map[string]any{
-		{"op": "replace", "path": "/metadata/resourceVersion", "value": app.GetResourceVersion()},
-		{"op": "add", "path": d.source.jsonPath(), "value": d.target},
-	}
-	body, err := json.Marshal(ops)
-	if err != nil {
-		return err
-	}
-	_, err = c.dyn.Resource(applications).Namespace(app.GetNamespace()).Patch(ctx, app.GetName(), types.JSONPatchType, body, metav1.PatchOptions{FieldManager: component})
-	return err
-}
-
-func isConflict(err error) bool { return apierrors.IsConflict(err) }
-
-func (c *controller) reportError(ctx context.Context, app *unstructured.Unstructured, key string, err error) {
-	reason := "BundleCheckFailed"
-	var ce *checkError
-	if errors.As(err, &ce) {
-		reason = ce.reason
-	}
-	c.metrics.errors.WithLabelValues(reason).Inc()
-	c.mu.Lock()
-	same := c.lastErr[key] == err.Error()
-	c.lastErr[key] = err.Error()
-	c.mu.Unlock()
-	if !same {
-		c.event(ctx, app, corev1.EventTypeWarning, reason, err.Error())
-	}
-}
-
-func (c *controller) clearError(key string) {
-	c.mu.Lock()
-	delete(c.lastErr, key)
-	c.mu.Unlock()
-}
-
-// event records a core/v1 Event on the Application. Failures are logged, never fatal.
-func (c *controller) event(ctx context.Context, app *unstructured.Unstructured, typ, reason, msg string) {
-	if c.opts.DryRun {
-		return
-	}
-	now := metav1.Now()
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", app.GetName(), now.UnixNano()),
-			Namespace: app.GetNamespace(),
-		},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: applicationAPIVersion, Kind: "Application",
-			Namespace: app.GetNamespace(), Name: app.GetName(), UID: app.GetUID(), ResourceVersion: app.GetResourceVersion(),
-		},
-		Reason: reason, Message: truncate(msg, 1024), Type: typ,
-		Source:         corev1.EventSource{Component: component, Host: c.hostname},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		ReportingController: "strata.dev/image-updater", ReportingInstance: truncate(component+"-"+c.hostname, 128),
-	}
-	if _, err := c.kube.CoreV1().Events(app.GetNamespace()).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		c.log.Warn("record event", "application", app.GetNamespace()+"/"+app.GetName(), "reason", reason, "error", err)
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -226,17 +227,27 @@ type countingTransport struct {
 	base http.RoundTripper
 	mu   sync.Mutex
 	n    map[string]int
+	at   map[string][]time.Time
 }
 
 func newCountingTransport() *countingTransport {
-	return &countingTransport{base: http.DefaultTransport, n: map[string]int{}}
+	return &countingTransport{base: http.DefaultTransport, n: map[string]int{}, at: map[string][]time.Time{}}
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	c.n[r.Method+" "+r.URL.Path]++
+	c.at[r.Method+" "+r.URL.Path] = append(c.at[r.Method+" "+r.URL.Path], time.Now())
 	c.mu.Unlock()
 	return c.base.RoundTrip(r)
+}
+
+// listingTimes are the times of the tags/list requests for repo.
+func (c *countingTransport) listingTimes(repo string) []time.Time {
+	_, p, _ := strings.Cut(repo, "/")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.at["GET /v2/"+p+"/tags/list"])
 }
 
 // listings is the number of tags/list requests for repo (REGISTRY/PATH).

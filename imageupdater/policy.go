@@ -1,10 +1,11 @@
 package imageupdater
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,20 @@ func parsePolicy(ann map[string]string) (*policy, error) {
 	return p, nil
 }
 
+// allowedTags applies allow-tags and ignore-tags, and gives up when ctx ends.
+func (p *policy) allowedTags(ctx context.Context, tags []string) ([]string, error) {
+	out := make([]string, 0, len(tags))
+	for i, t := range tags {
+		if i%64 == 0 && ctx.Err() != nil {
+			return nil, fail(reasonTimeout, fmt.Errorf("matching %d tags against allow-tags/ignore-tags: %w", len(tags), ctx.Err()))
+		}
+		if p.tagAllowed(t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
 // tagAllowed applies allow-tags and ignore-tags.
 func (p *policy) tagAllowed(tag string) bool {
 	if p.allow != nil && !p.allow.MatchString(tag) {
@@ -172,14 +187,11 @@ type candidate struct {
 	created time.Time       // newest-build
 }
 
-// pickSemver returns the highest tag satisfying the constraint, or "" when none does.
+// pickSemver returns the highest of the (allowed) tags satisfying the constraint.
 func (p *policy) pickSemver(tags []string) (candidate, bool) {
 	var best candidate
 	found := false
 	for _, t := range tags {
-		if !p.tagAllowed(t) {
-			continue
-		}
 		v, err := versionOf(t)
 		if err != nil {
 			// Loose forms such as "v1.2" are accepted too.
@@ -197,19 +209,12 @@ func (p *policy) pickSemver(tags []string) (candidate, bool) {
 	return best, found
 }
 
-// pickAlphabetical returns the lexically last allowed tag.
-func (p *policy) pickAlphabetical(tags []string) (candidate, bool) {
-	var allowed []string
-	for _, t := range tags {
-		if p.tagAllowed(t) {
-			allowed = append(allowed, t)
-		}
-	}
-	if len(allowed) == 0 {
+// pickAlphabetical returns the lexically last of the (allowed) tags.
+func pickAlphabetical(tags []string) (candidate, bool) {
+	if len(tags) == 0 {
 		return candidate{}, false
 	}
-	sort.Strings(allowed)
-	return candidate{tag: allowed[len(allowed)-1]}, true
+	return candidate{tag: slices.Max(tags)}, true
 }
 
 // pickNewest returns the candidate with the latest creation time (ties: lexically last tag).

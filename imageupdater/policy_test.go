@@ -1,6 +1,7 @@
 package imageupdater
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +59,11 @@ func TestPickSemver(t *testing.T) {
 		}
 	}
 	p, _ := parsePolicy(map[string]string{AnnotationChartVersion: "1.x", AnnotationIgnoreTags: "*build*", AnnotationAllowTags: `regexp:^1\.[02]\.`})
-	if got, _ := p.pickSemver(tags); got.tag != "1.2.0" {
+	allowed, err := p.allowedTags(context.Background(), tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.pickSemver(allowed); got.tag != "1.2.0" {
 		t.Errorf("allow/ignore: picked %q, want 1.2.0", got.tag)
 	}
 }

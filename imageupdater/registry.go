@@ -101,44 +101,62 @@ func (ra *registryAccess) credentialKey(pullSecret, host string) string {
 }
 
 // cycle is the registry state of one check cycle: each repository is listed at most once per
-// credential source, each manifest fetched at most once, and credentials resolved once.
+// credential source, each manifest fetched at most once, and credentials resolved once. A
+// failure is shared by the checks waiting for it, not remembered: the next check (a retry)
+// asks the registry again.
 type cycle struct {
 	ra *registryAccess
 
 	mu        sync.Mutex
-	listings  map[string]*onceValue[[]string]
-	manifests map[string]*onceValue[manifestInfo]
-	creds     map[string]*onceValue[auth.Credential]
+	listings  map[string]*flight[[]string]
+	manifests map[string]*flight[manifestInfo]
+	creds     map[string]*flight[auth.Credential]
 	clients   map[string]*auth.Client
 }
 
-type onceValue[T any] struct {
-	once sync.Once
+// flight is one registry read, shared by every check that needs it while it runs and, once it
+// succeeded, for the rest of the cycle.
+type flight[T any] struct {
+	done chan struct{}
 	v    T
 	err  error
 }
 
-func (o *onceValue[T]) get(f func() (T, error)) (T, error) {
-	o.once.Do(func() { o.v, o.err = f() })
-	return o.v, o.err
-}
-
-func onceFor[T any](mu *sync.Mutex, m map[string]*onceValue[T], key string) *onceValue[T] {
+// share returns m[key]'s value, computing it with f unless a computation is running (then it
+// waits for that one, or for ctx) or succeeded before.
+func share[T any](ctx context.Context, mu *sync.Mutex, m map[string]*flight[T], key string, f func() (T, error)) (T, error) {
 	mu.Lock()
-	defer mu.Unlock()
-	o, ok := m[key]
-	if !ok {
-		o = &onceValue[T]{}
-		m[key] = o
+	fl, ok := m[key]
+	if ok {
+		select {
+		case <-fl.done:
+			ok = fl.err == nil
+		default:
+		}
 	}
-	return o
+	if !ok {
+		fl = &flight[T]{done: make(chan struct{})}
+		m[key] = fl
+		mu.Unlock()
+		defer close(fl.done)
+		fl.v, fl.err = f()
+		return fl.v, fl.err
+	}
+	mu.Unlock()
+	select {
+	case <-fl.done:
+		return fl.v, fl.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 func (ra *registryAccess) newCycle() *cycle {
 	return &cycle{ra: ra,
-		listings:  map[string]*onceValue[[]string]{},
-		manifests: map[string]*onceValue[manifestInfo]{},
-		creds:     map[string]*onceValue[auth.Credential]{},
+		listings:  map[string]*flight[[]string]{},
+		manifests: map[string]*flight[manifestInfo]{},
+		creds:     map[string]*flight[auth.Credential]{},
 		clients:   map[string]*auth.Client{},
 	}
 }
@@ -184,7 +202,7 @@ func (c *cycle) client(ctx context.Context, credKey string) *auth.Client {
 }
 
 func (c *cycle) credential(ctx context.Context, credKey, host string) (auth.Credential, error) {
-	return onceFor(&c.mu, c.creds, credKey+"\x00"+host).get(func() (auth.Credential, error) {
+	return share(ctx, &c.mu, c.creds, credKey+"\x00"+host, func() (auth.Credential, error) {
 		if credKey == "" {
 			kc := c.ra.opts.Keychain
 			if kc == nil {
@@ -209,7 +227,7 @@ func (c *cycle) repository(ctx context.Context, repository, credKey string) (*or
 // tags lists repository's tags, once per cycle and credential source.
 func (c *cycle) tags(ctx context.Context, repository, pullSecret string) ([]string, error) {
 	credKey := c.ra.credentialKey(pullSecret, hostOf(repository))
-	return onceFor(&c.mu, c.listings, credKey+"\x00"+repository).get(func() ([]string, error) {
+	return share(ctx, &c.mu, c.listings, credKey+"\x00"+repository, func() ([]string, error) {
 		if credKey != "" {
 			// Resolve credentials first: a missing secret is a clearer error than a 401.
 			if _, err := c.credential(ctx, credKey, hostOf(repository)); err != nil {
@@ -242,7 +260,7 @@ type manifestInfo struct {
 // manifest fetches repository:tag's manifest, once per cycle.
 func (c *cycle) manifest(ctx context.Context, repository, tag, pullSecret string) (manifestInfo, error) {
 	credKey := c.ra.credentialKey(pullSecret, hostOf(repository))
-	return onceFor(&c.mu, c.manifests, repository+":"+tag+"\x00"+credKey).get(func() (manifestInfo, error) {
+	return share(ctx, &c.mu, c.manifests, repository+":"+tag+"\x00"+credKey, func() (manifestInfo, error) {
 		r, err := c.repository(ctx, repository, credKey)
 		if err != nil {
 			return manifestInfo{}, err

@@ -126,13 +126,13 @@ func (c *controller) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	keys, repos := c.affected(events)
 	if len(keys) > 0 {
-		c.enqueue(keys, repos)
+		c.refresh(keys, repos)
 		if tagged(events) {
 			// distribution sends a manifest's push event before it links the tag (the event
 			// fires when the manifest is stored): a listing made at once can miss the new tag.
 			// Check again a little later; an up-to-date Application costs one listing.
 			for _, d := range []time.Duration{webhookRecheckSoon, webhookRecheckLate} {
-				time.AfterFunc(d, func() { c.enqueue(keys, repos) })
+				time.AfterFunc(d, func() { c.refresh(keys, repos) })
 			}
 		}
 	}
@@ -155,11 +155,7 @@ func (c *controller) affected(events []pushEvent) (keys, repos []string) {
 			if !ok || !optedIn(a.GetAnnotations()) {
 				continue
 			}
-			p, err := parsePolicy(a.GetAnnotations())
-			if err != nil {
-				continue
-			}
-			src, err := findBundleSource(a, p.source)
+			src, err := findBundleSource(a, strings.TrimSpace(a.GetAnnotations()[AnnotationBundleSource]))
 			if err != nil {
 				continue
 			}

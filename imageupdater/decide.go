@@ -1,0 +1,157 @@
+package imageupdater
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Event reasons of a check's outcome.
+const (
+	reasonUpdated    = "BundleUpdated"
+	reasonInvalid    = "InvalidBundleAnnotation"
+	reasonRegistry   = "BundleRegistryError"
+	reasonNoTag      = "NoMatchingBundle"
+	reasonWriteError = "BundleUpdateFailed"
+	reasonTimeout    = "BundleCheckTimeout"
+)
+
+// checkError is a failed check with the Event reason it is reported under.
+type checkError struct {
+	reason string
+	err    error
+}
+
+func (e *checkError) Error() string { return e.err.Error() }
+func (e *checkError) Unwrap() error { return e.err }
+
+func fail(reason string, err error) error { return &checkError{reason: reason, err: err} }
+
+// retryable reports whether a failed check may pass without an edit of the Application: the
+// registry or the apiserver failed, or the check ran out of time. A bad annotation or a
+// constraint no tag satisfies waits for an edit, a push or the next cycle.
+func retryable(err error) bool {
+	var ce *checkError
+	if !errors.As(err, &ce) {
+		return true
+	}
+	switch ce.reason {
+	case reasonInvalid, reasonNoTag:
+		return false
+	}
+	return true
+}
+
+// decision is what a check concluded for one Application.
+type decision struct {
+	source bundleSource
+	target string // new targetRevision; "" or == source.current: nothing to do
+	why    string
+}
+
+// decide computes the targetRevision app should have. It reads only the registry (through cyc)
+// and gives up when ctx ends.
+func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.Unstructured) (decision, error) {
+	p, err := parsePolicy(app.GetAnnotations())
+	if err != nil {
+		return decision{}, fail(reasonInvalid, err)
+	}
+	src, err := findBundleSource(app, p.source)
+	if err != nil {
+		return decision{}, fail(reasonInvalid, err)
+	}
+	d := decision{source: src}
+	if p.strategy == StrategyDigest {
+		if !src.oci {
+			return d, fail(reasonInvalid, fmt.Errorf("the digest strategy pins a digest, which only oci:// sources accept (source %s is a Helm chart source)", src.repository))
+		}
+		mi, err := cyc.manifest(ctx, src.repository, p.constraint, p.pullSecret)
+		if err != nil {
+			return d, fail(reasonRegistry, err)
+		}
+		d.target, d.why = mi.digest, "tag "+p.constraint+" points at "+mi.digest
+		return d, nil
+	}
+	all, err := cyc.tags(ctx, src.repository, p.pullSecret)
+	if err != nil {
+		return d, fail(reasonRegistry, err)
+	}
+	tags, err := p.allowedTags(ctx, all)
+	if err != nil {
+		return d, err
+	}
+	cur := src.currentTag()
+	switch p.strategy {
+	case StrategySemver:
+		best, ok := p.pickSemver(tags)
+		if !ok {
+			return d, fail(reasonNoTag, fmt.Errorf("no tag of %s satisfies %q (%d tags)", src.repository, p.constraint, len(all)))
+		}
+		d.target, d.why = src.revisionFor(best.tag), "highest version satisfying "+strconvQuote(p.constraint)
+		if cv, err := semverOf(cur); err == nil && !p.force && !best.version.GreaterThan(cv) {
+			d.target = src.current // never downgrade, and 1.0.0 == 1.0.0+x stays put
+		}
+	case StrategyAlphabetical:
+		best, ok := pickAlphabetical(filterConstraint(p, tags))
+		if !ok {
+			return d, fail(reasonNoTag, fmt.Errorf("no allowed tag in %s (%d tags)", src.repository, len(all)))
+		}
+		d.target, d.why = src.revisionFor(best.tag), "alphabetically last tag"
+		if cur != "" && !p.force && best.tag <= cur {
+			d.target = src.current
+		}
+	case StrategyNewestBuild:
+		var cands []candidate
+		for _, t := range filterConstraint(p, tags) {
+			mi, err := cyc.manifest(ctx, src.repository, t, p.pullSecret)
+			if err != nil {
+				return d, fail(reasonRegistry, err)
+			}
+			cands = append(cands, candidate{tag: t, created: mi.created})
+		}
+		best, ok := pickNewest(cands)
+		if !ok {
+			return d, fail(reasonNoTag, fmt.Errorf("no allowed tag of %s has the annotation org.opencontainers.image.created (%d tags)", src.repository, len(all)))
+		}
+		d.target, d.why = src.revisionFor(best.tag), "newest build ("+best.created.Format(time.RFC3339)+")"
+		if cur != "" && cur != best.tag && !p.force {
+			if mi, err := cyc.manifest(ctx, src.repository, cur, p.pullSecret); err == nil && !mi.created.IsZero() && !best.created.After(mi.created) {
+				d.target = src.current
+			}
+		}
+	}
+	return d, nil
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+func semverOf(tag string) (*semver.Version, error) {
+	if tag == "" {
+		return nil, fmt.Errorf("no tag")
+	}
+	if v, err := versionOf(tag); err == nil {
+		return v, nil
+	}
+	return semver.NewVersion(strings.ReplaceAll(tag, "_", "+")) // loose forms such as v1.2
+}
+
+// filterConstraint keeps the tags a semver constraint admits, for strategies other than semver:
+// "", "*" and "latest" admit every tag; otherwise only semver tags within the constraint.
+func filterConstraint(p *policy, tags []string) []string {
+	if p.constraint == "" || p.constraint == "*" || p.constraint == "latest" || p.semver == nil {
+		return tags
+	}
+	var out []string
+	for _, t := range tags {
+		if v, err := versionOf(t); err == nil && p.semver.Check(v) {
+			out = append(out, t)
+		}
+	}
+	return out
+}

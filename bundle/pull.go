@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
+	orasremote "oras.land/oras-go/v2/registry/remote"
 
 	"strata.dev/strata/internal/registry"
 )
@@ -62,22 +63,15 @@ func Pull(ctx context.Context, o PullOptions) (*Pulled, error) {
 	if o.Dir == "" {
 		return nil, errors.New("pull: no directory given (--dir)")
 	}
-	repoStr, reference, err := splitRef(o.Ref)
+	r, err := fetchRef(ctx, "pull", o.Registry, o.Ref, o.MaxChartBytes)
 	if err != nil {
-		return nil, fmt.Errorf("pull: %w", err)
+		return nil, err
 	}
-	repo, err := openRepository(o.Registry, repoStr, "")
-	if err != nil {
-		return nil, fmt.Errorf("pull: %w", err)
-	}
-	bc, err := fetchBundle(ctx, repo, reference, o.MaxChartBytes)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", o.Ref, err)
-	}
+	bc := r.bc
 	if err := writeFiles(o.Dir, bc.files); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", o.Ref, err)
 	}
-	p := bc.pulled(repoStr)
+	p := bc.pulled(r.repoStr)
 	if o.Log != nil {
 		o.Log.Info("pulled bundle", "ref", p.Ref, "chart", p.Chart, "version", p.Version, "dir", o.Dir)
 	}
@@ -96,6 +90,32 @@ func (bc *bundleContent) pulled(repo string) *Pulled {
 		p.Chart, p.Version = bc.meta.Chart, bc.meta.Version
 	}
 	return p
+}
+
+// fetchedRef is a bundle read from its registry repository.
+type fetchedRef struct {
+	repo      *orasremote.Repository
+	repoStr   string // the repository as ref names it
+	reference string // the tag or digest
+	bc        *bundleContent
+}
+
+// fetchRef reads the bundle ref ([oci://]REPO:TAG or REPO@DIGEST) from its repository; op
+// starts the errors ("pull", "copy").
+func fetchRef(ctx context.Context, op string, ro registry.Options, ref string, max int64) (*fetchedRef, error) {
+	repoStr, reference, err := splitRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	repo, err := openRepository(ro, repoStr, "")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	bc, err := fetchBundle(ctx, repo, reference, max)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, ref, err)
+	}
+	return &fetchedRef{repo: repo, repoStr: repoStr, reference: reference, bc: bc}, nil
 }
 
 // splitRef splits [oci://]REPO:TAG or REPO@DIGEST into the repository and the tag or digest.

@@ -261,12 +261,10 @@ func TestConcurrentBuilds(t *testing.T) {
 
 	t.Run("kubernetes", func(t *testing.T) {
 		repo := testenv.Repo(t, "kube")
-		ns := testenv.UniqueName(t, "ns")
-		cs := testenv.Kube(t)
-		t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+		ns := kubeNamespace(t)
 		reports := buildConcurrently(t, bin, project(t, base), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, builders)
 		checkBuilds(t, repo, reports, true)
-		leases, err := cs.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
+		leases, err := testenv.Kube(t).CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,8 +301,7 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 	kubeconfig := testenv.Kubeconfig(t)
 	bin := strataBinary(t)
 	cs := testenv.Kube(t)
-	ns := testenv.UniqueName(t, "ns")
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	ns := kubeNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -443,8 +440,7 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 	kubeconfig := testenv.Kubeconfig(t)
 	bin := strataBinary(t)
 	cs := testenv.Kube(t)
-	ns := testenv.UniqueName(t, "ns")
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	ns := kubeNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const installSeconds = 5
@@ -638,8 +634,7 @@ func TestSyncServerKubernetesState(t *testing.T) {
 	kubeconfig := testenv.Kubeconfig(t)
 	cs := testenv.Kube(t)
 	bin := strataBinary(t)
-	ns := testenv.UniqueName(t, "ns")
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	ns := kubeNamespace(t)
 	srv := startSyncServer(t, bin, "tok", "--kubernetes", ns, "--kubeconfig", kubeconfig)
 	t.Setenv(TokenEnv, "tok")
 	ctx := context.Background()

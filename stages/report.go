@@ -1,4 +1,11 @@
-package build
+package stages
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+)
 
 // Stage statuses in a Report.
 const (
@@ -6,12 +13,13 @@ const (
 	StatusBuilt     = "built"
 	StatusDiscarded = "discarded-for-existing"
 	// StatusWaited is a stage another builder stored after this build listed the storage:
-	// with Options.WaitForInFlight this build waited for the builder in flight (or found the
-	// stage when re-checking under the #building lock) and reused the stored result.
+	// with build's WaitForInFlight this build waited for the builder in flight (or found the
+	// stage when re-checking under the BuildingLock) and reused the stored result.
 	StatusWaited = "reused-after-wait"
 )
 
-// Report is what a build produced: the contract `strata bundle publish` reads (--report PATH).
+// Report is what a build produced: written by `strata build --report FILE`, read by
+// `strata bundle publish --build-report FILE`.
 type Report struct {
 	Project string        `json:"project"`
 	Repo    string        `json:"repo"`
@@ -23,7 +31,7 @@ type Report struct {
 // ImageReport is one image of strata.yaml: its final reference and the stages it is made of.
 type ImageReport struct {
 	Name string `json:"name"`
-	// Repo, Tag and Ref name the final image: in the stages storage, or in --final-repo.
+	// Repo, Tag and Ref name the final image: in the stages storage, or in build's FinalRepo.
 	Repo           string        `json:"repo"`
 	Tag            string        `json:"tag"`
 	Ref            string        `json:"ref"`
@@ -50,4 +58,29 @@ func (r *Report) Image(name string) *ImageReport {
 		}
 	}
 	return nil
+}
+
+// ReadReport reads a report file.
+func ReadReport(file string) (*Report, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("build report: %w", err)
+	}
+	r, err := ParseReport(b)
+	if err != nil {
+		return nil, fmt.Errorf("build report %s: %w", file, err)
+	}
+	return r, nil
+}
+
+// ParseReport decodes a report; one without images is an error.
+func ParseReport(b []byte) (*Report, error) {
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	if len(r.Images) == 0 {
+		return nil, errors.New("no images")
+	}
+	return &r, nil
 }

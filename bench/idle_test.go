@@ -12,6 +12,7 @@ import (
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 const images = 5
@@ -133,7 +134,7 @@ CMD ["cat", "/app/main.txt"]
 		strataTime += time.Since(start)
 		for _, im := range rep.Images {
 			for _, s := range im.Stages {
-				if s.Status != build.StatusReused {
+				if s.Status != stages.StatusReused {
 					b.Fatalf("idle rebuild built %s/%s", im.Name, s.Name)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 const noEngine = "unix:///nonexistent/strata-no-engine.sock"
@@ -54,7 +55,7 @@ func TestAcceptanceStagesReuseAndRebuild(t *testing.T) {
 	})
 	ctx := context.Background()
 	locker := fileLocker(t)
-	run := func(dockerHost string) *Report {
+	run := func(dockerHost string) *stages.Report {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost, Parallel: 2})
 		if err != nil {
@@ -69,7 +70,7 @@ func TestAcceptanceStagesReuseAndRebuild(t *testing.T) {
 	if app == nil || rep.Image("tools") == nil {
 		t.Fatalf("report lacks images: %+v", rep)
 	}
-	if got := statuses(app); got["from"] != StatusBuilt || got["gitArchive"] != StatusBuilt || got["install"] != StatusBuilt || got["dockerInstructions"] != StatusBuilt {
+	if got := statuses(app); got["from"] != stages.StatusBuilt || got["gitArchive"] != stages.StatusBuilt || got["install"] != stages.StatusBuilt || got["dockerInstructions"] != stages.StatusBuilt {
 		t.Fatalf("first build statuses = %v", got)
 	}
 	if _, ok := statuses(app)["gitLatestPatch"]; ok {
@@ -96,7 +97,7 @@ func TestAcceptanceStagesReuseAndRebuild(t *testing.T) {
 	rep2 := run(noEngine)
 	for _, im := range rep2.Images {
 		for _, s := range im.Stages {
-			if s.Status != StatusReused {
+			if s.Status != stages.StatusReused {
 				t.Errorf("idle rebuild: %s/%s %s", im.Name, s.Name, s.Status)
 			}
 		}
@@ -133,7 +134,7 @@ func TestAcceptanceStagesReuseAndRebuild(t *testing.T) {
 	cnt.reset()
 	rep3 := run(noEngine)
 	st := statuses(rep3.Image("app"))
-	want := map[string]string{"from": StatusReused, "gitArchive": StatusReused, "install": StatusReused, "gitLatestPatch": StatusBuilt, "dockerInstructions": StatusBuilt}
+	want := map[string]string{"from": stages.StatusReused, "gitArchive": stages.StatusReused, "install": stages.StatusReused, "gitLatestPatch": stages.StatusBuilt, "dockerInstructions": stages.StatusBuilt}
 	for k, v := range want {
 		if st[k] != v {
 			t.Errorf("mapping change: stage %s %s, want %s (all %v)", k, st[k], v, st)
@@ -154,7 +155,7 @@ func TestAcceptanceStagesReuseAndRebuild(t *testing.T) {
 	g.commit("deps", map[string]string{"src/deps.txt": "dep-b"})
 	rep4 := run(host)
 	st = statuses(rep4.Image("app"))
-	want = map[string]string{"from": StatusReused, "gitArchive": StatusReused, "install": StatusBuilt, "dockerInstructions": StatusBuilt}
+	want = map[string]string{"from": stages.StatusReused, "gitArchive": stages.StatusReused, "install": stages.StatusBuilt, "dockerInstructions": stages.StatusBuilt}
 	for k, v := range want {
 		if st[k] != v {
 			t.Errorf("deps change: stage %s %s, want %s (all %v)", k, st[k], v, st)
@@ -185,8 +186,8 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	g.commit("init", map[string]string{"strata.yaml": cfg, "a.txt": "base"})
 	ctx := context.Background()
 	locker := fileLocker(t)
-	var child *ImageReport
-	run := func() *ImageReport {
+	var child *stages.ImageReport
+	run := func() *stages.ImageReport {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine})
 		if err != nil {
@@ -195,21 +196,21 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 		child = rep.Image("child")
 		return rep.Image("app")
 	}
-	stage := func(r *ImageReport, name string) StageReport {
+	stage := func(r *stages.ImageReport, name string) stages.StageReport {
 		for _, s := range r.Stages {
 			if s.Name == name {
 				return s
 			}
 		}
 		t.Fatalf("no stage %s in %+v", name, r.Stages)
-		return StageReport{}
+		return stages.StageReport{}
 	}
 	g.git("checkout", "-q", "-b", "feature-a")
 	g.commit("a", map[string]string{"a.txt": "from-a"})
 	ra := run()
 	childA := child
 	archA := stage(ra, "gitArchive")
-	if archA.Status != StatusBuilt {
+	if archA.Status != stages.StatusBuilt {
 		t.Fatalf("branch a: gitArchive %s", archA.Status)
 	}
 	g.git("checkout", "-q", "main")
@@ -221,7 +222,7 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	if archB.Digest != archA.Digest {
 		t.Fatalf("gitArchive digest differs between branches: %s vs %s", archA.Digest, archB.Digest)
 	}
-	if archB.Status != StatusBuilt || archB.Tag == archA.Tag {
+	if archB.Status != stages.StatusBuilt || archB.Tag == archA.Tag {
 		t.Errorf("sibling branch reused a stage of feature-a: %+v", archB)
 	}
 	fs := files(t, rb.Ref, reg)
@@ -229,7 +230,7 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 		t.Errorf("branch b image: %v", fs)
 	}
 	// A stage without git mappings on top of git content is isolated too.
-	if c := stage(childB, "dockerInstructions"); c.Status != StatusBuilt || c.Tag == stage(childA, "dockerInstructions").Tag {
+	if c := stage(childB, "dockerInstructions"); c.Status != stages.StatusBuilt || c.Tag == stage(childA, "dockerInstructions").Tag {
 		t.Errorf("sibling branch reused feature-a's child stage: %+v", c)
 	}
 	if fs := files(t, childB.Ref, reg); fs["/src/a.txt"] != "base" || fs["/src/b.txt"] != "from-b" {
@@ -238,7 +239,7 @@ func TestAcceptanceSiblingBranches(t *testing.T) {
 	g.git("merge", "-q", "--no-edit", "feature-a")
 	rm := run()
 	archM := stage(rm, "gitArchive")
-	if archM.Status != StatusReused || archM.Tag != archA.Tag {
+	if archM.Status != stages.StatusReused || archM.Tag != archA.Tag {
 		t.Errorf("after merge: gitArchive %s %s, want feature-a's (oldest) %s", archM.Status, archM.Tag, archA.Tag)
 	}
 	fs = files(t, rm.Ref, reg)
@@ -260,7 +261,7 @@ func TestAcceptanceOldestCandidateWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := rep.Image("app").Stages[0]
-	_, ms, _ := parseTag(from.Tag)
+	ms := mustParseTag(t, from.Tag).Millis
 	// Store the same stage under an older and a newer tag.
 	src, _ := reg.ParseReference(repo + ":" + from.Tag)
 	desc, err := remoteGet(ctx, reg, src)
@@ -268,7 +269,7 @@ func TestAcceptanceOldestCandidateWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := reg.ParseRepository(repo)
-	older, newer := stageTag(from.Digest, ms-5000), stageTag(from.Digest, ms+5000)
+	older, newer := stages.Tag{Digest: from.Digest, Millis: ms - 5000}.String(), stages.Tag{Digest: from.Digest, Millis: ms + 5000}.String()
 	for _, tag := range []string{older, newer} {
 		if err := remoteTag(ctx, reg, r.Tag(tag), desc); err != nil {
 			t.Fatal(err)
@@ -279,11 +280,11 @@ func TestAcceptanceOldestCandidateWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := rep2.Image("app").Stages
-	if st[0].Tag != older || st[0].Status != StatusReused {
+	if st[0].Tag != older || st[0].Status != stages.StatusReused {
 		t.Errorf("from stage = %s %s, want the oldest %s", st[0].Tag, st[0].Status, older)
 	}
 	// The next stage was created after its new parent: still reused.
-	if st[1].Status != StatusReused {
+	if st[1].Status != stages.StatusReused {
 		t.Errorf("dockerInstructions %s after choosing an older parent", st[1].Status)
 	}
 }
@@ -326,7 +327,7 @@ func TestConcurrentBuildsPublishOnce(t *testing.T) {
 	ctx := context.Background()
 	locker := fileLocker(t)
 	var wg sync.WaitGroup
-	reps := make([]*Report, 3)
+	reps := make([]*stages.Report, 3)
 	errs := make([]error, 3)
 	for i := range reps {
 		wg.Add(1)
@@ -367,7 +368,7 @@ func TestAcceptanceChildOfGitImageIsolated(t *testing.T) {
 	g.commit("init", map[string]string{"strata.yaml": cfg, "a.txt": "base"})
 	ctx := context.Background()
 	locker := fileLocker(t)
-	run := func(images ...string) *Report {
+	run := func(images ...string) *stages.Report {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine, Images: images})
 		if err != nil {
@@ -390,7 +391,7 @@ func TestAcceptanceChildOfGitImageIsolated(t *testing.T) {
 	if ca.Stages[0].Digest != cb.Stages[0].Digest {
 		t.Fatalf("child digests differ: the scenario needs them equal")
 	}
-	if ca.Stages[0].Status != StatusBuilt || ca.Ref == cb.Ref {
+	if ca.Stages[0].Status != stages.StatusBuilt || ca.Ref == cb.Ref {
 		t.Errorf("feature-a reused feature-b's child stage: %+v", ca.Stages[0])
 	}
 	if fs := files(t, ca.Ref, reg); fs["/src/a.txt"] != "from-a" {

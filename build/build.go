@@ -19,10 +19,11 @@ import (
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/version"
+	"strata.dev/strata/stages"
 )
 
 // Run builds the images of the config and returns the report.
-func Run(ctx context.Context, o Options) (*Report, error) {
+func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	o.defaults()
 	if o.Repo == "" {
 		return nil, errors.New("build: --repo REGISTRY/PROJECT is required")
@@ -90,14 +91,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if locker == nil {
 		locker = &lock.File{Log: o.Log}
 	}
-	stRepo, err := o.Registry.ParseRepository(o.Repo)
+	store, err := stages.Open(o.Repo, o.Registry)
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStorage(ctx, stRepo, o.Registry, cfg.Project, locker, o.Log)
-	if err != nil {
-		return nil, err
-	}
+	st := newStorage(store, cfg.Project, locker, o.Log)
 	go st.cached(ctx, "")
 	st.git = repo
 	b := &builder{
@@ -162,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	rep := &Report{Project: cfg.Project, Repo: stRepo.String(), Commit: head, Dev: len(status) > 0}
+	rep := &stages.Report{Project: cfg.Project, Repo: store.Repo.String(), Commit: head, Dev: len(status) > 0}
 	for _, im := range images {
 		r := b.results[im.Name]
 		if r == nil || r.final == nil {
@@ -234,7 +232,7 @@ type state struct {
 
 type imageResult struct {
 	final  *state
-	stages []StageReport
+	stages []stages.StageReport
 }
 
 func (b *builder) engine() (*client.Client, error) {
@@ -296,7 +294,7 @@ func (b *builder) image(ctx context.Context, im *Image, slot func() error) (*ima
 			return res, fmt.Errorf("stage %s: %w", sp.name, err)
 		}
 		d := time.Since(start)
-		res.stages = append(res.stages, StageReport{Name: sp.name, Digest: digest, Tag: next.tag, Status: status, DurationMs: d.Milliseconds()})
+		res.stages = append(res.stages, stages.StageReport{Name: sp.name, Digest: digest, Tag: next.tag, Status: status, DurationMs: d.Milliseconds()})
 		b.o.Log.Info("stage", "image", im.Name, "stage", sp.name, "digest", shortDigest(digest), "status", status, "time", d.Round(time.Millisecond))
 		cur = next
 	}
@@ -336,7 +334,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		return nil, "", err
 	}
 	if c != nil {
-		return reusedState(c, digest, gitRel, parentCommit, parent), StatusReused, nil
+		return reusedState(c, digest, gitRel, parentCommit, parent), stages.StatusReused, nil
 	}
 	if err := slot(); err != nil {
 		return nil, "", err
@@ -348,7 +346,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 			return nil, "", err
 		}
 		if c != nil {
-			return reusedState(c, digest, gitRel, parentCommit, parent), StatusWaited, nil
+			return reusedState(c, digest, gitRel, parentCommit, parent), stages.StatusWaited, nil
 		}
 		defer b.st.doneBuilding(ctx, digest, lease)
 	}
@@ -372,9 +370,9 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		if !gitRel {
 			s.Commit = parentCommit
 		}
-		return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: s.Commit, parent: parent}, StatusDiscarded, nil
+		return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: s.Commit, parent: parent}, stages.StatusDiscarded, nil
 	}
-	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img, parent: parent}, StatusBuilt, nil
+	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img, parent: parent}, stages.StatusBuilt, nil
 }
 
 func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, parent *state, commit string, mappings int) (v1.Image, error) {
@@ -387,25 +385,25 @@ func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, pare
 		c.Labels = map[string]string{}
 	}
 	for k := range c.Labels {
-		if strings.HasPrefix(k, "dev.strata.") {
+		if strings.HasPrefix(k, stages.LabelPrefix) {
 			delete(c.Labels, k)
 		}
 	}
-	c.Labels[LabelProject] = b.cfg.Project
-	c.Labels[LabelDigest] = digest
-	c.Labels[LabelImage] = im.Name
-	c.Labels[LabelStage] = stage
-	c.Labels[LabelVersion] = version.String()
+	c.Labels[stages.LabelProject] = b.cfg.Project
+	c.Labels[stages.LabelDigest] = digest
+	c.Labels[stages.LabelImage] = im.Name
+	c.Labels[stages.LabelStage] = stage
+	c.Labels[stages.LabelVersion] = version.String()
 	if parent != nil {
-		c.Labels[LabelParent] = parent.tag
+		c.Labels[stages.LabelParent] = parent.tag
 	}
 	// The digest and the commit labels are also manifest annotations: selection reads them
 	// from the manifest alone, without fetching the config blob.
-	ann := map[string]string{LabelDigest: digest}
+	ann := map[string]string{stages.LabelDigest: digest}
 	if commit != "" {
 		for i := 0; i < max(mappings, 1); i++ {
-			c.Labels[fmt.Sprintf(LabelCommitFmt, i)] = commit
-			ann[fmt.Sprintf(LabelCommitFmt, i)] = commit
+			c.Labels[stages.CommitLabel(i)] = commit
+			ann[stages.CommitLabel(i)] = commit
 		}
 	}
 	img, err = mutate.Config(img, *c)
@@ -420,7 +418,7 @@ func (b *builder) parentImage(ctx context.Context, parent *state) (v1.Image, err
 	if parent.img != nil {
 		return parent.img, nil
 	}
-	desc, err := remote.Get(b.st.ref(parent.tag), b.st.opts(ctx)...)
+	desc, err := remote.Get(b.st.Ref(parent.tag), b.st.Remote(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
 	}
@@ -434,9 +432,9 @@ func (b *builder) parentImage(ctx context.Context, parent *state) (v1.Image, err
 }
 
 // finish computes the final reference of an image and publishes extra tags / the final repo.
-func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*ImageReport, error) {
+func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*stages.ImageReport, error) {
 	f := r.final
-	ref := b.st.ref(f.tag)
+	ref := b.st.Ref(f.tag)
 	var desc *v1.Descriptor
 	var err error
 	if f.img != nil {
@@ -447,31 +445,31 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*Image
 		desc = &v1.Descriptor{Digest: d}
 	} else if d, ok := b.st.manifestDigest(f.tag); ok {
 		desc = &v1.Descriptor{Digest: d}
-	} else if desc, err = remote.Head(ref, b.st.opts(ctx)...); err != nil {
+	} else if desc, err = remote.Head(ref, b.st.Remote(ctx)...); err != nil {
 		return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 	}
-	ir := &ImageReport{Name: im.Name, Repo: b.st.repo.String(), Tag: f.tag, Ref: ref.String(), ManifestDigest: desc.Digest.String(), StageRef: ref.String(), Stages: r.stages}
+	ir := &stages.ImageReport{Name: im.Name, Repo: b.st.Repo.String(), Tag: f.tag, Ref: ref.String(), ManifestDigest: desc.Digest.String(), StageRef: ref.String(), Stages: r.stages}
 	if ir.Stages == nil {
-		ir.Stages = []StageReport{}
+		ir.Stages = []stages.StageReport{}
 	}
-	target := b.st.repo
+	target := b.st.Repo
 	if b.o.FinalRepo != "" {
 		fr, err := b.o.Registry.ParseRepository(b.o.FinalRepo)
 		if err != nil {
 			return nil, err
 		}
 		target = fr
-		img, err := remote.Image(ref, b.st.opts(ctx)...)
+		img, err := remote.Image(ref, b.st.Remote(ctx)...)
 		if err != nil {
 			return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 		}
-		if err := remote.Write(fr.Tag(f.tag), img, b.st.opts(ctx)...); err != nil {
+		if err := remote.Write(fr.Tag(f.tag), img, b.st.Remote(ctx)...); err != nil {
 			return nil, fmt.Errorf("copy %s to %s: %w", ref, fr, err)
 		}
 		ir.Repo, ir.Ref = fr.String(), fr.Tag(f.tag).String()
 	}
 	if len(b.o.AddTags) > 0 {
-		desc, err := remote.Get(ref, b.st.opts(ctx)...)
+		desc, err := remote.Get(ref, b.st.Remote(ctx)...)
 		if err != nil {
 			return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 		}
@@ -480,7 +478,7 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*Image
 			if err != nil {
 				return nil, err
 			}
-			if err := remote.Tag(target.Tag(t), desc, b.st.opts(ctx)...); err != nil {
+			if err := remote.Tag(target.Tag(t), desc, b.st.Remote(ctx)...); err != nil {
 				return nil, fmt.Errorf("tag %s: %w", target.Tag(t), err)
 			}
 			ir.ExtraTags = append(ir.ExtraTags, target.Tag(t).String())

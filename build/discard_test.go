@@ -8,6 +8,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // racingLocker runs before() once, when the lock of name is first asked for and before it is
@@ -48,7 +49,7 @@ func TestDiscardOwnResultWhenStageAppeared(t *testing.T) {
 	}
 	target := stageOf(t, pre.Image("app"), "dockerInstructions").Digest
 
-	var other *Report
+	var other *stages.Report
 	lk := &racingLocker{Locker: fl, name: "disc/" + target, before: func() {
 		var err error
 		if other, err = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fl, DockerHost: noEngine}); err != nil {
@@ -63,18 +64,18 @@ func TestDiscardOwnResultWhenStageAppeared(t *testing.T) {
 		t.Fatalf("the lock of %s was never asked for (fired=%v)", target, lk.fired)
 	}
 	theirs := stageOf(t, other.Image("app"), "dockerInstructions")
-	if theirs.Status != StatusBuilt {
+	if theirs.Status != stages.StatusBuilt {
 		t.Fatalf("competing build: dockerInstructions %s, want built", theirs.Status)
 	}
 	app := rep.Image("app")
 	for _, name := range []string{"from", "gitArchive"} {
-		if s := stageOf(t, app, name); s.Status != StatusBuilt {
+		if s := stageOf(t, app, name); s.Status != stages.StatusBuilt {
 			t.Errorf("%s: %s, want built (published before the race)", name, s.Status)
 		}
 	}
 	mine := stageOf(t, app, "dockerInstructions")
-	if mine.Status != StatusDiscarded || mine.Digest != target || mine.Tag != theirs.Tag {
-		t.Errorf("dockerInstructions = %+v, want %s with the competitor's tag %s", mine, StatusDiscarded, theirs.Tag)
+	if mine.Status != stages.StatusDiscarded || mine.Digest != target || mine.Tag != theirs.Tag {
+		t.Errorf("dockerInstructions = %+v, want %s with the competitor's tag %s", mine, stages.StatusDiscarded, theirs.Tag)
 	}
 	if app.Ref != other.Image("app").Ref || app.ManifestDigest != other.Image("app").ManifestDigest {
 		t.Errorf("final image %s (%s), want the stored %s (%s)", app.Ref, app.ManifestDigest, other.Image("app").Ref, other.Image("app").ManifestDigest)
@@ -87,7 +88,7 @@ func TestDiscardOwnResultWhenStageAppeared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := stageOf(t, again.Image("app"), "dockerInstructions"); s.Status != StatusReused || s.Tag != theirs.Tag {
+	if s := stageOf(t, again.Image("app"), "dockerInstructions"); s.Status != stages.StatusReused || s.Tag != theirs.Tag {
 		t.Errorf("after the race: %+v", s)
 	}
 }

@@ -12,5 +12,5 @@
 // stages are applied registry-side with go-containerregistry (no engine, no pull). New stages
 // are published under a lock on "<project>/<digest>" after re-listing the digest.
 //
-// Entry point: Run(ctx, Options) (*Report, error).
+// Entry point: Run(ctx, Options) (*stages.Report, error).
 package build

@@ -7,6 +7,7 @@ import (
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/internal/version"
+	"strata.dev/strata/stages"
 )
 
 // A Dockerfile image builds its target stage with its args; its digest follows the context files
@@ -31,7 +32,7 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 	})
 	ctx := context.Background()
 	locker := fileLocker(t)
-	run := func(dockerHost string) StageReport {
+	run := func(dockerHost string) stages.StageReport {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
 		if err != nil {
@@ -43,7 +44,7 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 		}
 		return svc.Stages[0]
 	}
-	content := func(s StageReport, which, data string) {
+	content := func(s stages.StageReport, which, data string) {
 		t.Helper()
 		fs := files(t, repo+":"+s.Tag, reg)
 		if fs["/which"] != which+"\n" || fs["/data.txt"] != data {
@@ -55,25 +56,25 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 	}
 
 	first := run(host)
-	if first.Status != StatusBuilt {
+	if first.Status != stages.StatusBuilt {
 		t.Fatalf("first build: %+v", first)
 	}
 	content(first, "one-x", "d1")
 	l := stageConfigLabels(t, reg, repo, first.Tag)
-	if l[LabelProject] != "df" || l[LabelDigest] != first.Digest || l[LabelVersion] != version.String() || l[LabelStage] != "dockerfile" {
+	if l[stages.LabelProject] != "df" || l[stages.LabelDigest] != first.Digest || l[stages.LabelVersion] != version.String() || l[stages.LabelStage] != "dockerfile" {
 		t.Errorf("dockerfile stage labels %v", l)
 	}
 
 	// Neither an ignored file nor a file outside the context changes the digest: no engine.
 	g.commit("ignored", map[string]string{"svc/README.md": "r2", "outside.txt": "o2"})
-	if s := run(noEngine); s.Digest != first.Digest || s.Status != StatusReused || s.Tag != first.Tag {
+	if s := run(noEngine); s.Digest != first.Digest || s.Status != stages.StatusReused || s.Tag != first.Tag {
 		t.Errorf("ignored/outside change: %+v, want %s reused", s, first.Tag)
 	}
 
 	// A context file changes: new digest, rebuilt with the new content.
 	g.commit("data", map[string]string{"svc/data.txt": "d2"})
 	data := run(host)
-	if data.Digest == first.Digest || data.Status != StatusBuilt {
+	if data.Digest == first.Digest || data.Status != stages.StatusBuilt {
 		t.Errorf("context change: %+v", data)
 	}
 	content(data, "one-x", "d2")
@@ -81,20 +82,20 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 	// The args and the target are inputs too.
 	g.commit("args", map[string]string{"strata.yaml": cfg("one", "y")})
 	args := run(host)
-	if args.Digest == data.Digest || args.Status != StatusBuilt {
+	if args.Digest == data.Digest || args.Status != stages.StatusBuilt {
 		t.Errorf("args change: %+v", args)
 	}
 	content(args, "one-y", "d2")
 	g.commit("target", map[string]string{"strata.yaml": cfg("two", "y")})
 	target := run(host)
-	if target.Digest == args.Digest || target.Status != StatusBuilt {
+	if target.Digest == args.Digest || target.Status != stages.StatusBuilt {
 		t.Errorf("target change: %+v", target)
 	}
 	content(target, "two-y", "")
 
 	// Back to an earlier input set: its stored stage is reused without the engine.
 	g.commit("back", map[string]string{"strata.yaml": cfg("one", "x"), "svc/data.txt": "d1"})
-	if s := run(noEngine); s.Digest != first.Digest || s.Status != StatusReused || s.Tag != first.Tag {
+	if s := run(noEngine); s.Digest != first.Digest || s.Status != stages.StatusReused || s.Tag != first.Tag {
 		t.Errorf("back to the first inputs: %+v, want %s reused", s, first.Tag)
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/version"
+	"strata.dev/strata/stages"
 )
 
 // readyEngine returns the engine client after checking it answers.
@@ -91,7 +92,7 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	if err != nil {
 		return nil, "", err
 	}
-	parentRef := b.st.ref(p.tag).String()
+	parentRef := b.st.Ref(p.tag).String()
 	if err := b.ensureImage(ctx, cli, parentRef); err != nil {
 		return nil, "", err
 	}
@@ -124,7 +125,7 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	}
 	cr, err := cli.ContainerCreate(ctx, &container.Config{
 		Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script.String()},
-		Labels: map[string]string{LabelProject: b.cfg.Project, LabelDigest: digest},
+		Labels: map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest},
 	}, &container.HostConfig{NetworkMode: container.NetworkMode(b.o.Network)}, nil, nil, "")
 	if err != nil {
 		return nil, "", fmt.Errorf("create container: %w", err)
@@ -341,7 +342,7 @@ func (b *builder) dockerfileStage(im *Image) stageSpec {
 			}
 			resp, err := cli.ImageBuild(ctx, bytes.NewReader(tarData), build.ImageBuildOptions{
 				Dockerfile: inputs.dfRel, BuildArgs: args, Target: im.Target, NetworkMode: b.o.Network,
-				Remove: true, ForceRemove: true, Labels: map[string]string{LabelProject: b.cfg.Project, LabelDigest: digest},
+				Remove: true, ForceRemove: true, Labels: map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest},
 			})
 			if err != nil {
 				return nil, "", fmt.Errorf("docker build: %w", err)

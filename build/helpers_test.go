@@ -20,6 +20,7 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/stages"
 )
 
 // counter counts registry requests: writes (pushes), blob reads (pulls) and tags listings.
@@ -146,7 +147,7 @@ func (g *gitRepo) commit(msg string, files map[string]string) string {
 	return g.git("rev-parse", "HEAD")
 }
 
-func statuses(r *ImageReport) map[string]string {
+func statuses(r *stages.ImageReport) map[string]string {
 	m := map[string]string{}
 	for _, s := range r.Stages {
 		m[s.Name] = s.Status
@@ -220,3 +221,13 @@ func gitAppConfig(project, base string) string {
 
 // head is the project document of test configs.
 const head = "project: p\nconfigVersion: 1\n---\n"
+
+// mustParseTag parses a stage tag of a report.
+func mustParseTag(t testing.TB, tag string) stages.Tag {
+	t.Helper()
+	st, ok := stages.ParseTag(tag)
+	if !ok {
+		t.Fatalf("%q is not a stage tag", tag)
+	}
+	return st
+}

@@ -17,6 +17,7 @@ import (
 	"strata.dev/strata/internal/lock/kubelock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // hookLocker records the lock names asked for and runs hooks before and after each Lock.
@@ -47,8 +48,6 @@ func (h *hookLocker) asked() []string {
 	defer h.mu.Unlock()
 	return append([]string(nil), h.names...)
 }
-
-const buildingSuffix = "#building"
 
 // inFlightProject has two shell stages (engine) and registry-side git and docker stages.
 func inFlightProject(t *testing.T, base string) *gitRepo {
@@ -81,22 +80,22 @@ func TestWaitForInFlightBuildsEachStageOnce(t *testing.T) {
 	aHolds, bWaits, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var aOnce, bOnce sync.Once
 	lockA := &hookLocker{Locker: files, after: func(name string) {
-		if strings.HasSuffix(name, buildingSuffix) {
+		if stages.IsBuildingLock(name) {
 			aOnce.Do(func() { close(aHolds); <-release })
 		}
 	}}
 	lockB := &hookLocker{Locker: files, before: func(name string) {
-		if strings.HasSuffix(name, buildingSuffix) {
+		if stages.IsBuildingLock(name) {
 			bOnce.Do(func() { close(bWaits) })
 		}
 	}}
 	var logB bytes.Buffer
 	var logMu sync.Mutex
-	run := func(l lock.Locker, log *slog.Logger, out **Report, errp *error, wg *sync.WaitGroup) {
+	run := func(l lock.Locker, log *slog.Logger, out **stages.Report, errp *error, wg *sync.WaitGroup) {
 		defer wg.Done()
 		*out, *errp = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: l, DockerHost: host, WaitForInFlight: true, Log: log})
 	}
-	var repA, repB *Report
+	var repA, repB *stages.Report
 	var errA, errB error
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -124,8 +123,8 @@ func TestWaitForInFlightBuildsEachStageOnce(t *testing.T) {
 	if len(a.Stages) != 5 || len(b.Stages) != len(a.Stages) {
 		t.Fatalf("stages: A %+v, B %+v, want 5 each", a.Stages, b.Stages)
 	}
-	if b.Stages[0].Status != StatusWaited {
-		t.Errorf("B's from stage: %s, want %s (it waited for A)", b.Stages[0].Status, StatusWaited)
+	if b.Stages[0].Status != stages.StatusWaited {
+		t.Errorf("B's from stage: %s, want %s (it waited for A)", b.Stages[0].Status, stages.StatusWaited)
 	}
 	for i, sa := range a.Stages {
 		sb := b.Stages[i]
@@ -134,8 +133,8 @@ func TestWaitForInFlightBuildsEachStageOnce(t *testing.T) {
 		}
 		got := map[string]int{sa.Status: 1}
 		got[sb.Status]++
-		if got[StatusBuilt] != 1 || got[StatusWaited] != 1 {
-			t.Errorf("stage %s: A %s, B %s; want one built and one %s", sa.Name, sa.Status, sb.Status, StatusWaited)
+		if got[stages.StatusBuilt] != 1 || got[stages.StatusWaited] != 1 {
+			t.Errorf("stage %s: A %s, B %s; want one built and one %s", sa.Name, sa.Status, sb.Status, stages.StatusWaited)
 		}
 	}
 	r, err := reg.ParseRepository(repo)
@@ -148,8 +147,8 @@ func TestWaitForInFlightBuildsEachStageOnce(t *testing.T) {
 	}
 	per := map[string]int{}
 	for _, tag := range tags {
-		if d, _, ok := parseTag(tag); ok {
-			per[d]++
+		if st, ok := stages.ParseTag(tag); ok {
+			per[st.Digest]++
 		}
 	}
 	for _, s := range a.Stages {
@@ -165,7 +164,7 @@ func TestWaitForInFlightBuildsEachStageOnce(t *testing.T) {
 	for _, l := range []*hookLocker{lockA, lockB} {
 		building := 0
 		for _, n := range l.asked() {
-			if strings.HasSuffix(n, buildingSuffix) {
+			if stages.IsBuildingLock(n) {
 				building++
 			}
 		}
@@ -173,18 +172,18 @@ func TestWaitForInFlightBuildsEachStageOnce(t *testing.T) {
 			t.Errorf("#building locks asked %d, want one per stage (%d): %v", building, len(a.Stages), l.asked())
 		}
 	}
-	built := func(r *ImageReport) (n int) {
+	built := func(r *stages.ImageReport) (n int) {
 		for _, s := range r.Stages {
-			if s.Status == StatusBuilt {
+			if s.Status == stages.StatusBuilt {
 				n++
 			}
 		}
 		return n
 	}
-	for who, l := range map[*ImageReport]*hookLocker{a: lockA, b: lockB} {
+	for who, l := range map[*stages.ImageReport]*hookLocker{a: lockA, b: lockB} {
 		publish := 0
 		for _, n := range l.asked() {
-			if !strings.HasSuffix(n, buildingSuffix) {
+			if !stages.IsBuildingLock(n) {
 				publish++
 			}
 		}
@@ -228,7 +227,7 @@ func TestNoBuildingLockByDefault(t *testing.T) {
 	app := rep.Image("app")
 	var want []string
 	for _, s := range app.Stages {
-		if s.Status != StatusBuilt {
+		if s.Status != stages.StatusBuilt {
 			t.Errorf("cold build: stage %s %s", s.Name, s.Status)
 		}
 		want = append(want, "nowait/"+s.Digest)
@@ -257,15 +256,15 @@ func TestWaitForInFlightDeadHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stages := first.Image("app").Stages
+	built := first.Image("app").Stages
 	var gitArchive string
-	for _, s := range stages {
+	for _, s := range built {
 		if s.Name == "gitArchive" {
 			gitArchive = s.Digest
 		}
 	}
 	if gitArchive == "" {
-		t.Fatalf("no gitArchive stage: %+v", stages)
+		t.Fatalf("no gitArchive stage: %+v", built)
 	}
 
 	ns := testenv.UniqueName(t, "ns")
@@ -274,7 +273,7 @@ func TestWaitForInFlightDeadHolder(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	const ttl, renew = 3 * time.Second, time.Second
-	name := "deadholder/" + gitArchive + buildingSuffix
+	name := stages.BuildingLock("deadholder", gitArchive)
 	holder := "dead-builder/pid-1/0000"
 	secs := int32(ttl / time.Second)
 	now := metav1.NewMicroTime(time.Now())
@@ -303,7 +302,7 @@ func TestWaitForInFlightDeadHolder(t *testing.T) {
 	out := logs.String()
 	logMu.Unlock()
 	for _, s := range rep.Image("app").Stages {
-		if s.Status != StatusBuilt {
+		if s.Status != stages.StatusBuilt {
 			t.Errorf("stage %s: %s, want built (the dead holder stored nothing)", s.Name, s.Status)
 		}
 	}
@@ -356,7 +355,7 @@ func TestWaitForInFlightSeesStageStoredWhileWaiting(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	// A holder whose Lease stays valid for a minute.
-	name := "stuckholder/" + fromDigest + buildingSuffix
+	name := stages.BuildingLock("stuckholder", fromDigest)
 	holder := "stuck-builder/pid-1/0000"
 	secs := int32(60)
 	now := metav1.NewMicroTime(time.Now())
@@ -372,7 +371,7 @@ func TestWaitForInFlightSeesStageStoredWhileWaiting(t *testing.T) {
 	}
 	repo := testenv.Repo(t, "stuck")
 	done := make(chan struct{})
-	var rep *Report
+	var rep *stages.Report
 	var runErr error
 	start := time.Now()
 	go func() {
@@ -399,8 +398,8 @@ func TestWaitForInFlightSeesStageStoredWhileWaiting(t *testing.T) {
 	}
 	// The later stages race with the other build (either may build them, the publish lock keeps
 	// one); the from stage was stored while the waiter waited.
-	if w.Stages[0].Status != StatusWaited {
-		t.Errorf("from stage: %s, want %s", w.Stages[0].Status, StatusWaited)
+	if w.Stages[0].Status != stages.StatusWaited {
+		t.Errorf("from stage: %s, want %s", w.Stages[0].Status, stages.StatusWaited)
 	}
 	t.Logf("holder stuck for 60 s: the waiter reused the stored stages after %s", took.Round(time.Millisecond))
 }

@@ -13,6 +13,7 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 func imageConfig(t *testing.T, reg registry.Options, ref string) v1.Config {
@@ -141,7 +142,7 @@ docker:
 	if _, d := c.Volumes["/cache"]; !d || len(c.Volumes) != len(baseCfg.Volumes)+2 {
 		t.Errorf("VOLUME = %v", c.Volumes)
 	}
-	if c.Labels["team"] != "core" || c.Labels[LabelProject] != "instr" {
+	if c.Labels["team"] != "core" || c.Labels[stages.LabelProject] != "instr" {
 		t.Errorf("LABEL = %v", c.Labels)
 	}
 	want := &v1.HealthConfig{Test: []string{"CMD", "/bin/true"}, Interval: 5 * time.Second, Timeout: 2 * time.Second, StartPeriod: time.Second, Retries: 3}

@@ -13,6 +13,7 @@ import (
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/internal/version"
+	"strata.dev/strata/stages"
 )
 
 // stageConfigLabels reads the labels of a stored stage from the registry.
@@ -47,7 +48,7 @@ func TestLabelsOnEveryStage(t *testing.T) {
 	})
 	ctx := context.Background()
 	locker := fileLocker(t)
-	run := func() *Report {
+	run := func() *stages.Report {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: host})
 		if err != nil {
@@ -57,7 +58,7 @@ func TestLabelsOnEveryStage(t *testing.T) {
 	}
 	// check verifies the labels of every stage; commits gives the expected commit per stage of
 	// app ("" = no git content yet).
-	check := func(what string, rep *Report, commits map[string]string) {
+	check := func(what string, rep *stages.Report, commits map[string]string) {
 		t.Helper()
 		app, child := rep.Image("app"), rep.Image("child")
 		type want struct {
@@ -65,7 +66,7 @@ func TestLabelsOnEveryStage(t *testing.T) {
 			mapping int // number of commit labels
 			parent  string
 			commit  string
-			s       StageReport
+			s       stages.StageReport
 		}
 		var all []want
 		parent := ""
@@ -87,18 +88,18 @@ func TestLabelsOnEveryStage(t *testing.T) {
 		for _, w := range all {
 			l := stageConfigLabels(t, reg, repo, w.s.Tag)
 			at := fmt.Sprintf("%s: %s/%s", what, w.image, w.s.Name)
-			for k, v := range map[string]string{LabelProject: "lbl", LabelDigest: w.s.Digest, LabelImage: w.image, LabelStage: w.s.Name, LabelVersion: version.String()} {
+			for k, v := range map[string]string{stages.LabelProject: "lbl", stages.LabelDigest: w.s.Digest, stages.LabelImage: w.image, stages.LabelStage: w.s.Name, stages.LabelVersion: version.String()} {
 				if l[k] != v {
 					t.Errorf("%s: label %s = %q, want %q", at, k, l[k], v)
 				}
 			}
-			if p, ok := l[LabelParent]; w.parent == "" && ok {
+			if p, ok := l[stages.LabelParent]; w.parent == "" && ok {
 				t.Errorf("%s: first stage has parent label %q", at, p)
-			} else if l[LabelParent] != w.parent {
-				t.Errorf("%s: parent label %q, want %q", at, l[LabelParent], w.parent)
+			} else if l[stages.LabelParent] != w.parent {
+				t.Errorf("%s: parent label %q, want %q", at, l[stages.LabelParent], w.parent)
 			}
 			for i := 0; i < 3; i++ {
-				k := fmt.Sprintf(LabelCommitFmt, i)
+				k := stages.CommitLabel(i)
 				got, ok := l[k]
 				switch {
 				case w.commit != "" && i < w.mapping && got != w.commit:
@@ -115,7 +116,7 @@ func TestLabelsOnEveryStage(t *testing.T) {
 	// stages keep theirs.
 	c2 := g.commit("a2", map[string]string{"src/a.txt": "2"})
 	rep := run()
-	if st := statuses(rep.Image("app")); st["install"] != StatusReused || st["gitLatestPatch"] != StatusBuilt {
+	if st := statuses(rep.Image("app")); st["install"] != stages.StatusReused || st["gitLatestPatch"] != stages.StatusBuilt {
 		t.Fatalf("second build statuses %v", st)
 	}
 	check("after a change", rep, map[string]string{"from": "", "beforeInstall": "", "gitArchive": c1, "install": c1, "gitLatestPatch": c2, "dockerInstructions": c2})
@@ -167,7 +168,7 @@ func TestSelectionReadsAnnotations(t *testing.T) {
 	})
 	ctx := context.Background()
 	locker := fileLocker(t)
-	run := func(repo string) *ImageReport {
+	run := func(repo string) *stages.ImageReport {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine})
 		if err != nil {
@@ -193,15 +194,15 @@ func TestSelectionReadsAnnotations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := m.Annotations[LabelDigest]; got != s.Digest {
-			t.Errorf("%s: annotation %s = %q, want %s", s.Name, LabelDigest, got, s.Digest)
+		if got := m.Annotations[stages.LabelDigest]; got != s.Digest {
+			t.Errorf("%s: annotation %s = %q, want %s", s.Name, stages.LabelDigest, got, s.Digest)
 		}
-		if got, ok := m.Annotations[fmt.Sprintf(LabelCommitFmt, 0)]; got != want[s.Name] || ok != (want[s.Name] != "") {
+		if got, ok := m.Annotations[stages.CommitLabel(0)]; got != want[s.Name] || ok != (want[s.Name] != "") {
 			t.Errorf("%s: commit annotation %q (present %v), want %q", s.Name, got, ok, want[s.Name])
 		}
 		// The config labels stay: cleanup and older builders read them.
-		if l := stageConfigLabels(t, reg, repo, s.Tag); l[fmt.Sprintf(LabelCommitFmt, 0)] != want[s.Name] {
-			t.Errorf("%s: commit label %q, want %q", s.Name, l[fmt.Sprintf(LabelCommitFmt, 0)], want[s.Name])
+		if l := stageConfigLabels(t, reg, repo, s.Tag); l[stages.CommitLabel(0)] != want[s.Name] {
+			t.Errorf("%s: commit label %q, want %q", s.Name, l[stages.CommitLabel(0)], want[s.Name])
 		}
 	}
 
@@ -209,7 +210,7 @@ func TestSelectionReadsAnnotations(t *testing.T) {
 	idle := run(repo)
 	_, blobs := cnt.reset()
 	for i, s := range idle.Stages {
-		if s.Status != StatusReused || s.Tag != first.Stages[i].Tag {
+		if s.Status != stages.StatusReused || s.Tag != first.Stages[i].Tag {
 			t.Errorf("idle rebuild: %s %s %s, want reused %s", s.Name, s.Status, s.Tag, first.Stages[i].Tag)
 		}
 	}
@@ -235,7 +236,7 @@ func TestSelectionReadsAnnotations(t *testing.T) {
 	old := run(oldRepo)
 	writes, blobs := cnt.reset()
 	for i, s := range old.Stages {
-		if s.Status != StatusReused || s.Tag != first.Stages[i].Tag {
+		if s.Status != stages.StatusReused || s.Tag != first.Stages[i].Tag {
 			t.Errorf("stages without annotations: %s %s %s, want reused %s", s.Name, s.Status, s.Tag, first.Stages[i].Tag)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // losingLocker hands out file locks whose first lease per name is already lost, as a backend
@@ -61,9 +62,9 @@ func TestLostLeaseAbandonsPushAndRechecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stages := rep.Image("app").Stages
-	if len(stages) != 2 || stages[0].Status != StatusBuilt || stages[1].Status != StatusBuilt {
-		t.Fatalf("stages: %+v", stages)
+	reported := rep.Image("app").Stages
+	if len(reported) != 2 || reported[0].Status != stages.StatusBuilt || reported[1].Status != stages.StatusBuilt {
+		t.Fatalf("stages: %+v", reported)
 	}
 	if lk.locks != 4 {
 		t.Errorf("took %d locks for 2 stages, want 4 (each push abandoned once and re-locked)", lk.locks)
@@ -204,12 +205,12 @@ func TestLeaseLostDuringPushWritesNoTag(t *testing.T) {
 			if mode == "during" && !tr.cancelled {
 				t.Error("the upload in flight was not cancelled when the lease was lost")
 			}
-			stages := rep.Image("app").Stages
-			if len(stages) != 2 {
-				t.Fatalf("stages: %+v", stages)
+			reported := rep.Image("app").Stages
+			if len(reported) != 2 {
+				t.Fatalf("stages: %+v", reported)
 			}
-			if lk.locks != len(stages)+1 {
-				t.Errorf("took %d locks for %d stages, want %d (the lost attempt re-locked once)", lk.locks, len(stages), len(stages)+1)
+			if lk.locks != len(reported)+1 {
+				t.Errorf("took %d locks for %d stages, want %d (the lost attempt re-locked once)", lk.locks, len(reported), len(reported)+1)
 			}
 			r, _ := registry.Options{}.ParseRepository(repo)
 			tags, err := remoteList(context.Background(), registry.Options{}, r)
@@ -221,16 +222,16 @@ func TestLeaseLostDuringPushWritesNoTag(t *testing.T) {
 				d, _, _ := strings.Cut(tag, "-")
 				perDigest[d]++
 			}
-			for _, st := range stages {
-				if st.Status != StatusBuilt {
-					t.Errorf("stage %s: status %s, want %s", st.Name, st.Status, StatusBuilt)
+			for _, st := range reported {
+				if st.Status != stages.StatusBuilt {
+					t.Errorf("stage %s: status %s, want %s", st.Name, st.Status, stages.StatusBuilt)
 				}
 				if perDigest[st.Digest] != 1 {
 					t.Errorf("stage %s: %d tags for its digest in %v, want exactly 1", st.Name, perDigest[st.Digest], tags)
 				}
 			}
 			// The abandoned attempt left no tag: every tag PUT is a stored one, one per stage.
-			if len(tr.manifests) != len(stages) || len(tags) != len(stages) {
+			if len(tr.manifests) != len(reported) || len(tags) != len(reported) {
 				t.Errorf("manifest PUTs %v, stored tags %v: want one per stage, none for the abandoned attempt", tr.manifests, tags)
 			}
 		})
@@ -330,27 +331,27 @@ func TestLeaseLostDuringManifestPutRechecks(t *testing.T) {
 	if !tr.cancelled {
 		t.Error("the manifest PUT in flight was not cancelled when the lease was lost")
 	}
-	stages := rep.Image("app").Stages
-	if len(stages) != 2 {
-		t.Fatalf("stages: %+v", stages)
+	reported := rep.Image("app").Stages
+	if len(reported) != 2 {
+		t.Fatalf("stages: %+v", reported)
 	}
 	// The PUT landed although it was cancelled: the re-check under a new lock finds that tag
 	// and keeps it instead of writing a second one.
-	if stages[0].Status != StatusDiscarded || stages[1].Status != StatusBuilt {
-		t.Errorf("statuses %s, %s; want %s (the landed tag found by the re-check), %s", stages[0].Status, stages[1].Status, StatusDiscarded, StatusBuilt)
+	if reported[0].Status != stages.StatusDiscarded || reported[1].Status != stages.StatusBuilt {
+		t.Errorf("statuses %s, %s; want %s (the landed tag found by the re-check), %s", reported[0].Status, reported[1].Status, stages.StatusDiscarded, stages.StatusBuilt)
 	}
-	if lk.locks != len(stages)+1 {
-		t.Errorf("took %d locks for %d stages, want %d", lk.locks, len(stages), len(stages)+1)
+	if lk.locks != len(reported)+1 {
+		t.Errorf("took %d locks for %d stages, want %d", lk.locks, len(reported), len(reported)+1)
 	}
 	r, _ := registry.Options{}.ParseRepository(repo)
 	tags, err := remoteList(context.Background(), registry.Options{}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tags) != len(stages) || tr.manifests != len(stages) {
+	if len(tags) != len(reported) || tr.manifests != len(reported) {
 		t.Errorf("stored tags %v after %d manifest PUTs, want one per stage", tags, tr.manifests)
 	}
-	for _, st := range stages {
+	for _, st := range reported {
 		found := false
 		for _, tag := range tags {
 			found = found || tag == st.Tag

@@ -9,6 +9,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // heldLocker counts the stage locks held at the moment, and how many were taken.
@@ -61,7 +62,7 @@ func TestOneTagsListingPerBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	stagesPath := r.RepositoryStr()
-	run := func() (rep *Report, listings, locked map[string]int) {
+	run := func() (rep *stages.Report, listings, locked map[string]int) {
 		t.Helper()
 		cnt.reset()
 		locker.taken.Store(0)
@@ -72,23 +73,23 @@ func TestOneTagsListingPerBuild(t *testing.T) {
 		listings, locked = cnt.listings()
 		return rep, listings, locked
 	}
-	count := func(rep *Report) (stages, built int) {
+	count := func(rep *stages.Report) (total, built int) {
 		for _, im := range rep.Images {
 			for _, s := range im.Stages {
-				stages++
+				total++
 				// A discarded stage was published too: it re-listed under the lock.
-				if s.Status == StatusBuilt || s.Status == StatusDiscarded {
+				if s.Status == stages.StatusBuilt || s.Status == stages.StatusDiscarded {
 					built++
 				}
 			}
 		}
 		return
 	}
-	check := func(what string, rep *Report, got, locked map[string]int) {
+	check := func(what string, rep *stages.Report, got, locked map[string]int) {
 		t.Helper()
-		stages, built := count(rep)
+		total, built := count(rep)
 		if n := got[stagesPath] - locked[stagesPath]; n != 1 {
-			t.Errorf("%s: %d listings of %s outside stage locks for %d stages, want 1 for the whole build", what, n, stagesPath, stages)
+			t.Errorf("%s: %d listings of %s outside stage locks for %d stages, want 1 for the whole build", what, n, stagesPath, total)
 		}
 		if locked[stagesPath] != built || int(locker.taken.Load()) != built {
 			t.Errorf("%s: %d re-listings under %d locks for %d published stages, want one per published stage", what, locked[stagesPath], locker.taken.Load(), built)
@@ -101,8 +102,8 @@ func TestOneTagsListingPerBuild(t *testing.T) {
 	}
 
 	rep, got, locked := run()
-	if stages, built := count(rep); built != stages || stages != 6 {
-		t.Fatalf("first build: %d of %d stages built, want 6 of 6: %+v", built, stages, rep.Images)
+	if total, built := count(rep); built != total || total != 6 {
+		t.Fatalf("first build: %d of %d stages built, want 6 of 6: %+v", built, total, rep.Images)
 	}
 	check("first build", rep, got, locked)
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // --parallel bounds how many images build at once: with --parallel 1, three independent images
@@ -35,7 +36,7 @@ func TestParallelCapsImagesBuilding(t *testing.T) {
 	}
 	for i := range 3 {
 		im := rep.Image(fmt.Sprintf("img%d", i))
-		if im == nil || statuses(im)["install"] != StatusBuilt {
+		if im == nil || statuses(im)["install"] != stages.StatusBuilt {
 			t.Errorf("img%d: %+v", i, im)
 		}
 	}

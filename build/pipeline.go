@@ -62,7 +62,7 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 				if err != nil {
 					return nil, "", err
 				}
-				img, err := remote.Image(ref, b.st.opts(ctx)...)
+				img, err := remote.Image(ref, b.st.Remote(ctx)...)
 				if err != nil {
 					return nil, "", fmt.Errorf("read base image %s: %w", im.From, err)
 				}

@@ -9,6 +9,7 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // copyDir copies a directory tree of regular files.
@@ -63,7 +64,7 @@ func TestQuickstartDockerfileFinalRepoAddTag(t *testing.T) {
 	if web == nil || worker == nil {
 		t.Fatalf("images: %+v", rep.Images)
 	}
-	if len(worker.Stages) != 1 || worker.Stages[0].Name != "dockerfile" || worker.Stages[0].Status != StatusBuilt {
+	if len(worker.Stages) != 1 || worker.Stages[0].Name != "dockerfile" || worker.Stages[0].Status != stages.StatusBuilt {
 		t.Errorf("worker stages: %+v", worker.Stages)
 	}
 	reg := registry.Options{}
@@ -89,7 +90,7 @@ func TestQuickstartDockerfileFinalRepoAddTag(t *testing.T) {
 		t.Errorf("extra tag digest %s, want %s", d, web.ManifestDigest)
 	}
 	cf, _ := img.ConfigFile()
-	if cf.Config.WorkingDir != "/srv" || cf.Config.Labels[LabelProject] != "quickstart" || cf.Config.Labels[LabelParent] == "" {
+	if cf.Config.WorkingDir != "/srv" || cf.Config.Labels[stages.LabelProject] != "quickstart" || cf.Config.Labels[stages.LabelParent] == "" {
 		t.Errorf("web config: workdir %q labels %v", cf.Config.WorkingDir, cf.Config.Labels)
 	}
 	// Rebuild: the Dockerfile image too is reused, without the engine.
@@ -98,7 +99,7 @@ func TestQuickstartDockerfileFinalRepoAddTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := rep2.Image("worker").Stages[0]; s.Status != StatusReused || rep2.Image("worker").Ref != worker.Ref {
+	if s := rep2.Image("worker").Stages[0]; s.Status != stages.StatusReused || rep2.Image("worker").Ref != worker.Ref {
 		t.Errorf("worker rebuild: %+v", s)
 	}
 	// Only a Dockerfile context change rebuilds it; a .dockerignore'd file does not.
@@ -119,7 +120,7 @@ func TestQuickstartDockerfileFinalRepoAddTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := rep4.Image("worker").Stages[0]; s.Digest != d3 || s.Status != StatusReused {
+	if s := rep4.Image("worker").Stages[0]; s.Digest != d3 || s.Status != stages.StatusReused {
 		t.Errorf("ignored file changed the Dockerfile stage: %+v (was %s)", s, d3)
 	}
 }

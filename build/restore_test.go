@@ -14,6 +14,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // onceLocker runs hook once, before taking the next lock requested after it is set: in a build
@@ -83,14 +84,14 @@ func newRestoreFixture(t *testing.T) *restoreFixture {
 	for _, s := range rep.Stages {
 		f.chain[s.Name] = s.Tag
 	}
-	if st := statuses(rep); st["gitLatestPatch"] != StatusBuilt || st["gitArchive"] != StatusReused {
+	if st := statuses(rep); st["gitLatestPatch"] != stages.StatusBuilt || st["gitArchive"] != stages.StatusReused {
 		t.Fatalf("build of c2: %v, want gitArchive reused and gitLatestPatch built", st)
 	}
 	f.g.commit("c3", map[string]string{"strata.yaml": cfg("/app/b.txt")})
 	return f
 }
 
-func (f *restoreFixture) build(log *slog.Logger) *ImageReport {
+func (f *restoreFixture) build(log *slog.Logger) *stages.ImageReport {
 	f.t.Helper()
 	rep, err := Run(context.Background(), Options{Dir: f.g.dir, Repo: f.repo, Registry: f.reg, Locker: f.locker, DockerHost: noEngine, Log: log})
 	if err != nil {
@@ -164,7 +165,7 @@ func TestPublishRestoresParentsDeletedMeanwhile(t *testing.T) {
 			var logs lockedBuffer
 			rep := f.build(slog.New(slog.NewTextHandler(&logs, nil)))
 			st := statuses(rep)
-			if st["from"] != StatusReused || st["gitArchive"] != StatusReused || st["gitLatestPatch"] != StatusReused || st["dockerInstructions"] != StatusBuilt {
+			if st["from"] != stages.StatusReused || st["gitArchive"] != stages.StatusReused || st["gitLatestPatch"] != stages.StatusReused || st["dockerInstructions"] != stages.StatusBuilt {
 				t.Fatalf("build of c3: %v, want the chain reused and dockerInstructions built", st)
 			}
 			x := rep.Stages[len(rep.Stages)-1]
@@ -204,7 +205,7 @@ func TestPublishRestoresParentsDeletedMeanwhile(t *testing.T) {
 			}
 			again := f.build(nil)
 			for i, s := range again.Stages {
-				if s.Status != StatusReused || s.Tag != rep.Stages[i].Tag {
+				if s.Status != stages.StatusReused || s.Tag != rep.Stages[i].Tag {
 					t.Errorf("second build: %s %s %s, want reused %s", s.Name, s.Status, s.Tag, rep.Stages[i].Tag)
 				}
 			}
@@ -221,7 +222,7 @@ func TestPublishChecksParentWithOneHead(t *testing.T) {
 	heads := f.cnt.manifestHeads()
 	f.cnt.reset()
 	x := rep.Stages[len(rep.Stages)-1]
-	if x.Status != StatusBuilt || x.Name != "dockerInstructions" {
+	if x.Status != stages.StatusBuilt || x.Name != "dockerInstructions" {
 		t.Fatalf("last stage %+v, want dockerInstructions built", x)
 	}
 	parent := f.chain["gitLatestPatch"]
@@ -234,7 +235,7 @@ func TestPublishChecksParentWithOneHead(t *testing.T) {
 	h := f.cnt.manifestHeads()
 	writes, _ := f.cnt.reset()
 	for _, s := range idle.Stages {
-		if s.Status != StatusReused {
+		if s.Status != stages.StatusReused {
 			t.Errorf("idle rebuild: %s %s", s.Name, s.Status)
 		}
 	}
@@ -255,7 +256,7 @@ func TestPublishRestoresFromImageParent(t *testing.T) {
 	}
 	f.g.commit("c1", map[string]string{"strata.yaml": cfg("a")})
 	ctx := context.Background()
-	run := func() *Report {
+	run := func() *stages.Report {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: f.g.dir, Repo: f.repo, Registry: f.reg, Locker: f.locker, DockerHost: noEngine})
 		if err != nil {
@@ -275,7 +276,7 @@ func TestPublishRestoresFromImageParent(t *testing.T) {
 	f.locker.set(func(string) { f.deleteByDigest(appFinal) })
 	rep := run()
 	tools := rep.Image("tools")
-	if st := statuses(tools); st["dockerInstructions"] != StatusBuilt {
+	if st := statuses(tools); st["dockerInstructions"] != stages.StatusBuilt {
 		t.Fatalf("tools: %v, want its dockerInstructions built", st)
 	}
 	if got := f.manifest(appFinal); got != want {
@@ -290,7 +291,7 @@ func TestPublishRestoresFromImageParent(t *testing.T) {
 	}
 	for _, im := range run().Images {
 		for _, s := range im.Stages {
-			if s.Status != StatusReused {
+			if s.Status != stages.StatusReused {
 				t.Errorf("second build: %s %s %s, want reused", im.Name, s.Name, s.Status)
 			}
 		}

@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -20,24 +17,12 @@ import (
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
-)
-
-// Labels written on every stage image (read back by cleanup).
-const (
-	LabelProject = "dev.strata.project"
-	LabelDigest  = "dev.strata.digest"
-	LabelParent  = "dev.strata.parent"
-	LabelImage   = "dev.strata.image"
-	LabelStage   = "dev.strata.stage"
-	LabelVersion = "dev.strata.version"
-	// LabelCommitFmt is the label of git mapping i's commit: dev.strata.git.<i>.commit.
-	LabelCommitFmt = "dev.strata.git.%d.commit"
+	"strata.dev/strata/stages"
 )
 
 // storage is the stages storage with one cached tags listing per build.
 type storage struct {
-	repo    name.Repository
-	reg     registry.Options
+	*stages.Storage
 	project string
 	locker  lock.Locker
 	git     *git.Repo
@@ -51,30 +36,12 @@ type storage struct {
 	// manifests are the stages' manifests this build read or published, by tag, with their
 	// exact bytes and media type: enough to put one back if cleanup deletes it (restoreParents).
 	manifests map[string]*remote.Descriptor
-
-	// One puller and pusher per build: their transports (and registry tokens) are reused
-	// instead of pinging the registry on every request.
-	puller *remote.Puller
-	pusher *remote.Pusher
 }
 
-// newStorage returns the stages storage of repo; its git repository (for the ancestor checks) is
-// set once HEAD is read, before any stage is chosen.
-func newStorage(ctx context.Context, repo name.Repository, reg registry.Options, project string, locker lock.Locker, log *slog.Logger) (*storage, error) {
-	s := &storage{repo: repo, reg: reg, project: project, locker: locker, log: log}
-	var err error
-	if s.puller, err = remote.NewPuller(reg.Remote(ctx)...); err != nil {
-		return nil, err
-	}
-	if s.pusher, err = remote.NewPusher(reg.Remote(ctx)...); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// opts are the go-containerregistry options of every request of the build.
-func (s *storage) opts(ctx context.Context) []remote.Option {
-	return append(s.reg.Remote(ctx), remote.Reuse(s.puller), remote.Reuse(s.pusher))
+// newStorage returns the build's view of the stages storage store; its git repository (for the
+// ancestor checks) is set once HEAD is read, before any stage is chosen.
+func newStorage(store *stages.Storage, project string, locker lock.Locker, log *slog.Logger) *storage {
+	return &storage{Storage: store, project: project, locker: locker, log: log}
 }
 
 // stored is one stage in the storage.
@@ -84,46 +51,13 @@ type stored struct {
 	Commit string // commit of its git mappings ("" for stages without git content)
 }
 
-func stageTag(digest string, millis int64) string {
-	return digest + "-" + strconv.FormatInt(millis, 10)
-}
-
-func parseTag(tag string) (string, int64, bool) {
-	d, ms, ok := strings.Cut(tag, "-")
-	if !ok || len(d) != 56 {
-		return "", 0, false
-	}
-	for _, c := range d {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return "", 0, false
-		}
-	}
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil || n < 0 {
-		return "", 0, false
-	}
-	return d, n, true
-}
-
+// list reads the stage tags of the storage, grouped by digest (bypassing the cache).
 func (s *storage) list(ctx context.Context) (map[string][]int64, error) {
-	tags, err := remote.List(s.repo, s.opts(ctx)...)
+	tags, err := s.Tags(ctx)
 	if err != nil {
-		if registry.IsNotFound(err) {
-			tags = nil
-		} else {
-			return nil, fmt.Errorf("list tags of %s: %w", s.repo, err)
-		}
+		return nil, err
 	}
-	out := map[string][]int64{}
-	for _, t := range tags {
-		if d, ms, ok := parseTag(t); ok {
-			out[d] = append(out[d], ms)
-		}
-	}
-	for d := range out {
-		sort.Slice(out[d], func(i, j int) bool { return out[d][i] < out[d][j] })
-	}
-	return out, nil
+	return stages.ByDigest(tags), nil
 }
 
 // cached returns the creation times stored for digest from the build's single listing.
@@ -155,8 +89,6 @@ func (s *storage) manifestDigest(tag string) (v1.Hash, bool) {
 	return d, ok
 }
 
-func (s *storage) ref(tag string) name.Tag { return s.repo.Tag(tag) }
-
 // stageLabels returns the strata labels of a stored stage (cached). Stages carry their digest
 // and commits as manifest annotations too, so one manifest request is enough; the config blob is
 // read only for stages stored without them (annotations inherited from a parent stage name
@@ -168,26 +100,20 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 		return l, nil
 	}
 	s.mu.Unlock()
-	desc, err := remote.Get(s.ref(tag), s.opts(ctx)...)
+	desc, err := s.Read(ctx, tag)
 	if err != nil {
-		return nil, fmt.Errorf("read stage %s: %w", tag, err)
+		return nil, err
 	}
 	var labels map[string]string
 	if m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest)); err == nil {
-		if d, _, _ := parseTag(tag); d != "" && m.Annotations[LabelDigest] == d {
+		if t, ok := stages.ParseTag(tag); ok && m.Annotations[stages.LabelDigest] == t.Digest {
 			labels = m.Annotations
 		}
 	}
 	if labels == nil {
-		img, err := desc.Image()
-		if err != nil {
-			return nil, fmt.Errorf("read stage %s: %w", tag, err)
+		if labels, err = s.Labels(tag, desc); err != nil {
+			return nil, err
 		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return nil, fmt.Errorf("read config of stage %s: %w", tag, err)
-		}
-		labels = cf.Config.Labels
 	}
 	s.keep(tag, desc)
 	s.mu.Lock()
@@ -243,7 +169,7 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 		if ms < parentMillis {
 			continue
 		}
-		c := &stored{Tag: stageTag(digest, ms), Millis: ms}
+		c := &stored{Tag: stages.Tag{Digest: digest, Millis: ms}.String(), Millis: ms}
 		if gitStage {
 			l, err := s.stageLabels(ctx, c.Tag)
 			if err != nil {
@@ -252,7 +178,7 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 				}
 				return nil, err
 			}
-			c.Commit = l[fmt.Sprintf(LabelCommitFmt, 0)]
+			c.Commit = l[stages.CommitLabel(0)]
 			if c.Commit == "" {
 				continue
 			}
@@ -274,9 +200,9 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 // the manifest under the new tag only if the lease is still held; a lost lease (before or
 // during the upload, which it cancels) abandons the attempt: re-lock, re-check, retry.
 func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image) (st *stored, discarded bool, err error) {
-	lease, err := s.locker.Lock(ctx, s.project+"/"+digest)
+	lease, err := s.lock(ctx, digest)
 	if err != nil {
-		return nil, false, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
+		return nil, false, err
 	}
 	defer func() {
 		if lease != nil {
@@ -310,9 +236,9 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		if ms > time.Now().UnixMilli() {
 			time.Sleep(time.Duration(ms-time.Now().UnixMilli()) * time.Millisecond)
 		}
-		tag := stageTag(digest, ms)
+		tag := stages.Tag{Digest: digest, Millis: ms}.String()
 		// Never overwrite: the tag must not exist, even if the listing missed it.
-		if _, err := remote.Head(s.ref(tag), s.opts(ctx)...); err == nil {
+		if _, err := remote.Head(s.Ref(tag), s.Remote(ctx)...); err == nil {
 			if attempt > 5 {
 				return nil, false, fmt.Errorf("publish stage %s: tag collisions", digest)
 			}
@@ -346,7 +272,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			continue
 		}
 		pctx, stop := whileHeld(ctx, lease)
-		err = remote.Put(s.ref(tag), img, s.opts(pctx)...)
+		err = remote.Put(s.Ref(tag), img, s.Remote(pctx)...)
 		stop()
 		if err != nil {
 			if lock.IsLost(lease) {
@@ -367,10 +293,6 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 	}
 }
 
-// buildingLock is the lock a builder holds while it builds and publishes a stage
-// (Options.WaitForInFlight).
-func (s *storage) buildingLock(digest string) string { return s.project + "/" + digest + "#building" }
-
 // building takes the #building lock of digest, waiting while another builder holds it, then
 // re-lists the digest bypassing the cache. A suitable stage stored meanwhile is returned (the
 // lock is released); else the caller builds the stage and then calls doneBuilding with the
@@ -379,7 +301,7 @@ func (s *storage) buildingLock(digest string) string { return s.project + "/" + 
 // every waiter in turn. Losing this lease is harmless: another builder may then build the
 // stage too, and the publish lock keeps one stored result.
 func (s *storage) building(ctx context.Context, digest string, parentMillis int64, gitStage bool, head string) (lock.Lease, *stored, error) {
-	name := s.buildingLock(digest)
+	name := stages.BuildingLock(s.project, digest)
 	start := time.Now()
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -446,7 +368,7 @@ func (s *storage) building(ctx context.Context, digest string, parentMillis int6
 // doneBuilding releases the #building lock of digest.
 func (s *storage) doneBuilding(ctx context.Context, digest string, lease lock.Lease) {
 	if lock.IsLost(lease) {
-		s.log.Info("the building lock was lost meanwhile: another builder may have built the stage too", "lock", s.buildingLock(digest), "reason", lease.Err())
+		s.log.Info("the building lock was lost meanwhile: another builder may have built the stage too", "lock", stages.BuildingLock(s.project, digest), "reason", lease.Err())
 	}
 	_ = lease.Unlock(context.WithoutCancel(ctx))
 }
@@ -459,12 +381,18 @@ func (s *storage) relock(ctx context.Context, digest string, lease lock.Lease, a
 	if attempt > 3 {
 		return nil, fmt.Errorf("publish stage %s: lock lost %d times, giving up: %v", digest, attempt+1, reason)
 	}
-	s.log.Warn("lock lost "+when+": abandoning the push, re-locking and re-checking the storage", "lock", s.project+"/"+digest, "reason", reason)
-	le, err := s.locker.Lock(ctx, s.project+"/"+digest)
+	s.log.Warn("lock lost "+when+": abandoning the push, re-locking and re-checking the storage", "lock", stages.PublishLock(s.project, digest), "reason", reason)
+	return s.lock(ctx, digest)
+}
+
+// lock takes the publish lock of digest.
+func (s *storage) lock(ctx context.Context, digest string) (lock.Lease, error) {
+	name := stages.PublishLock(s.project, digest)
+	lease, err := s.locker.Lock(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s/%s: %w", s.project, digest, err)
+		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
-	return le, nil
+	return lease, nil
 }
 
 // whileHeld returns a context that is cancelled when the lease is lost.
@@ -520,7 +448,7 @@ func (s *storage) uploadBlobs(ctx context.Context, lease lock.Lease, tag string,
 // writeBlobs uploads the layers (up to 4 at a time), then the config blob, through its own
 // pusher: a shared one would swallow the progress updates.
 func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- v1.Update) error {
-	p, err := remote.NewPusher(append(s.reg.Remote(ctx), remote.WithProgress(progress))...)
+	p, err := remote.NewPusher(append(s.Registry.Remote(ctx), remote.WithProgress(progress))...)
 	if err != nil {
 		return err
 	}
@@ -539,7 +467,7 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := p.Upload(ctx, s.repo, l); err != nil {
+			if err := p.Upload(ctx, s.Repo, l); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -554,7 +482,7 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if err := p.Upload(ctx, s.repo, cl); err != nil {
+	if err := p.Upload(ctx, s.Repo, cl); err != nil {
 		return fmt.Errorf("upload config: %w", err)
 	}
 	return nil

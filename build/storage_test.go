@@ -7,6 +7,7 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // retag stores the manifest of repo:from under repo:to (registry-side, no layer moves).
@@ -50,7 +51,7 @@ func digestTags(t *testing.T, reg registry.Options, repo, digest string) []strin
 	return out
 }
 
-func stageOf(t *testing.T, r *ImageReport, name string) StageReport {
+func stageOf(t *testing.T, r *stages.ImageReport, name string) stages.StageReport {
 	t.Helper()
 	for _, s := range r.Stages {
 		if s.Name == name {
@@ -58,7 +59,7 @@ func stageOf(t *testing.T, r *ImageReport, name string) StageReport {
 		}
 	}
 	t.Fatalf("image %s has no stage %s: %+v", r.Name, name, r.Stages)
-	return StageReport{}
+	return stages.StageReport{}
 }
 
 // A stored stage whose tag is older than its parent's chosen tag was made on another parent
@@ -75,7 +76,7 @@ func TestStageCreatedBeforeParentSkipped(t *testing.T) {
 	g.commit("a", cfg("a"))
 	ctx := context.Background()
 	locker := fileLocker(t)
-	run := func(repo string) *ImageReport {
+	run := func(repo string) *stages.ImageReport {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine})
 		if err != nil {
@@ -85,20 +86,17 @@ func TestStageCreatedBeforeParentSkipped(t *testing.T) {
 	}
 	first := run(repo)
 	from, docker := stageOf(t, first, "from"), stageOf(t, first, "dockerInstructions")
-	_, fromMs, ok := parseTag(from.Tag)
-	if !ok {
-		t.Fatalf("from tag %q", from.Tag)
-	}
+	fromMs := mustParseTag(t, from.Tag).Millis
 
 	// Another candidate: a copy of the stage tagged before its parent is the oldest one, and
 	// must not be chosen; the stage created after the parent is.
-	planted := stageTag(docker.Digest, fromMs-1000)
+	planted := stages.Tag{Digest: docker.Digest, Millis: fromMs - 1000}.String()
 	retag(t, reg, repo, docker.Tag, planted)
 	again := run(repo)
-	if s := stageOf(t, again, "from"); s.Tag != from.Tag || s.Status != StatusReused {
+	if s := stageOf(t, again, "from"); s.Tag != from.Tag || s.Status != stages.StatusReused {
 		t.Fatalf("from stage %+v, want %s reused", s, from.Tag)
 	}
-	if s := stageOf(t, again, "dockerInstructions"); s.Tag != docker.Tag || s.Status != StatusReused {
+	if s := stageOf(t, again, "dockerInstructions"); s.Tag != docker.Tag || s.Status != stages.StatusReused {
 		t.Errorf("dockerInstructions = %s %s, want %s (the planted %s predates its parent %s)", s.Tag, s.Status, docker.Tag, planted, from.Tag)
 	}
 	if again.Ref != first.Ref {
@@ -111,14 +109,14 @@ func TestStageCreatedBeforeParentSkipped(t *testing.T) {
 	if other.Digest == docker.Digest {
 		t.Fatalf("CMD change kept the digest")
 	}
-	planted = stageTag(other.Digest, fromMs-1)
+	planted = stages.Tag{Digest: other.Digest, Millis: fromMs - 1}.String()
 	retag(t, reg, repo, docker.Tag, planted)
 	rebuilt := run(repo)
 	s := stageOf(t, rebuilt, "dockerInstructions")
-	if s.Digest != other.Digest || s.Status != StatusBuilt || s.Tag == planted {
+	if s.Digest != other.Digest || s.Status != stages.StatusBuilt || s.Tag == planted {
 		t.Errorf("dockerInstructions = %+v, want built anew instead of the planted %s", s, planted)
 	}
-	if _, ms, _ := parseTag(s.Tag); ms <= fromMs {
+	if mustParseTag(t, s.Tag).Millis <= fromMs {
 		t.Errorf("new stage %s not after its parent %s", s.Tag, from.Tag)
 	}
 	if tags := digestTags(t, reg, repo, other.Digest); len(tags) != 2 {

@@ -89,7 +89,7 @@ func BenchmarkPublish10Images(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lock, _ := rep.lock()
+		lock, _ := imagesLock(rep)
 		repo := testenv.Repo(b, "bench-helm") + "/app"
 		var elapsed int64
 		for i := 0; i < b.N; i++ {

@@ -18,11 +18,12 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // checkCopy asserts every image of the bundle at ref is in imagesRepo with the source digest,
 // and that rendering the copy names only imagesRepo.
-func checkCopy(t *testing.T, ref, imagesRepo string, rep *BuildReport) {
+func checkCopy(t *testing.T, ref, imagesRepo string, rep *stages.Report) {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "chart")

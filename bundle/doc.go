@@ -1,7 +1,7 @@
 // Package bundle publishes, pulls, renders and copies bundles: Helm charts in OCI whose values
 // carry the content-based image references of a build, plus commit and CI metadata.
 //
-//   - Publish packs a chart directory with the images of a BuildReport injected into values.yaml
+//   - Publish packs a chart directory with the images of a build report (stages.Report) injected into values.yaml
 //     (strata.image/tag/digest.<name>, strata.repo, strata.commit, mirrored under global.strata)
 //     and MetadataFile (Metadata), and pushes it with Helm's OCI media types: blobs first, the
 //     manifest last in one PUT by tag.

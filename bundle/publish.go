@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path"
 	"sort"
@@ -27,6 +26,7 @@ import (
 	orasregistry "oras.land/oras-go/v2/registry"
 
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/stages"
 )
 
 // Helm's OCI media types.
@@ -41,50 +41,8 @@ const (
 	annotationPrefix        = "dev.strata."
 )
 
-// BuildReport is the part of `strata build`'s JSON report a bundle needs.
-type BuildReport struct {
-	Project string        `json:"project"`
-	Repo    string        `json:"repo"`
-	Commit  string        `json:"commit"`
-	Images  []ReportImage `json:"images"`
-}
-
-// ReportImage is one built image of a BuildReport.
-type ReportImage struct {
-	Name           string `json:"name"`
-	Repo           string `json:"repo"`
-	Tag            string `json:"tag"`
-	Ref            string `json:"ref"`
-	ManifestDigest string `json:"manifestDigest"`
-}
-
-// ReadBuildReport reads a build report JSON file.
-func ReadBuildReport(file string) (*BuildReport, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("build report: %w", err)
-	}
-	r, err := ParseBuildReport(b)
-	if err != nil {
-		return nil, fmt.Errorf("build report %s: %w", file, err)
-	}
-	return r, nil
-}
-
-// ParseBuildReport decodes a build report (the JSON of build.Report).
-func ParseBuildReport(b []byte) (*BuildReport, error) {
-	var r BuildReport
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, err
-	}
-	if len(r.Images) == 0 {
-		return nil, fmt.Errorf("no images")
-	}
-	return &r, nil
-}
-
-// lock turns the report's images into an images lock.
-func (r *BuildReport) lock() (map[string]Image, error) {
+// imagesLock turns the report's images into an images lock.
+func imagesLock(r *stages.Report) (map[string]Image, error) {
 	out := map[string]Image{}
 	for i, im := range r.Images {
 		where := fmt.Sprintf("build report: images[%d]", i)
@@ -122,7 +80,7 @@ type PublishOptions struct {
 	// ChartDir is the chart to publish (usually PROJECT/.helm).
 	ChartDir string
 	// Report lists the built images; required.
-	Report *BuildReport
+	Report *stages.Report
 	// ProjectDir is the project's git work tree, used for the defaults of Commit and GitURL.
 	ProjectDir string
 	// Commit, Branch, Tag, GitURL and CI are the bundle's metadata. An empty Commit.Hash comes
@@ -198,7 +156,7 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	images, err := o.Report.lock()
+	images, err := imagesLock(o.Report)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

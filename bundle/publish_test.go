@@ -25,23 +25,24 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // pushImages pushes one random image per name to a fresh stages repository and returns the
 // build report a `strata build` would have written.
-func pushImages(t testing.TB, names ...string) *BuildReport {
+func pushImages(t testing.TB, names ...string) *stages.Report {
 	t.Helper()
 	ctx := context.Background()
-	stages := testenv.Repo(t, "stages")
+	stagesRepo := testenv.Repo(t, "stages")
 	var ro registry.Options
-	rep := &BuildReport{Project: "app", Repo: stages, Commit: "0123456789abcdef0123456789abcdef01234567"}
+	rep := &stages.Report{Project: "app", Repo: stagesRepo, Commit: "0123456789abcdef0123456789abcdef01234567"}
 	for i, n := range names {
 		img, err := random.Image(256, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tag := fmt.Sprintf("%056x-%d", i+1, time.Now().UnixMilli())
-		ref, err := ro.ParseReference(stages + ":" + tag)
+		tag := stages.Tag{Digest: fmt.Sprintf("%056x", i+1), Millis: time.Now().UnixMilli()}.String()
+		ref, err := ro.ParseReference(stagesRepo + ":" + tag)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,12 +50,12 @@ func pushImages(t testing.TB, names ...string) *BuildReport {
 			t.Fatal(err)
 		}
 		d, _ := img.Digest()
-		rep.Images = append(rep.Images, ReportImage{Name: n, Repo: stages, Tag: tag, Ref: stages + ":" + tag, ManifestDigest: d.String()})
+		rep.Images = append(rep.Images, stages.ImageReport{Name: n, Repo: stagesRepo, Tag: tag, Ref: stagesRepo + ":" + tag, ManifestDigest: d.String()})
 	}
 	return rep
 }
 
-func publishOpts(t *testing.T, rep *BuildReport, repo, version string) PublishOptions {
+func publishOpts(t *testing.T, rep *stages.Report, repo, version string) PublishOptions {
 	return PublishOptions{
 		Repo: repo, Version: version, ChartDir: "testdata/app", Report: rep,
 		Commit: Commit{Date: "2026-11-22T10:00:00Z"}, Branch: "main",
@@ -288,7 +289,7 @@ func TestPublishBadInput(t *testing.T) {
 		}, []string{"values.yaml:4", "strata.image.db", "web, worker"}},
 		{"image not in registry", func(o *PublishOptions) {
 			r := *o.Report
-			r.Images = append([]ReportImage(nil), r.Images...)
+			r.Images = append([]stages.ImageReport(nil), r.Images...)
 			r.Images[0].ManifestDigest = "sha256:" + hex.EncodeToString(make([]byte, 32))
 			o.Report = &r
 		}, []string{"image web", "not in the registry"}},

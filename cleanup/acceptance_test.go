@@ -28,6 +28,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // gitRepo is a scripted git history with controlled commit dates.
@@ -85,15 +86,15 @@ func pushStageAs(t testing.TB, repo name.Repository, d, project string, created 
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{LabelProject: project, LabelDigest: d, LabelImage: "app"}
+	labels := map[string]string{stages.LabelProject: project, stages.LabelDigest: d, stages.LabelImage: "app"}
 	if commit != "" {
-		labels[LabelCommitPrefix+"0.commit"] = commit
+		labels[stages.CommitLabel(0)] = commit
 	}
 	if parent != "" {
-		labels[LabelParent] = parent
+		labels[stages.LabelParent] = parent
 	}
 	img = withLabels(t, img, labels)
-	tag = fmt.Sprintf("%s-%d", d, created.UnixMilli())
+	tag = stages.Tag{Digest: d, Millis: created.UnixMilli()}.String()
 	if err := remote.Write(repo.Tag(tag), img, registry.Options{}.Remote(context.Background())...); err != nil {
 		t.Fatal(err)
 	}
@@ -133,12 +134,13 @@ func listTags(t *testing.T, repo name.Repository) []string {
 // running at the same time would.
 type racingLocker struct {
 	lock.Locker
+	project string
 	once    sync.Once
 	publish func()
 }
 
 func (r *racingLocker) Lock(ctx context.Context, n string) (lock.Lease, error) {
-	if !strings.HasSuffix(n, "/cleanup") {
+	if n != stages.CleanupLock(r.project) {
 		r.once.Do(r.publish)
 	}
 	return r.Locker.Lock(ctx, n)
@@ -200,10 +202,10 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 	// --- stages: a base stage, then one stage per commit built on it.
 	base, _ := pushStage(t, repo, project, now.Add(-30*day), "", "")
 	type stage struct{ tag, manifest string }
-	stages := map[string]stage{}
+	pushed := map[string]stage{}
 	add := func(key string, age time.Duration, commit string) {
 		tag, m := pushStage(t, repo, project, now.Add(-age), commit, base)
-		stages[key] = stage{tag, m}
+		pushed[key] = stage{tag, m}
 	}
 	add("m0", 25*day, m0)
 	add("m1", 20*day, m1)
@@ -218,7 +220,7 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 	add("o1c", 2*day, o1)
 	add("recent", 30*time.Minute, o1)
 	// Another tag on o1b's manifest: deleting that manifest would delete the tag.
-	if err := remote.Tag(repo.Tag("keepme"), mustImage(t, repo.Tag(stages["o1b"].tag)), reg.Remote(ctx)...); err != nil {
+	if err := remote.Tag(repo.Tag("keepme"), mustImage(t, repo.Tag(pushed["o1b"].tag)), reg.Remote(ctx)...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -228,9 +230,9 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 	writeFile(t, chart, "templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  image: {{ .Values.strata.image.app | quote }}\n")
 	_, err = bundle.Publish(ctx, bundle.PublishOptions{
 		Repo: bundleRepo, Version: "1.0.0", ChartDir: chart, ProjectDir: work, Registry: reg,
-		Report: &bundle.BuildReport{Project: project, Repo: repoName, Commit: m1, Images: []bundle.ReportImage{{
-			Name: "app", Repo: repoName, Tag: stages["m1"].tag, Ref: repoName + ":" + stages["m1"].tag + "@" + stages["m1"].manifest,
-			ManifestDigest: stages["m1"].manifest,
+		Report: &stages.Report{Project: project, Repo: repoName, Commit: m1, Images: []stages.ImageReport{{
+			Name: "app", Repo: repoName, Tag: pushed["m1"].tag, Ref: repoName + ":" + pushed["m1"].tag + "@" + pushed["m1"].manifest,
+			ManifestDigest: pushed["m1"].manifest,
 		}}},
 	})
 	if err != nil {
@@ -250,7 +252,7 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: repoName + ":" + stages["o0"].tag}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: repoName + ":" + pushed["o0"].tag}}},
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -276,7 +278,7 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 	}
 	text := out.String()
 	t.Logf("dry run:\n%s", text)
-	wantDeleted := []string{stages["m0"].tag, stages["o1"].tag, stages["o1c"].tag}
+	wantDeleted := []string{pushed["m0"].tag, pushed["o1"].tag, pushed["o1c"].tag}
 	sort.Strings(wantDeleted)
 	var planned []string
 	for _, d := range res.Plan.Delete {
@@ -293,9 +295,9 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 		"m3":     "branch feat: commit " + m3[:12] + " is 2nd",
 		"m2":     "tag v1.1 (commit " + m2[:12] + ") is 1st of the last 1 tags",
 		"recent": "built 30m0s ago (keepBuiltWithin 2h)",
-		"o1b":    `same manifest ` + short(stages["o1b"].manifest) + ` as tag "keepme"`,
+		"o1b":    `same manifest ` + short(pushed["o1b"].manifest) + ` as tag "keepme"`,
 	} {
-		line := lineOf(text, "keep   "+stages[key].tag)
+		line := lineOf(text, "keep   "+pushed[key].tag)
 		if !strings.Contains(line, want) {
 			t.Errorf("dry run: %s kept for %q, want %q", key, line, want)
 		}
@@ -312,8 +314,8 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 	// --- the real run, with a build publishing a stage on top of o1c while cleanup runs.
 	var raced string
 	opts.DryRun, opts.Out = false, &out
-	opts.Locker = &racingLocker{Locker: &lock.File{Dir: t.TempDir()}, publish: func() {
-		raced, _ = pushStage(t, repo, project, time.Now(), m5, stages["o1c"].tag)
+	opts.Locker = &racingLocker{Locker: &lock.File{Dir: t.TempDir()}, project: project, publish: func() {
+		raced, _ = pushStage(t, repo, project, time.Now(), m5, pushed["o1c"].tag)
 	}}
 	out.Reset()
 	res, err = Run(ctx, opts)
@@ -326,14 +328,14 @@ func TestAcceptanceScriptedHistory(t *testing.T) {
 	}
 	want := []string{base, raced, "keepme"}
 	for _, k := range []string{"m1", "m2", "m3", "f1", "m4", "m5", "o0", "o1b", "o1c", "recent"} {
-		want = append(want, stages[k].tag)
+		want = append(want, pushed[k].tag)
 	}
 	sort.Strings(want)
 	got := listTags(t, repo)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("after cleanup:\n got  %v\n want %v", got, want)
 	}
-	if len(res.Deleted) != 2 || len(res.Spared) != 1 || res.Spared[0] != stages["o1c"].manifest {
+	if len(res.Deleted) != 2 || len(res.Spared) != 1 || res.Spared[0] != pushed["o1c"].manifest {
 		t.Errorf("deleted %v spared %v, want m0 and o1 deleted, o1c spared", res.Deleted, res.Spared)
 	}
 

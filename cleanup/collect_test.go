@@ -16,6 +16,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 func TestScanRefs(t *testing.T) {
@@ -54,6 +55,20 @@ func TestStageFromLabels(t *testing.T) {
 	}
 	if !reflect.DeepEqual(s.Commits, []string{c1, c2}) {
 		t.Errorf("commits %v, want %v", s.Commits, []string{c1, c2})
+	}
+}
+
+// StageFromLabels reads every label build writes (named by package stages).
+func TestStageFromLabelsReadsBuildLabels(t *testing.T) {
+	c := strings.Repeat("4", 40)
+	var s Stage
+	StageFromLabels(&s, map[string]string{
+		stages.LabelProject: "demo", stages.LabelParent: "p-1", stages.LabelImage: "app",
+		stages.LabelDigest: strings.Repeat("a", stages.DigestLen), stages.LabelStage: "install",
+		stages.CommitLabel(0): c, stages.CommitLabel(1): c,
+	})
+	if s.Project != "demo" || s.Parent != "p-1" || s.Image != "app" || !reflect.DeepEqual(s.Commits, []string{c}) {
+		t.Errorf("stage %+v", s)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"strata.dev/strata/stages"
 )
 
 // DefaultHostThreshold is the disk use (percent) `strata host cleanup` brings the engine under.
@@ -199,7 +201,7 @@ func strataMade(labels map[string]string, tags []string) bool {
 		if i < 0 {
 			continue
 		}
-		if d, _, ok := ParseStageTag(t[i+1:]); ok && (digest == "" || d == digest) {
+		if st, ok := stages.ParseTag(t[i+1:]); ok && (digest == "" || st.Digest == digest) {
 			return true
 		}
 	}
@@ -240,8 +242,8 @@ func HostImages(ctx context.Context, cli *client.Client, project string) ([]Host
 		}
 		for _, t := range s.RepoTags {
 			if i := strings.LastIndex(t, ":"); i >= 0 {
-				if _, created, ok := ParseStageTag(t[i+1:]); ok && created.After(im.LastUsed) {
-					im.LastUsed = created
+				if st, ok := stages.ParseTag(t[i+1:]); ok && st.Created().After(im.LastUsed) {
+					im.LastUsed = st.Created()
 				}
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // loadImage loads a small random image with the given labels into the engine as ref.
@@ -64,7 +65,7 @@ func stageImage(t *testing.T, cli *client.Client, repo, project string, built ti
 	t.Helper()
 	d := randomDigest(t)
 	ref = fmt.Sprintf("%s:%s-%d", repo, d, built.UnixMilli())
-	return loadImage(t, cli, ref, map[string]string{LabelProject: project, LabelDigest: d}), ref
+	return loadImage(t, cli, ref, map[string]string{stages.LabelProject: project, stages.LabelDigest: d}), ref
 }
 
 // buildFrom builds an image FROM base with the engine (only a LABEL: nothing runs), as a user's
@@ -237,14 +238,14 @@ func TestStrataMade(t *testing.T) {
 		tags   []string
 		want   bool
 	}{
-		{map[string]string{LabelDigest: d}, []string{"r/app:" + d + "-1700000000000"}, true},
-		{map[string]string{LabelDigest: d}, []string{"mine:latest", "r/app:" + d + "-1700000000000"}, true},
-		{map[string]string{LabelDigest: d}, []string{"mine:latest"}, false},
-		{map[string]string{LabelDigest: d}, []string{"r/app:" + strings.Repeat("cd", 28) + "-1700000000000"}, false},
-		{map[string]string{LabelDigest: d}, nil, false},
-		{map[string]string{LabelProject: "p"}, []string{"r/app:" + d + "-1700000000000"}, true},
+		{map[string]string{stages.LabelDigest: d}, []string{"r/app:" + d + "-1700000000000"}, true},
+		{map[string]string{stages.LabelDigest: d}, []string{"mine:latest", "r/app:" + d + "-1700000000000"}, true},
+		{map[string]string{stages.LabelDigest: d}, []string{"mine:latest"}, false},
+		{map[string]string{stages.LabelDigest: d}, []string{"r/app:" + strings.Repeat("cd", 28) + "-1700000000000"}, false},
+		{map[string]string{stages.LabelDigest: d}, nil, false},
+		{map[string]string{stages.LabelProject: "p"}, []string{"r/app:" + d + "-1700000000000"}, true},
 		{map[string]string{"maintainer": "x"}, []string{"r/app:" + d + "-1700000000000"}, false},
-		{map[string]string{LabelDigest: d}, []string{"127.0.0.1:5000/r:" + d + "-1700000000000"}, true},
+		{map[string]string{stages.LabelDigest: d}, []string{"127.0.0.1:5000/r:" + d + "-1700000000000"}, true},
 	} {
 		if got := strataMade(c.labels, c.tags); got != c.want {
 			t.Errorf("strataMade(%v, %v) = %v, want %v", c.labels, c.tags, got, c.want)

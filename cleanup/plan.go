@@ -3,11 +3,12 @@ package cleanup
 import (
 	"container/heap"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"strata.dev/strata/stages"
 )
 
 // Stage is one stage image in the stages storage, as its tag and labels describe it.
@@ -75,24 +76,6 @@ type Plan struct {
 	// Manifests are the manifest digests to delete: exactly those of the deleted stages, none
 	// carried by a kept stage or another tag.
 	Manifests []string
-}
-
-// StageTagPattern matches stage tags: <56-hex digest>-<unix millis>.
-var StageTagPattern = regexp.MustCompile(`^([0-9a-f]{56})-([0-9]{1,19})$`)
-
-var bareDigest = regexp.MustCompile(`^[0-9a-f]{56}$`)
-
-// ParseStageTag splits a stage tag into its content digest and creation time.
-func ParseStageTag(tag string) (digest string, created time.Time, ok bool) {
-	m := StageTagPattern.FindStringSubmatch(tag)
-	if m == nil {
-		return "", time.Time{}, false
-	}
-	ms, err := strconv.ParseInt(m[2], 10, 64)
-	if err != nil {
-		return "", time.Time{}, false
-	}
-	return m[1], time.UnixMilli(ms), true
 }
 
 type planner struct {
@@ -366,13 +349,13 @@ func (p *planner) keepParents() bool {
 // in one) as is; a bare digest as the oldest stage of that digest not created after the child.
 func (p *planner) resolveParent(s *Stage) string {
 	v := s.Parent
-	if i := strings.LastIndexAny(v, ":/"); i >= 0 && !StageTagPattern.MatchString(v) {
+	if i := strings.LastIndexAny(v, ":/"); i >= 0 {
 		v = v[i+1:]
 	}
-	if StageTagPattern.MatchString(v) {
+	if _, ok := stages.ParseTag(v); ok {
 		return v
 	}
-	if bareDigest.MatchString(v) {
+	if stages.IsDigest(v) {
 		for _, c := range p.byDigest[v] {
 			if !c.Created.After(s.Created) {
 				return c.Tag

@@ -259,18 +259,6 @@ func TestPlanReuseFromAncestorPerImage(t *testing.T) {
 	want(t, "deleted", deleted, []string{"api1", "web0"})
 }
 
-func TestParseStageTag(t *testing.T) {
-	d := strings.Repeat("a", 56)
-	if dg, c, ok := ParseStageTag(d + "-1700000000123"); !ok || dg != d || c.UnixMilli() != 1700000000123 {
-		t.Errorf("ParseStageTag = %v %v %v", dg, c, ok)
-	}
-	for _, bad := range []string{"latest", d, d + "-", strings.Repeat("A", 56) + "-1", d[:55] + "-1"} {
-		if _, _, ok := ParseStageTag(bad); ok {
-			t.Errorf("ParseStageTag(%q) accepted", bad)
-		}
-	}
-}
-
 func TestLastCommitsOrder(t *testing.T) {
 	h := history{}
 	h.add("a", 5*day)

@@ -17,6 +17,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // afterUnlockLocker runs a publish once, right after cleanup releases the publish lock of one
@@ -101,13 +102,13 @@ func TestRaceChildOfDeletedParentRestoresParentChain(t *testing.T) {
 			pp, ppManifest := pushStageAs(t, repo, "0"+randomDigest(t)[1:], project, now.Add(-29*day), "", "")
 			p, pManifest := pushStageAs(t, repo, "1"+randomDigest(t)[1:], project, now.Add(-20*day), gone, pp)
 			d, _ := pushStageAs(t, repo, "2"+randomDigest(t)[1:], project, now.Add(-20*day), gone, base)
-			pDigest, _, _ := ParseStageTag(p)
+			pTag, _ := stages.ParseTag(p)
 
 			var x string
 			var out bytes.Buffer
 			res, err := Run(ctx, Options{
 				Dir: work, Repo: repoName, Registry: reg, Now: now, Out: &out, LockBatch: batch,
-				Locker: &afterUnlockLocker{Locker: &lock.File{Dir: t.TempDir()}, name: project + "/" + pDigest, publish: func() {
+				Locker: &afterUnlockLocker{Locker: &lock.File{Dir: t.TempDir()}, name: stages.PublishLock(project, pTag.Digest), publish: func() {
 					if _, ok := manifestOf(t, repoName, p); ok {
 						t.Error("P is still stored when cleanup releases its lock")
 					}

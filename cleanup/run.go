@@ -16,6 +16,7 @@ import (
 	"strata.dev/strata/config"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/stages"
 )
 
 // Options configure Run.
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if locker == nil {
 		locker = &lock.File{Log: o.Log}
 	}
-	lease, err := locker.Lock(ctx, cfg.Project+"/cleanup")
+	lease, err := locker.Lock(ctx, stages.CleanupLock(cfg.Project))
 	if err != nil {
 		return nil, fmt.Errorf("cleanup: %w", err)
 	}
@@ -220,7 +221,7 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 				}
 			}()
 			for _, d := range chunk {
-				l, err := locker.Lock(ctx, project+"/"+d)
+				l, err := locker.Lock(ctx, stages.PublishLock(project, d))
 				if err != nil {
 					return err
 				}

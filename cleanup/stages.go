@@ -9,25 +9,15 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/stages"
 )
 
-// Labels of stage images that cleanup reads. They must match what `strata build` writes (see
-// package build); readers also accept the keys listed in labelAliases.
-const (
-	LabelProject = "dev.strata.project"
-	LabelDigest  = "dev.strata.digest"
-	LabelParent  = "dev.strata.parent"
-	LabelImage   = "dev.strata.image"
-	// LabelCommitPrefix starts the label of each git mapping's commit; any strata label whose
-	// key mentions "commit" and whose value is a commit hash counts.
-	LabelCommitPrefix = "dev.strata.git."
-)
-
-var labelPrefixes = []string{"dev.strata.", "strata.dev/", "strata."}
+// labelPrefixes start the labels StageFromLabels reads: stages.LabelPrefix, which build writes,
+// and older spellings.
+var labelPrefixes = []string{stages.LabelPrefix, "strata.dev/", "strata."}
 
 var commitHash = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
@@ -68,50 +58,20 @@ func StageFromLabels(s *Stage, labels map[string]string) {
 	s.Commits = uniq(s.Commits)
 }
 
-// Storage is a stages storage: one repository of a registry.
+// Storage is a stages storage (one repository of a registry) read by cleanup.
 type Storage struct {
-	Repo     name.Repository
-	Registry registry.Options
+	*stages.Storage
 	// Jobs is how many manifests are read at once; default 8.
 	Jobs int
-
-	pullerOnce sync.Once
-	puller     *remote.Puller
-}
-
-// remote returns go-containerregistry options that reuse one authenticated transport for every
-// request to the storage (instead of a registry ping and token per request).
-func (s *Storage) remote(ctx context.Context) []remote.Option {
-	opts := s.Registry.Remote(ctx)
-	s.pullerOnce.Do(func() {
-		s.puller, _ = remote.NewPuller(s.Registry.Remote(context.Background())...)
-	})
-	if s.puller != nil {
-		opts = append(opts, remote.Reuse(s.puller))
-	}
-	return opts
 }
 
 // OpenStorage parses REGISTRY/PATH of a stages storage.
 func OpenStorage(repo string, o registry.Options) (*Storage, error) {
-	r, err := o.ParseRepository(repo)
+	s, err := stages.Open(repo, o)
 	if err != nil {
 		return nil, err
 	}
-	return &Storage{Repo: r, Registry: o}, nil
-}
-
-// Tags lists every tag of the repository; a repository that does not exist has none.
-func (s *Storage) Tags(ctx context.Context) ([]string, error) {
-	tags, err := remote.List(s.Repo, s.remote(ctx)...)
-	if err != nil {
-		if registry.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list tags of %s: %w", s.Repo, err)
-	}
-	sort.Strings(tags)
-	return tags, nil
+	return &Storage{Storage: s}, nil
 }
 
 // Stages reads the given tags (all when tags is nil): stage tags with their manifest digest and
@@ -172,33 +132,29 @@ func (s *Storage) Stages(ctx context.Context, tags []string) ([]Stage, []Tagged,
 }
 
 func (s *Storage) readTag(ctx context.Context, tag string) (*Stage, *Tagged, error) {
-	ref := s.Repo.Tag(tag)
-	digest, created, isStage := ParseStageTag(tag)
+	t, isStage := stages.ParseTag(tag)
 	if !isStage {
-		d, err := remote.Head(ref, s.remote(ctx)...)
+		ref := s.Ref(tag)
+		d, err := remote.Head(ref, s.Remote(ctx)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", ref, err)
 		}
 		return nil, &Tagged{Tag: tag, ManifestDigest: d.Digest.String()}, nil
 	}
-	desc, err := remote.Get(ref, s.remote(ctx)...)
+	desc, err := s.Read(ctx, tag)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read stage %s: %w", ref, err)
+		return nil, nil, err
 	}
-	st := &Stage{Tag: tag, Digest: digest, Created: created, ManifestDigest: desc.Digest.String()}
+	st := &Stage{Tag: tag, Digest: t.Digest, Created: t.Created(), ManifestDigest: desc.Digest.String()}
 	if !desc.MediaType.IsImage() {
 		// Not a single image (e.g. an index): no labels to read; it is kept only by use or age.
 		return st, nil, nil
 	}
-	img, err := desc.Image()
+	labels, err := s.Labels(tag, desc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read stage %s: %w", ref, err)
+		return nil, nil, err
 	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, nil, fmt.Errorf("read config of stage %s: %w", ref, err)
-	}
-	StageFromLabels(st, cfg.Config.Labels)
+	StageFromLabels(st, labels)
 	return st, nil, nil
 }
 
@@ -219,7 +175,7 @@ func (s *Storage) Delete(ctx context.Context, manifest string) error {
 // with Restore.
 func (s *Storage) Manifest(ctx context.Context, manifest string) (*remote.Descriptor, error) {
 	d := s.Repo.Digest(manifest)
-	desc, err := remote.Get(d, s.remote(ctx)...)
+	desc, err := remote.Get(d, s.Remote(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", d, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/stages"
 )
 
 // SyncOptions configure SyncStages.
@@ -70,7 +71,7 @@ func SyncStages(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, jobs)
 	for _, tag := range srcTags {
-		if !StageTagPattern.MatchString(tag) {
+		if _, ok := stages.ParseTag(tag); !ok {
 			continue
 		}
 		wg.Add(1)
@@ -103,12 +104,12 @@ func SyncStages(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 func syncOne(ctx context.Context, o SyncOptions, from, to *Storage, tag string, present bool) (string, error) {
 	src := from.Repo.Tag(tag)
 	dst := to.Repo.Tag(tag)
-	desc, err := remote.Get(src, from.remote(ctx)...)
+	desc, err := remote.Get(src, from.Remote(ctx)...)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", src, err)
 	}
 	if present {
-		d, err := remote.Head(dst, to.remote(ctx)...)
+		d, err := remote.Head(dst, to.Remote(ctx)...)
 		if err != nil {
 			return "", fmt.Errorf("read %s: %w", dst, err)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/stages"
 )
 
 var (
@@ -173,7 +174,7 @@ func chartUses(open func() (io.ReadCloser, error), bundle string) ([]Use, error)
 			for _, n := range names {
 				im := meta.Images[n]
 				why := fmt.Sprintf("bundle %s pins it (images lock: %s)", bundle, n)
-				if StageTagPattern.MatchString(im.Tag) {
+				if _, ok := stages.ParseTag(im.Tag); ok {
 					uses = append(uses, Use{Tag: im.Tag, Why: why})
 				}
 				if im.Digest != "" {

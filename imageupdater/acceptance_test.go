@@ -7,6 +7,7 @@ import (
 
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // Acceptance (issue 7): bundles published with `strata bundle publish` (bundle.Publish); an
@@ -19,7 +20,7 @@ func TestAcceptancePublishedBundles(t *testing.T) {
 		t.Helper()
 		res, err := bundle.Publish(context.Background(), bundle.PublishOptions{
 			Repo: repo, Version: version, ChartDir: "testdata/bundle",
-			Report: &bundle.BuildReport{Project: "app", Repo: repo, Commit: commit},
+			Report: &stages.Report{Project: "app", Repo: repo, Commit: commit},
 			Commit: bundle.Commit{Hash: commit, Date: at.Format(time.RFC3339)}, Branch: "main",
 			GitURL: "https://git.example.com/team/app.git", Force: force,
 			Now: func() time.Time { return at },

@@ -17,6 +17,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // TestAcceptanceRebuildOfKeptCommitsIsReused builds a history with `strata build` (a tag, a
@@ -44,7 +45,7 @@ func TestAcceptanceRebuildOfKeptCommitsIsReused(t *testing.T) {
 		g.run(age, "commit", "-q", "-m", msg)
 		return g.run(0, "rev-parse", "HEAD")
 	}
-	buildHere := func(what string) *build.Report {
+	buildHere := func(what string) *stages.Report {
 		t.Helper()
 		rep, err := build.Run(ctx, build.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost, Parallel: 2})
 		if err != nil {
@@ -117,7 +118,7 @@ docker:
 		rep := buildHere(name)
 		for _, im := range rep.Images {
 			for _, s := range im.Stages {
-				if s.Status != build.StatusReused {
+				if s.Status != stages.StatusReused {
 					t.Errorf("rebuild of kept commit %s: image %s stage %s is %s, want reused", name, im.Name, s.Name, s.Status)
 				}
 			}
@@ -128,7 +129,7 @@ docker:
 	built := 0
 	for _, im := range rep.Images {
 		for _, s := range im.Stages {
-			if s.Status != build.StatusReused {
+			if s.Status != stages.StatusReused {
 				built++
 			}
 		}
@@ -180,7 +181,7 @@ docker:
 		writeFile(t, g.dir, "src/main.txt", fmt.Sprintf("round %d", round))
 		g.run(time.Duration(5-round)*day, "add", "-A")
 		g.run(time.Duration(5-round)*day, "commit", "-q", "-m", fmt.Sprintf("round %d", round))
-		var rep *build.Report
+		var rep *stages.Report
 		var buildErr, cleanErr error
 		done := make(chan struct{})
 		go func() {
@@ -216,7 +217,7 @@ docker:
 	}
 }
 
-func statuses(rep *build.Report) []string {
+func statuses(rep *stages.Report) []string {
 	var out []string
 	for _, im := range rep.Images {
 		for _, s := range im.Stages {
@@ -258,22 +259,5 @@ func writeFile(t *testing.T, dir, rel, content string) {
 	}
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Cleanup reads the labels build writes; it keeps its own copies so as not to import build.
-func TestLabelsMatchBuild(t *testing.T) {
-	for _, p := range [][2]string{
-		{cleanup.LabelProject, build.LabelProject},
-		{cleanup.LabelDigest, build.LabelDigest},
-		{cleanup.LabelParent, build.LabelParent},
-		{cleanup.LabelImage, build.LabelImage},
-	} {
-		if p[0] != p[1] {
-			t.Errorf("cleanup reads label %q, build writes %q", p[0], p[1])
-		}
-	}
-	if !strings.HasPrefix(build.LabelCommitFmt, cleanup.LabelCommitPrefix) || !strings.Contains(build.LabelCommitFmt, "commit") {
-		t.Errorf("build's commit label %q is not one cleanup reads (prefix %q, mentions commit)", build.LabelCommitFmt, cleanup.LabelCommitPrefix)
 	}
 }

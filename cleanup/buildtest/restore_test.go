@@ -20,6 +20,7 @@ import (
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // beforeLockLocker runs hook once, before taking the first lock the build asks for: in a build
@@ -90,7 +91,7 @@ docker:
 		g.run(age, "commit", "-q", "-m", msg)
 		return g.run(0, "rev-parse", "HEAD")
 	}
-	buildWith := func(what string, locker lock.Locker, log *slog.Logger) *build.Report {
+	buildWith := func(what string, locker lock.Locker, log *slog.Logger) *stages.Report {
 		t.Helper()
 		rep, err := build.Run(ctx, build.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost, Log: log})
 		if err != nil {
@@ -103,13 +104,13 @@ docker:
 	g.run(0, "checkout", "-q", "-b", "topic")
 	commit("t1", 5*day, map[string]string{"src/main.txt": "topic"})
 	first := buildWith("t1", files, nil).Image("app")
-	var p build.StageReport
+	var p stages.StageReport
 	for _, s := range first.Stages {
 		if s.Name == "gitLatestPatch" {
 			p = s
 		}
 	}
-	if p.Status != build.StatusBuilt {
+	if p.Status != stages.StatusBuilt {
 		t.Fatalf("build of t1: stages %+v, want gitLatestPatch built", first.Stages)
 	}
 	// t2 changes only the CMD (outside the mapping): its build reuses P and publishes X on it.
@@ -137,7 +138,7 @@ docker:
 		t.Fatal("cleanup did not run during the build")
 	}
 	x := rep.Stages[len(rep.Stages)-1]
-	if x.Status != build.StatusBuilt || lockName != strings.SplitN(lockName, "/", 2)[0]+"/"+x.Digest {
+	if x.Status != stages.StatusBuilt || lockName != stages.PublishLock(project, x.Digest) {
 		t.Fatalf("build of t2: last stage %+v; cleanup ran when lock %q was asked for, want the publish lock of that stage", x, lockName)
 	}
 	if !slices.Contains(res.Deleted, pManifest) || len(res.Restored) != 0 {
@@ -145,7 +146,7 @@ docker:
 	}
 	var chosen bool
 	for _, s := range rep.Stages {
-		chosen = chosen || s.Tag == p.Tag && s.Status == build.StatusReused
+		chosen = chosen || s.Tag == p.Tag && s.Status == stages.StatusReused
 	}
 	if !chosen {
 		t.Fatalf("build of t2 did not reuse P %s: %+v", p.Tag, rep.Stages)
@@ -163,7 +164,7 @@ docker:
 	}
 	again := buildWith("t2 again", files, nil).Image("app")
 	for i, s := range again.Stages {
-		if s.Status != build.StatusReused || s.Tag != rep.Stages[i].Tag {
+		if s.Status != stages.StatusReused || s.Tag != rep.Stages[i].Tag {
 			t.Errorf("second build: %s %s %s, want reused %s", s.Name, s.Status, s.Tag, rep.Stages[i].Tag)
 		}
 	}

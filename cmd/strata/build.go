@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"strata.dev/strata/build"
+	"strata.dev/strata/stages"
 )
 
 func newBuildCmd(a *app) *cobra.Command {
@@ -67,7 +68,7 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	return c
 }
 
-func writeReport(path string, rep *build.Report) error {
+func writeReport(path string, rep *stages.Report) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/bundle"
+	"strata.dev/strata/stages"
 )
 
 func newBundleCmd(a *app) *cobra.Command {
@@ -61,9 +62,9 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			var rep *bundle.BuildReport
+			var rep *stages.Report
 			if reportFile != "" {
-				r, err := bundle.ReadBuildReport(reportFile)
+				r, err := stages.ReadReport(reportFile)
 				if err != nil {
 					return fmt.Errorf("bundle publish: %w", err)
 				}
@@ -82,16 +83,11 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 					return err
 				}
 				bo.Locker = locker
-				br, err := build.Run(ctx, bo)
-				if err != nil {
+				if rep, err = build.Run(ctx, bo); err != nil {
 					return err
 				}
-				b, err := json.Marshal(br)
-				if err != nil {
-					return err
-				}
-				if rep, err = bundle.ParseBuildReport(b); err != nil {
-					return fmt.Errorf("bundle publish: build report: %w", err)
+				if len(rep.Images) == 0 {
+					return fmt.Errorf("bundle publish: build report: no images")
 				}
 			}
 			o.Report = rep

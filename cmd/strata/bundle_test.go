@@ -17,27 +17,28 @@ import (
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // The bundle commands end to end on the real registry: publish from a build report, pull,
 // render a REF (deterministic), copy to an archive and back.
 func TestBundleCommands(t *testing.T) {
 	ctx := context.Background()
-	stages := testenv.Repo(t, "stages")
+	stagesRepo := testenv.Repo(t, "stages")
 	var ro registry.Options
-	rep := bundle.BuildReport{Project: "app", Repo: stages, Commit: strings.Repeat("ab", 20)}
+	rep := stages.Report{Project: "app", Repo: stagesRepo, Commit: strings.Repeat("ab", 20)}
 	for i, n := range []string{"web", "worker"} {
 		img, err := random.Image(128, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tag := fmt.Sprintf("%056x-%d", i+1, time.Now().UnixMilli())
-		ref, _ := ro.ParseReference(stages + ":" + tag)
+		tag := stages.Tag{Digest: fmt.Sprintf("%056x", i+1), Millis: time.Now().UnixMilli()}.String()
+		ref, _ := ro.ParseReference(stagesRepo + ":" + tag)
 		if err := remote.Write(ref, img, ro.Remote(ctx)...); err != nil {
 			t.Fatal(err)
 		}
 		d, _ := img.Digest()
-		rep.Images = append(rep.Images, bundle.ReportImage{Name: n, Repo: stages, Tag: tag, Ref: stages + ":" + tag, ManifestDigest: d.String()})
+		rep.Images = append(rep.Images, stages.ImageReport{Name: n, Repo: stagesRepo, Tag: tag, Ref: stagesRepo + ":" + tag, ManifestDigest: d.String()})
 	}
 	tmp := t.TempDir()
 	reportFile := filepath.Join(tmp, "build.json")
@@ -109,7 +110,7 @@ func TestBundleCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(r3, stages) {
+	if strings.Contains(r3, stagesRepo) {
 		t.Errorf("render of the imported bundle names the source repository:\n%s", r3)
 	}
 
@@ -149,9 +150,9 @@ func TestBundlePublishBuildsFirst(t *testing.T) {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	stages := testenv.Repo(t, "stages")
+	stagesRepo := testenv.Repo(t, "stages")
 	repo := testenv.Repo(t, "bundles") + "/pb"
-	out, _, err := run(t, "bundle", "publish", "--dir", dir, "--stages-repo", stages, "--repo", repo, "--tag", "1.0.0", "--json")
+	out, _, err := run(t, "bundle", "publish", "--dir", dir, "--stages-repo", stagesRepo, "--repo", repo, "--tag", "1.0.0", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestBundlePublishBuildsFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(rendered, "image: "+stages+":") || !strings.Contains(rendered, "@sha256:") {
+	if !strings.Contains(rendered, "image: "+stagesRepo+":") || !strings.Contains(rendered, "@sha256:") {
 		t.Errorf("render does not use the built image:\n%s", rendered)
 	}
 	head := exec.Command("git", "rev-parse", "HEAD")

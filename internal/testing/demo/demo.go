@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"strata.dev/strata/build"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // Options configure Run.
@@ -252,7 +252,7 @@ func (r *runner) publish(ctx context.Context, s *Summary, version string, noEngi
 	if err != nil {
 		return nil, err
 	}
-	var rep build.Report
+	var rep stages.Report
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("demo: %s: %w", report, err)
 	}
@@ -261,7 +261,7 @@ func (r *runner) publish(ctx context.Context, s *Summary, version string, noEngi
 		st.Images[img.Name] = img.Ref + "@" + img.ManifestDigest
 		for _, stage := range img.Stages {
 			name := img.Name + "/" + stage.Name
-			if stage.Status == build.StatusBuilt {
+			if stage.Status == stages.StatusBuilt {
 				st.Built = append(st.Built, name)
 			} else {
 				st.Reused = append(st.Reused, name)

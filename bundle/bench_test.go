@@ -137,33 +137,37 @@ func writeFile(t testing.TB, dir, name, s string) {
 	}
 }
 
-// BenchmarkRender renders the test chart with Strata's annotations and deterministic ordering,
-// and prints the time ratio to Helm's own client-only install (what `helm template` runs) on the
-// same chart, measured in the same run.
+// BenchmarkRender renders the test chart and the large charts of the equivalence corpus with
+// Strata's annotations and deterministic ordering, and prints the time ratio to Helm's own
+// client-only install (what `helm template` runs) on the same chart, measured in the same run,
+// in process (no package init: BenchmarkRenderLargeCharts in bench/ measures the processes).
 func BenchmarkRender(b *testing.B) {
 	ctx := context.Background()
-	var strataNs, helmNs float64
-	b.Run("strata-render", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, err := Render(ctx, RenderOptions{ChartDir: "testdata/app"}); err != nil {
-				b.Fatal(err)
+	for _, dir := range []string{"testdata/app", "testdata/charts/platform", "testdata/charts/monitoring", "testdata/charts/forge"} {
+		o := RenderOptions{ChartDir: dir, ReleaseName: "shop", Namespace: "team-a", APIVersions: []string{"monitoring.coreos.com/v1"}}
+		var strataNs, helmNs float64
+		b.Run(filepath.Base(dir)+"/strata-render", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := Render(ctx, o); err != nil {
+					b.Fatal(err)
+				}
 			}
+			strataNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		})
+		b.Run(filepath.Base(dir)+"/helm-template-baseline", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				c, err := loader.Load(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := helmInstall(c, nil, o); err != nil {
+					b.Fatal(err)
+				}
+			}
+			helmNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		})
+		if strataNs > 0 && helmNs > 0 {
+			fmt.Printf("BenchmarkRender/%s: strata render %.3f ms/op, helm template %.3f ms/op, ratio %.2fx\n", filepath.Base(dir), strataNs/1e6, helmNs/1e6, strataNs/helmNs)
 		}
-		strataNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	})
-	b.Run("helm-template-baseline", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			c, err := loader.Load("testdata/app")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := helmInstall(c, nil, RenderOptions{ReleaseName: "release", Namespace: "default"}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		helmNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	})
-	if strataNs > 0 && helmNs > 0 {
-		fmt.Printf("BenchmarkRender: strata render %.3f ms/op, helm template %.3f ms/op, ratio %.2fx\n", strataNs/1e6, helmNs/1e6, strataNs/helmNs)
 	}
 }

@@ -15,29 +15,9 @@ import (
 	"testing"
 
 	kyaml "k8s.io/apimachinery/pkg/util/yaml"
-)
 
-// helmCLI is the helm binary the equivalence suite compares with: STRATA_TEST_HELM, else helm
-// on PATH. Under CI=true a missing helm fails the test; otherwise the test is skipped with the
-// way to get it.
-func helmCLI(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("STRATA_TEST_HELM"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("STRATA_TEST_HELM: %v", err)
-		}
-		return p
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	const how = "build helm v3.19.5 (scripts/testenv.sh does; or in a tools module: `go build -o BIN/helm helm.sh/helm/v3/cmd/helm`) and set STRATA_TEST_HELM=BIN/helm"
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no helm CLI: %s", how)
-	}
-	t.Skipf("no helm CLI: %s", how)
-	return ""
-}
+	"strata.dev/strata/internal/testing/helmcli"
+)
 
 // helmTemplate runs `helm template` as Argo CD's repo-server does for a Helm source.
 func helmTemplate(t testing.TB, helm string, o RenderOptions) ([]byte, error) {
@@ -193,7 +173,7 @@ var equivalenceCorpus = []equivalenceCase{
 // for byte in every value, once Strata's own annotations are removed, over a corpus of charts
 // that does what real charts do (see testdata/charts/README.md).
 func TestRenderEquivalentToHelmTemplate(t *testing.T) {
-	helm := helmCLI(t)
+	helm := helmcli.Path(t)
 	meta, err := ReadMetadata("testdata/app")
 	if err != nil {
 		t.Fatal(err)

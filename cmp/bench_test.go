@@ -1,15 +1,14 @@
 package cmp_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"strata.dev/strata/internal/testing/procstat"
 	"strata.dev/strata/internal/testing/testenv"
 )
 
@@ -91,7 +90,7 @@ data:
 // 73 MiB; near the 20 MiB output limit the soft limit lowers the peak from 450 MiB to 367 MiB).
 func BenchmarkCMPGenerate300(b *testing.B) {
 	helm := buildHelm(b)
-	launch := buildLauncher(b)
+	launch := procstat.Launcher(b)
 	dir := writeBundle(b, bench300)
 	env := append(os.Environ(), appEnv("")...)
 	home := b.TempDir()
@@ -112,7 +111,7 @@ func BenchmarkCMPGenerate300(b *testing.B) {
 
 	// Both render the same 300 objects.
 	for name, mk := range map[string]func() *exec.Cmd{"strata cmp generate": strataCmd, "helm template": helmCmd} {
-		out, _, err := runMeasured(mk())
+		out, _, err := procstat.Run(mk())
 		if err != nil {
 			b.Fatalf("%s: %v", name, err)
 		}
@@ -121,13 +120,13 @@ func BenchmarkCMPGenerate300(b *testing.B) {
 		}
 	}
 
-	var strata, helmSum measure
-	add := func(sum *measure, c *exec.Cmd) {
-		_, m, err := runMeasured(c)
+	var strata, helmSum procstat.Stat
+	add := func(sum *procstat.Stat, c *exec.Cmd) {
+		_, m, err := procstat.Run(c)
 		if err != nil {
 			b.Fatal(err)
 		}
-		sum.wall, sum.cpu, sum.rssKiB = sum.wall+m.wall, sum.cpu+m.cpu, max(sum.rssKiB, m.rssKiB)
+		sum.Wall, sum.CPU, sum.RSSKiB = sum.Wall+m.Wall, sum.CPU+m.CPU, max(sum.RSSKiB, m.RSSKiB)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -136,82 +135,16 @@ func BenchmarkCMPGenerate300(b *testing.B) {
 	}
 	b.StopTimer()
 	n := float64(b.N)
-	b.ReportMetric(float64(strata.wall.Nanoseconds())/n, "strata-ns/op")
-	b.ReportMetric(float64(helmSum.wall.Nanoseconds())/n, "helm-ns/op")
-	b.ReportMetric(float64(strata.wall)/float64(helmSum.wall), "ratio")
-	b.ReportMetric(float64(strata.cpu)/float64(helmSum.cpu), "cpu-ratio")
-	b.ReportMetric(float64(strata.rssKiB)/1024, "strata-peak-RSS-MiB")
-	b.ReportMetric(float64(helmSum.rssKiB)/1024, "helm-peak-RSS-MiB")
+	b.ReportMetric(float64(strata.Wall.Nanoseconds())/n, "strata-ns/op")
+	b.ReportMetric(float64(helmSum.Wall.Nanoseconds())/n, "helm-ns/op")
+	b.ReportMetric(float64(strata.Wall)/float64(helmSum.Wall), "ratio")
+	b.ReportMetric(float64(strata.CPU)/float64(helmSum.CPU), "cpu-ratio")
+	b.ReportMetric(float64(strata.RSSKiB)/1024, "strata-peak-RSS-MiB")
+	b.ReportMetric(float64(helmSum.RSSKiB)/1024, "helm-peak-RSS-MiB")
 	fmt.Printf("BenchmarkCMPGenerate300: strata cmp generate %.1f ms/op (%.1f ms CPU, peak RSS %.1f MiB), helm template %.1f ms/op (%.1f ms CPU, peak RSS %.1f MiB), ratio %.2fx wall, %.2fx CPU (target <= 1.2x)\n",
-		float64(strata.wall.Milliseconds())/n, float64(strata.cpu.Milliseconds())/n, float64(strata.rssKiB)/1024,
-		float64(helmSum.wall.Milliseconds())/n, float64(helmSum.cpu.Milliseconds())/n, float64(helmSum.rssKiB)/1024,
-		float64(strata.wall)/float64(helmSum.wall), float64(strata.cpu)/float64(helmSum.cpu))
-}
-
-// measure is what the launcher measured of one run.
-type measure struct {
-	wall, cpu time.Duration
-	rssKiB    int64
-}
-
-// runMeasured runs c (a command through the launcher) and returns its stdout and what the
-// launcher measured of the program.
-func runMeasured(c *exec.Cmd) ([]byte, measure, error) {
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	if err := c.Run(); err != nil {
-		return nil, measure{}, fmt.Errorf("%s: %w\n%s", strings.Join(c.Args[1:], " "), err, stderr.String())
-	}
-	var m measure
-	last := stderr.String()[strings.LastIndex(strings.TrimSuffix(stderr.String(), "\n"), "\n")+1:]
-	if _, err := fmt.Sscanf(last, "launch: %d ns %d cpu-ns %d KiB", &m.wall, &m.cpu, &m.rssKiB); err != nil {
-		return nil, measure{}, fmt.Errorf("launcher output %q: %w", last, err)
-	}
-	return stdout.Bytes(), m, nil
-}
-
-// launcherSource runs a program and reports its wall time and peak RSS on stderr. The benchmark
-// measures through it because Go starts children with vfork: a child's maxrss would include the
-// RSS of the large benchmark process it was started from, not only its own.
-const launcherSource = `package main
-
-import (
-	"fmt"
-	"os"
-	"os/exec"
-	"syscall"
-	"time"
-)
-
-func main() {
-	c := exec.Command(os.Args[1], os.Args[2:]...)
-	c.Stdout, c.Stderr = os.Stdout, os.Stderr
-	start := time.Now()
-	err := c.Run()
-	d := time.Since(start)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cpu := c.ProcessState.UserTime() + c.ProcessState.SystemTime()
-	fmt.Fprintf(os.Stderr, "launch: %d ns %d cpu-ns %d KiB\n", d.Nanoseconds(), cpu.Nanoseconds(), c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
-}
-`
-
-func buildLauncher(b *testing.B) string {
-	b.Helper()
-	dir := b.TempDir()
-	for name, body := range map[string]string{"go.mod": "module launch\n\ngo 1.21\n", "main.go": launcherSource} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c := exec.Command("go", "build", "-o", "launch", ".")
-	c.Dir, c.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=")
-	if out, err := c.CombinedOutput(); err != nil {
-		b.Fatalf("build launcher: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "launch")
+		float64(strata.Wall.Milliseconds())/n, float64(strata.CPU.Milliseconds())/n, float64(strata.RSSKiB)/1024,
+		float64(helmSum.Wall.Milliseconds())/n, float64(helmSum.CPU.Milliseconds())/n, float64(helmSum.RSSKiB)/1024,
+		float64(strata.Wall)/float64(helmSum.Wall), float64(strata.CPU)/float64(helmSum.CPU))
 }
 
 // buildHelm builds the helm CLI from the helm.sh/helm/v3 version in this module's go.mod, with

@@ -155,35 +155,47 @@ func chartUses(open func() (io.ReadCloser, error), bundle string) ([]Use, error)
 		}
 		name := strings.TrimPrefix(path.Clean(h.Name), "/")
 		if path.Base(name) == bundleMetadata && strings.Count(name, "/") <= 1 {
-			var meta struct {
-				Images map[string]struct {
-					Repo   string `json:"repo"`
-					Tag    string `json:"tag"`
-					Ref    string `json:"ref"`
-					Digest string `json:"digest"`
-				} `json:"images"`
-			}
-			if err := json.Unmarshal(b, &meta); err != nil {
+			u, err := imagesLockUses(b, bundle)
+			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			names := make([]string, 0, len(meta.Images))
-			for n := range meta.Images {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				im := meta.Images[n]
-				why := fmt.Sprintf("bundle %s pins it (images lock: %s)", bundle, n)
-				if _, ok := stages.ParseTag(im.Tag); ok {
-					uses = append(uses, Use{Tag: im.Tag, Why: why})
-				}
-				if im.Digest != "" {
-					uses = append(uses, Use{ManifestDigest: im.Digest, Why: why})
-				}
-				uses = append(uses, usesIn(im.Ref, why)...)
-			}
+			uses = append(uses, u...)
 		}
 		uses = append(uses, usesIn(string(b), fmt.Sprintf("bundle %s mentions it in %s", bundle, name))...)
+	}
+	return uses, nil
+}
+
+// imagesLockUses returns the images a bundle's images lock (strata-bundle.json) pins: each
+// image's stage tag, manifest digest and any of either in its reference.
+func imagesLockUses(data []byte, bundle string) ([]Use, error) {
+	var meta struct {
+		Images map[string]struct {
+			Repo   string `json:"repo"`
+			Tag    string `json:"tag"`
+			Ref    string `json:"ref"`
+			Digest string `json:"digest"`
+		} `json:"images"`
+	}
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(meta.Images))
+	for n := range meta.Images {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var uses []Use
+	for _, n := range names {
+		im := meta.Images[n]
+		why := fmt.Sprintf("bundle %s pins it (images lock: %s)", bundle, n)
+		if _, ok := stages.ParseTag(im.Tag); ok {
+			uses = append(uses, Use{Tag: im.Tag, Why: why})
+		}
+		if im.Digest != "" {
+			uses = append(uses, Use{ManifestDigest: im.Digest, Why: why})
+		}
+		uses = append(uses, usesIn(im.Ref, why)...)
 	}
 	return uses, nil
 }

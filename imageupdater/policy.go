@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"time"
@@ -58,8 +59,44 @@ func optedIn(ann map[string]string) bool {
 	return a || b
 }
 
+// Limits on what one Application can ask of the updater. Every tag of a repository is matched
+// against an Application's allow-tags expression in each cycle, so its size bounds the time one
+// Application can take from the others (the check deadline bounds the rest).
+const (
+	// MaxAnnotationBytes bounds every annotation value the updater parses.
+	MaxAnnotationBytes = 1024
+	// MaxTagPatternInsts bounds the compiled size of an allow-tags expression (RE2 program
+	// instructions; matching time is linear in it).
+	MaxTagPatternInsts = 4096
+)
+
+// compileTagPattern compiles an allow-tags expression within the limits.
+func compileTagPattern(expr string) (*regexp.Regexp, error) {
+	if len(expr) > MaxAnnotationBytes {
+		return nil, fmt.Errorf("regular expression of %d bytes: at most %d are allowed", len(expr), MaxAnnotationBytes)
+	}
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return nil, err
+	}
+	if n := len(prog.Inst); n > MaxTagPatternInsts {
+		return nil, fmt.Errorf("regular expression compiles to %d instructions: at most %d are allowed", n, MaxTagPatternInsts)
+	}
+	return regexp.Compile(expr)
+}
+
 // parsePolicy reads the annotations. Errors name the annotation and the bad value.
 func parsePolicy(ann map[string]string) (*policy, error) {
+	for _, k := range []string{AnnotationChartVersion, AnnotationBundleConstraint, AnnotationBundleSource, AnnotationUpdateStrategy,
+		AnnotationAllowTags, AnnotationIgnoreTags, AnnotationForceUpdate, AnnotationPullSecret, AnnotationWriteBackMethod} {
+		if v, ok := ann[k]; ok && len(v) > MaxAnnotationBytes {
+			return nil, fmt.Errorf("annotation %s: value of %d bytes: at most %d are allowed", k, len(v), MaxAnnotationBytes)
+		}
+	}
 	p := &policy{strategy: StrategySemver}
 	key := AnnotationBundleConstraint
 	c, ok := ann[key]
@@ -106,7 +143,7 @@ func parsePolicy(ann map[string]string) (*policy, error) {
 		switch {
 		case a == "any" || a == "":
 		case strings.HasPrefix(a, "regexp:"):
-			re, err := regexp.Compile(strings.TrimPrefix(a, "regexp:"))
+			re, err := compileTagPattern(strings.TrimPrefix(a, "regexp:"))
 			if err != nil {
 				return nil, fmt.Errorf("annotation %s: %w", AnnotationAllowTags, err)
 			}

@@ -44,6 +44,7 @@ HTTP on --listen: POST /webhook (distribution notifications or {"repository","ta
 	f.StringArrayVar(&o.Namespaces, "namespace", nil, "namespace whose Applications are watched (repeatable; default all)")
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, ~/.kube/config, else in-cluster)")
 	f.DurationVar(&o.Interval, "interval", imageupdater.DefaultInterval, "time between check cycles")
+	f.DurationVar(&o.CheckTimeout, "check-timeout", imageupdater.DefaultCheckTimeout, "deadline of one Application's check; past it the check fails and is retried with backoff")
 	f.BoolVar(&o.Once, "once", false, "run one cycle and exit (non-zero if an Application failed its check)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "log the updates, write nothing")
 	f.StringVar(&o.Listen, "listen", ":8080", `address for /webhook, /healthz and /metrics ("" = none; off with --once unless given)`)

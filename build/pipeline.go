@@ -21,173 +21,230 @@ import (
 // Stage names in pipeline order.
 var StageNames = []string{"from", "beforeInstall", "gitArchive", "install", "beforeSetup", "setup", "gitLatestPatch", "dockerInstructions"}
 
+// pipeline returns the non-empty stages of im in pipeline order, one step per stage kind.
+// hasFromImage says the image starts from another image's last stage (fromImage).
 func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	if im.Dockerfile != "" {
 		return []stageSpec{b.dockerfileStage(im)}
 	}
-	// Mapping paths (add) are paths of the repository from its root, whatever directory the
-	// config is in, as in werf.
-	ms := compile(im.Git)
-	// Each mapping's files at HEAD, selected once per image and shared by the stages.
-	selected := make([]func(context.Context) ([]selFile, error), len(ms))
-	for i := range ms {
+	g := b.gitInputs(im)
+	var out []stageSpec
+	if !hasFromImage {
+		out = append(out, b.fromStage(im))
+	} else if im.FromCacheVersion != "" {
+		out = append(out, b.fromImageStage(im))
+	}
+	shell := func(name string, cmds []string, afterGit bool) {
+		if len(cmds) > 0 {
+			out = append(out, b.shellStep(im, g, name, cmds, afterGit))
+		}
+	}
+	shell("beforeInstall", im.Shell.BeforeInstall, false)
+	if g.any() {
+		out = append(out, b.gitArchiveStage(g))
+	}
+	shell("install", im.Shell.Install, true)
+	shell("beforeSetup", im.Shell.BeforeSetup, true)
+	shell("setup", im.Shell.Setup, true)
+	if g.any() {
+		out = append(out, b.gitLatestPatchStage(g))
+	}
+	if !im.Docker.Empty() {
+		out = append(out, b.dockerInstructionsStage(im, g.any()))
+	}
+	return out
+}
+
+// gitMappings are an image's compiled git mappings. Each mapping's files at HEAD are selected
+// once, when a stage first needs them, and shared by the stages of the image.
+type gitMappings struct {
+	ms    []compiledMapping
+	files []func(context.Context) ([]selFile, error) // per mapping
+}
+
+// gitInputs compiles the git mappings of im. Mapping paths (add) are paths of the repository
+// from its root, whatever directory the config is in, as in werf.
+func (b *builder) gitInputs(im *Image) *gitMappings {
+	g := &gitMappings{ms: compile(im.Git)}
+	g.files = make([]func(context.Context) ([]selFile, error), len(g.ms))
+	for i, m := range g.ms {
 		var once sync.Once
 		var files []selFile
 		var err error
-		selected[i] = func(ctx context.Context) ([]selFile, error) {
+		g.files[i] = func(ctx context.Context) ([]selFile, error) {
 			once.Do(func() {
 				var fs []mappingFile
-				if fs, err = mappingFiles(ctx, b.git, ms[i:i+1], b.head); err != nil {
+				if fs, err = mappingFiles(ctx, b.git, g.ms[i:i+1], b.head); err != nil {
 					return
 				}
 				files = make([]selFile, len(fs))
 				for j, f := range fs {
-					rel, _ := relTo(ms[i].Add, f.Path)
+					rel, _ := relTo(m.Add, f.Path)
 					files[j] = selFile{mappingFile: f, rel: rel, segs: strings.Split(rel, "/")}
 				}
 			})
 			return files, err
 		}
 	}
-	var out []stageSpec
-	if !hasFromImage {
-		out = append(out, stageSpec{name: "from",
-			digest: func(ctx context.Context, _ *state) (string, bool, error) {
-				d := newDigester("from")
-				d.add(im.From, im.FromCacheVersion, b.cfg.CacheVersion)
-				return d.sum(), true, nil
-			},
-			build: func(ctx context.Context, _ *state, _ string) (v1.Image, string, error) {
-				ref, err := b.o.Registry.ParseReference(im.From)
-				if err != nil {
-					return nil, "", err
-				}
-				img, err := remote.Image(ref, b.st.Remote(ctx)...)
-				if err != nil {
-					return nil, "", fmt.Errorf("read base image %s: %w", im.From, err)
-				}
-				return img, "", nil
-			}})
-	} else if im.FromCacheVersion != "" {
-		// fromImage with a cache version: an empty marker stage on top of the other image.
-		out = append(out, stageSpec{name: "from",
-			digest: func(ctx context.Context, p *state) (string, bool, error) {
-				d := newDigester("fromImage")
-				d.add(p.digest, im.FromCacheVersion, b.cfg.CacheVersion)
-				return d.sum(), true, nil
-			},
-			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
-				img, err := b.parentImage(ctx, p)
-				return img, p.commit, err
-			}})
-	}
-	user := func(name string, cmds []string, afterGit bool) {
-		if len(cmds) == 0 {
-			return
+	return g
+}
+
+// any reports whether the image has git mappings.
+func (g *gitMappings) any() bool { return len(g.ms) > 0 }
+
+// addDependencies adds to d the files of each mapping matched by its stageDependencies of stage.
+func (g *gitMappings) addDependencies(ctx context.Context, d *digester, stage string) error {
+	for i, m := range g.ms {
+		globs := m.StageDependencies[stage]
+		if len(globs) == 0 {
+			continue
 		}
-		out = append(out, stageSpec{name: name, gitRel: afterGit && len(ms) > 0,
-			digest: func(ctx context.Context, p *state) (string, bool, error) {
-				d := newDigester(name)
-				if p != nil {
-					d.add(p.digest)
-				}
-				d.list("commands", cmds)
-				d.add(im.Shell.CacheVersion, im.Shell.StageCacheVersion[name], b.cfg.CacheVersion)
-				for i, m := range ms {
-					globs := m.StageDependencies[name]
-					if len(globs) == 0 {
-						continue
-					}
-					files, err := selected[i](ctx)
-					if err != nil {
-						return "", false, err
-					}
-					dep := newMatcher(globs)
-					d.add("mapping", fmt.Sprint(i))
-					for _, f := range files {
-						if dep.matchSegs(f.segs) {
-							d.add(f.rel, f.Mode, f.Hash)
-						}
-					}
-				}
-				return d.sum(), true, nil
-			},
-			build: func(ctx context.Context, p *state, digest string) (v1.Image, string, error) {
-				return b.shellStage(ctx, im, ms, name, cmds, p, digest)
-			}})
+		files, err := g.files[i](ctx)
+		if err != nil {
+			return err
+		}
+		dep := newMatcher(globs)
+		d.add("mapping", fmt.Sprint(i))
+		for _, f := range files {
+			if dep.matchSegs(f.segs) {
+				d.add(f.rel, f.Mode, f.Hash)
+			}
+		}
 	}
-	user("beforeInstall", im.Shell.BeforeInstall, false)
-	if len(ms) > 0 {
-		out = append(out, stageSpec{name: "gitArchive", gitRel: true,
-			digest: func(ctx context.Context, p *state) (string, bool, error) {
-				if err := b.checkAdds(ctx, ms); err != nil {
-					return "", false, err
-				}
-				d := newDigester("gitArchive")
-				if p != nil {
-					d.add(p.digest)
-				}
-				for _, m := range ms {
-					gitFields(d, m.GitMapping)
-				}
-				return d.sum(), true, nil
-			},
-			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
-				files, err := mappingFiles(ctx, b.git, ms, b.head)
-				if err != nil {
-					return nil, "", err
-				}
-				img, err := b.appendGitLayer(ctx, p, files, "gitArchive")
-				return img, b.head, err
-			}})
-	}
-	user("install", im.Shell.Install, true)
-	user("beforeSetup", im.Shell.BeforeSetup, true)
-	user("setup", im.Shell.Setup, true)
-	if len(ms) > 0 {
-		out = append(out, stageSpec{name: "gitLatestPatch", gitRel: true,
-			digest: func(ctx context.Context, p *state) (string, bool, error) {
-				if p == nil || p.commit == "" || p.commit == b.head {
-					return "", false, nil
-				}
-				changes, err := mappingChanges(ctx, b.git, ms, p.commit, b.head)
-				if err != nil || len(changes) == 0 {
-					return "", false, err
-				}
-				d := newDigester("gitLatestPatch")
+	return nil
+}
+
+// fromStage is the base image im.From, read from its registry.
+func (b *builder) fromStage(im *Image) stageSpec {
+	return stageSpec{name: "from",
+		digest: func(ctx context.Context, _ *state) (string, bool, error) {
+			d := newDigester("from")
+			d.add(im.From, im.FromCacheVersion, b.cfg.CacheVersion)
+			return d.sum(), true, nil
+		},
+		build: func(ctx context.Context, _ *state, _ string) (v1.Image, string, error) {
+			ref, err := b.o.Registry.ParseReference(im.From)
+			if err != nil {
+				return nil, "", err
+			}
+			img, err := remote.Image(ref, b.st.Remote(ctx)...)
+			if err != nil {
+				return nil, "", fmt.Errorf("read base image %s: %w", im.From, err)
+			}
+			return img, "", nil
+		}}
+}
+
+// fromImageStage is the from stage of an image built on another image (fromImage) with a
+// cache version: an empty marker stage on top of the other image.
+func (b *builder) fromImageStage(im *Image) stageSpec {
+	return stageSpec{name: "from",
+		digest: func(ctx context.Context, p *state) (string, bool, error) {
+			d := newDigester("fromImage")
+			d.add(p.digest, im.FromCacheVersion, b.cfg.CacheVersion)
+			return d.sum(), true, nil
+		},
+		build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+			img, err := b.parentImage(ctx, p)
+			return img, p.commit, err
+		}}
+}
+
+// shellStep is a user stage (beforeInstall, install, beforeSetup, setup): its commands run in
+// a container on the parent stage. Its digest covers the commands, the cache versions and the
+// files its stageDependencies select; a stage after gitArchive holds git content.
+func (b *builder) shellStep(im *Image, g *gitMappings, name string, cmds []string, afterGit bool) stageSpec {
+	return stageSpec{name: name, gitRel: afterGit && g.any(),
+		digest: func(ctx context.Context, p *state) (string, bool, error) {
+			d := newDigester(name)
+			if p != nil {
 				d.add(p.digest)
-				for _, c := range changes {
-					d.add(c.dest, c.Mode, c.Hash, fmt.Sprint(c.del))
-				}
-				return d.sum(), true, nil
-			},
-			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
-				changes, err := mappingChanges(ctx, b.git, ms, p.commit, b.head)
-				if err != nil {
-					return nil, "", err
-				}
-				img, err := b.appendGitLayer(ctx, p, changes, "gitLatestPatch")
-				return img, b.head, err
-			}})
-	}
-	if !im.Docker.Empty() {
-		out = append(out, stageSpec{name: "dockerInstructions", gitRel: len(ms) > 0,
-			digest: func(ctx context.Context, p *state) (string, bool, error) {
-				d := newDigester("dockerInstructions")
+			}
+			d.list("commands", cmds)
+			d.add(im.Shell.CacheVersion, im.Shell.StageCacheVersion[name], b.cfg.CacheVersion)
+			if err := g.addDependencies(ctx, d, name); err != nil {
+				return "", false, err
+			}
+			return d.sum(), true, nil
+		},
+		build: func(ctx context.Context, p *state, digest string) (v1.Image, string, error) {
+			return b.shellStage(ctx, im, g.ms, name, cmds, p, digest)
+		}}
+}
+
+// gitArchiveStage adds the files of every git mapping at HEAD as one layer, registry-side.
+func (b *builder) gitArchiveStage(g *gitMappings) stageSpec {
+	return stageSpec{name: "gitArchive", gitRel: true,
+		digest: func(ctx context.Context, p *state) (string, bool, error) {
+			if err := b.checkAdds(ctx, g.ms); err != nil {
+				return "", false, err
+			}
+			d := newDigester("gitArchive")
+			if p != nil {
 				d.add(p.digest)
-				dockerFields(d, im.Docker)
-				return d.sum(), true, nil
-			},
-			build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
-				img, err := b.parentImage(ctx, p)
-				if err != nil {
-					return nil, "", err
-				}
-				img, err = applyDocker(img, im.Docker)
-				return img, p.commit, err
-			}})
-	}
-	return out
+			}
+			for _, m := range g.ms {
+				gitFields(d, m.GitMapping)
+			}
+			return d.sum(), true, nil
+		},
+		build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+			files, err := mappingFiles(ctx, b.git, g.ms, b.head)
+			if err != nil {
+				return nil, "", err
+			}
+			img, err := b.appendGitLayer(ctx, p, files, "gitArchive")
+			return img, b.head, err
+		}}
+}
+
+// gitLatestPatchStage adds the mapped files changed between the parent's commit and HEAD as one
+// layer, registry-side; it is empty when the parent is at HEAD or nothing mapped changed.
+func (b *builder) gitLatestPatchStage(g *gitMappings) stageSpec {
+	return stageSpec{name: "gitLatestPatch", gitRel: true,
+		digest: func(ctx context.Context, p *state) (string, bool, error) {
+			if p == nil || p.commit == "" || p.commit == b.head {
+				return "", false, nil
+			}
+			changes, err := mappingChanges(ctx, b.git, g.ms, p.commit, b.head)
+			if err != nil || len(changes) == 0 {
+				return "", false, err
+			}
+			d := newDigester("gitLatestPatch")
+			d.add(p.digest)
+			for _, c := range changes {
+				d.add(c.dest, c.Mode, c.Hash, fmt.Sprint(c.del))
+			}
+			return d.sum(), true, nil
+		},
+		build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+			changes, err := mappingChanges(ctx, b.git, g.ms, p.commit, b.head)
+			if err != nil {
+				return nil, "", err
+			}
+			img, err := b.appendGitLayer(ctx, p, changes, "gitLatestPatch")
+			return img, b.head, err
+		}}
+}
+
+// dockerInstructionsStage applies the docker: instructions to the parent's image config,
+// registry-side (no layer). gitRel: the image has git mappings.
+func (b *builder) dockerInstructionsStage(im *Image, gitRel bool) stageSpec {
+	return stageSpec{name: "dockerInstructions", gitRel: gitRel,
+		digest: func(ctx context.Context, p *state) (string, bool, error) {
+			d := newDigester("dockerInstructions")
+			d.add(p.digest)
+			dockerFields(d, im.Docker)
+			return d.sum(), true, nil
+		},
+		build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
+			img, err := b.parentImage(ctx, p)
+			if err != nil {
+				return nil, "", err
+			}
+			img, err = applyDocker(img, im.Docker)
+			return img, p.commit, err
+		}}
 }
 
 // appendGitLayer adds the files (with whiteouts for deletions) as one layer on the parent stage,

@@ -25,14 +25,52 @@ import (
 // Run builds the images of the config and returns the report.
 func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	o.defaults()
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	src, err := readSource(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	images, err := buildable(src.cfg, o.Images)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBuilder(ctx, o, src)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := b.buildAll(ctx, cancel, images); err != nil {
+		return nil, err
+	}
+	return b.report(ctx, images, src.dev)
+}
+
+func (o *Options) check() error {
 	if o.Repo == "" {
-		return nil, errors.New("build: --repo REGISTRY/PROJECT is required")
+		return errors.New("build: --repo REGISTRY/PROJECT is required")
 	}
 	if o.Network != "host" && o.Network != "none" {
-		return nil, fmt.Errorf("build: network %q: want host or none (the default bridge is never used)", o.Network)
+		return fmt.Errorf("build: network %q: want host or none (the default bridge is never used)", o.Network)
 	}
-	// The config is read from git objects of the commit built (HEAD, or the --dev snapshot),
-	// like every other input; the work-tree check of the project directory runs meanwhile.
+	return nil
+}
+
+// source is what a build is made from: the git repository, the commit built (HEAD, or with
+// --dev a snapshot of HEAD and the uncommitted changes) and the config read from that commit.
+type source struct {
+	repo *git.Repo
+	head string
+	cfg  *Config
+	dev  bool // built from a snapshot of uncommitted changes
+}
+
+// readSource opens HEAD and reads the config from its git objects, like every other input,
+// while the work tree of the project directory is checked: only changes there can change the
+// build; they are refused, or built from a snapshot commit with --dev.
+func readSource(ctx context.Context, o Options) (*source, error) {
 	projDir := o.Dir
 	if o.ConfigFile != "" {
 		projDir = filepath.Dir(o.ConfigFile)
@@ -56,7 +94,6 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 		return config.Load(ctx, config.Options{Dir: o.Dir, File: o.ConfigFile, Repo: repo, Commit: commit, Env: o.Env})
 	}
 	cfg, cfgErr := load(head)
-	// Only changes under the project directory can change the build.
 	sr := <-early
 	status, err := sr.lines, sr.err
 	if err != nil {
@@ -77,16 +114,26 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	if cfgErr != nil {
 		return nil, cfgErr
 	}
-	images, err := selectImages(cfg, o.Images)
+	return &source{repo: repo, head: head, cfg: cfg, dev: len(status) > 0}, nil
+}
+
+// buildable returns the images to build (see selectImages); nothing is built from a config
+// using werf keys Strata cannot build yet.
+func buildable(cfg *Config, names []string) ([]*Image, error) {
+	images, err := selectImages(cfg, names)
 	if err != nil {
 		return nil, err
 	}
-	// Nothing is built from a config using werf keys Strata cannot build yet.
 	for _, im := range images {
 		if len(im.Unsupported) > 0 {
 			return nil, fmt.Errorf("image %s: %s", im.Name, strings.Join(im.Unsupported, "; "))
 		}
 	}
+	return images, nil
+}
+
+// newBuilder opens the stages storage and starts its single tags listing of this build.
+func newBuilder(ctx context.Context, o Options, src *source) (*builder, error) {
 	locker := o.Locker
 	if locker == nil {
 		locker = &lock.File{Log: o.Log}
@@ -95,72 +142,82 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := newStorage(store, cfg.Project, locker, o.Log)
+	st := newStorage(store, src.cfg.Project, locker, o.Log)
 	go st.cached(ctx, "")
-	st.git = repo
-	b := &builder{
-		o: o, cfg: cfg, git: repo, head: head, cfgDir: cfg.Dir, st: st,
+	st.git = src.repo
+	return &builder{
+		o: o, cfg: src.cfg, git: src.repo, head: src.head, cfgDir: src.cfg.Dir, st: st,
 		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
-	}
+	}, nil
+}
+
+// buildAll builds the images concurrently; an image built on another one (fromImage) starts
+// when that one is done. The first error cancels the others (cancel cancels ctx).
+func (b *builder) buildAll(ctx context.Context, cancel context.CancelFunc, images []*Image) error {
 	for _, im := range images {
 		b.done[im.Name] = make(chan struct{})
 	}
-	sem := make(chan struct{}, o.Parallel)
+	slots := make(chan struct{}, b.o.Parallel)
 	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var firstErr error
 	var errOnce sync.Once
 	for _, im := range images {
 		wg.Add(1)
-		go func(im *Image) {
+		go func() {
 			defer wg.Done()
 			defer close(b.done[im.Name])
-			if im.FromImage != "" {
-				select {
-				case <-b.done[im.FromImage]:
-				case <-ctx.Done():
-					return
-				}
-			}
-			// The walk over stored stages runs for every image at once; the semaphore bounds
-			// only the images that build: an image takes it before building its first stage
-			// and keeps it until it is done.
-			held := false
-			slot := func() error {
-				if held {
-					return nil
-				}
-				select {
-				case sem <- struct{}{}:
-					held = true
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			defer func() {
-				if held {
-					<-sem
-				}
-			}()
-			res, err := b.image(ctx, im, slot)
-			b.mu.Lock()
-			b.results[im.Name] = res
-			b.mu.Unlock()
-			if err != nil {
+			if err := b.buildImage(ctx, im, slots); err != nil {
 				errOnce.Do(func() { firstErr = fmt.Errorf("image %s: %w", im.Name, err); cancel() })
 			}
-		}(im)
+		}()
 	}
 	wg.Wait()
 	if b.docker != nil {
 		b.docker.Close()
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	return firstErr
+}
+
+// buildImage waits for the image im is built on, then walks its pipeline and records the
+// result. The walk over stored stages runs for every image at once; the build slots bound only
+// the images that build: an image takes a slot before building its first stage and keeps it
+// until it is done.
+func (b *builder) buildImage(ctx context.Context, im *Image, slots chan struct{}) error {
+	if im.FromImage != "" {
+		select {
+		case <-b.done[im.FromImage]:
+		case <-ctx.Done():
+			return nil // cancelled by another image's error
+		}
 	}
-	rep := &stages.Report{Project: cfg.Project, Repo: store.Repo.String(), Commit: head, Dev: len(status) > 0}
+	held := false
+	slot := func() error {
+		if held {
+			return nil
+		}
+		select {
+		case slots <- struct{}{}:
+			held = true
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer func() {
+		if held {
+			<-slots
+		}
+	}()
+	res, err := b.image(ctx, im, slot)
+	b.mu.Lock()
+	b.results[im.Name] = res
+	b.mu.Unlock()
+	return err
+}
+
+// report finishes every built image (final reference, final repo, extra tags) into the report.
+func (b *builder) report(ctx context.Context, images []*Image, dev bool) (*stages.Report, error) {
+	rep := &stages.Report{Project: b.cfg.Project, Repo: b.st.Repo.String(), Commit: b.head, Dev: dev}
 	for _, im := range images {
 		r := b.results[im.Name]
 		if r == nil || r.final == nil {

@@ -73,6 +73,23 @@ func ReadReport(file string) (*Report, error) {
 	return r, nil
 }
 
+// WriteReport writes the report file (indented JSON) atomically: a temporary file renamed into
+// place.
+func WriteReport(file string, r *Report) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
 // ParseReport decodes a report; one without images is an error.
 func ParseReport(b []byte) (*Report, error) {
 	var r Report

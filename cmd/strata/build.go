@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -40,8 +38,14 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 			if err != nil {
 				return err
 			}
-			if report != "" {
-				if err := writeReport(report, rep); err != nil {
+			switch report {
+			case "":
+			case "-":
+				if err := a.printResult(true, rep, ""); err != nil {
+					return err
+				}
+			default:
+				if err := stages.WriteReport(report, rep); err != nil {
 					return err
 				}
 			}
@@ -66,23 +70,4 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	addSyncFlag(f, &syncSpec, syncUsage)
 	a.addRegistryFlags(f)
 	return c
-}
-
-func writeReport(path string, rep *stages.Report) error {
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if path == "-" {
-		_, err = os.Stdout.Write(append(data, '\n'))
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
 }

@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"strata.dev/strata/build"
 	"strata.dev/strata/bundle"
-	"strata.dev/strata/stages"
+	"strata.dev/strata/ship"
 )
 
 func newBundleCmd(a *app) *cobra.Command {
@@ -35,13 +33,8 @@ func (a *app) printResult(asJSON bool, v any, text string) error {
 
 func newBundlePublishCmd(a *app) *cobra.Command {
 	var (
-		o          bundle.PublishOptions
-		dir        string
-		chartDir   string
-		reportFile string
-		asJSON     bool
-		bo         build.Options
-		syncSpec   string
+		o      ship.Options
+		asJSON bool
 	)
 	c := &cobra.Command{
 		Use:   "publish --repo REGISTRY/PATH/NAME --tag VERSION --build-report FILE",
@@ -61,43 +54,11 @@ the build first (--stages-repo, default $STRATA_REPO; stages already built are r
 default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to git in --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			var rep *stages.Report
-			if reportFile != "" {
-				r, err := stages.ReadReport(reportFile)
-				if err != nil {
-					return fmt.Errorf("bundle publish: %w", err)
-				}
-				rep = r
-			} else {
-				// no report: build first (images already built are reused, nothing is rebuilt)
-				if bo.Repo == "" {
-					bo.Repo = os.Getenv("STRATA_REPO")
-				}
-				if bo.Repo == "" {
-					return fmt.Errorf("bundle publish: give --build-report FILE, or --stages-repo (STRATA_REPO) to build first")
-				}
-				bo.Dir, bo.Registry, bo.Log, bo.Output = dir, a.registry(), a.log, a.progress()
-				locker, err := a.locker(ctx, syncSpec)
-				if err != nil {
-					return err
-				}
-				bo.Locker = locker
-				if rep, err = build.Run(ctx, bo); err != nil {
-					return err
-				}
-				if len(rep.Images) == 0 {
-					return fmt.Errorf("bundle publish: build report: no images")
-				}
+			if o.Build.Repo == "" {
+				o.Build.Repo = os.Getenv("STRATA_REPO")
 			}
-			o.Report = rep
-			o.ProjectDir = dir
-			o.ChartDir = chartDir
-			if o.ChartDir == "" {
-				o.ChartDir = filepath.Join(dir, ".helm")
-			}
-			o.Registry, o.Log = a.registry(), a.log
-			res, err := bundle.Publish(ctx, o)
+			o.Build.Output, o.Registry, o.Log = a.progress(), a.registry(), a.log
+			res, err := ship.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
@@ -105,25 +66,25 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Repo, "repo", "", "bundle repository REGISTRY/PATH/NAME (NAME is the chart name)")
-	f.StringVar(&o.Version, "tag", "", "bundle version (semver; anything else is turned into 0.0.0-<VERSION>)")
-	f.StringVar(&dir, "dir", ".", "project directory (git work tree)")
-	f.StringVar(&chartDir, "chart-dir", "", "chart directory (default <dir>/.helm)")
-	f.StringVar(&reportFile, "build-report", "", "JSON report written by 'strata build --report' listing the images (default: build now)")
-	f.StringVar(&bo.Repo, "stages-repo", "", "without --build-report: stages storage to build in (default $STRATA_REPO)")
-	f.StringVar(&bo.ConfigFile, "config", "", "without --build-report: config path (default DIR/strata.yaml)")
-	f.BoolVar(&bo.Dev, "dev", false, "without --build-report: include uncommitted changes")
-	addSyncFlag(f, &syncSpec, "without --build-report: lock backend (see strata build)")
-	f.StringVar(&o.Commit.Hash, "commit", "", "commit hash (default: the build report's, else git rev-parse HEAD in --dir)")
-	f.StringVar(&o.Commit.Date, "commit-date", "", "commit date, RFC 3339 (default: from git)")
-	f.StringVar(&o.Branch, "git-branch", "", "branch the commit was built for")
-	f.StringVar(&o.Tag, "git-tag", "", "git tag the commit was built for")
-	f.StringVar(&o.GitURL, "git-url", "", "project repository URL (default: git remote origin; credentials are removed)")
-	f.StringVar(&o.CI.PipelineURL, "ci-pipeline-url", "", "CI pipeline URL")
-	f.StringVar(&o.CI.JobURL, "ci-job-url", "", "CI job URL")
-	f.BoolVar(&o.Force, "force", false, "replace an existing VERSION whose content differs")
-	f.BoolVar(&o.SkipRenderCheck, "skip-render-check", false, "do not render the chart before publishing (charts that need deploy-time values)")
-	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
+	f.StringVar(&o.Publish.Repo, "repo", "", "bundle repository REGISTRY/PATH/NAME (NAME is the chart name)")
+	f.StringVar(&o.Publish.Version, "tag", "", "bundle version (semver; anything else is turned into 0.0.0-<VERSION>)")
+	f.StringVar(&o.Dir, "dir", ".", "project directory (git work tree)")
+	f.StringVar(&o.Publish.ChartDir, "chart-dir", "", "chart directory (default <dir>/.helm)")
+	f.StringVar(&o.ReportFile, "build-report", "", "JSON report written by 'strata build --report' listing the images (default: build now)")
+	f.StringVar(&o.Build.Repo, "stages-repo", "", "without --build-report: stages storage to build in (default $STRATA_REPO)")
+	f.StringVar(&o.Build.ConfigFile, "config", "", "without --build-report: config path (default DIR/strata.yaml)")
+	f.BoolVar(&o.Build.Dev, "dev", false, "without --build-report: include uncommitted changes")
+	addSyncFlag(f, &o.Synchronization, "without --build-report: lock backend (see strata build)")
+	f.StringVar(&o.Publish.Commit.Hash, "commit", "", "commit hash (default: the build report's, else git rev-parse HEAD in --dir)")
+	f.StringVar(&o.Publish.Commit.Date, "commit-date", "", "commit date, RFC 3339 (default: from git)")
+	f.StringVar(&o.Publish.Branch, "git-branch", "", "branch the commit was built for")
+	f.StringVar(&o.Publish.Tag, "git-tag", "", "git tag the commit was built for")
+	f.StringVar(&o.Publish.GitURL, "git-url", "", "project repository URL (default: git remote origin; credentials are removed)")
+	f.StringVar(&o.Publish.CI.PipelineURL, "ci-pipeline-url", "", "CI pipeline URL")
+	f.StringVar(&o.Publish.CI.JobURL, "ci-job-url", "", "CI job URL")
+	f.BoolVar(&o.Publish.Force, "force", false, "replace an existing VERSION whose content differs")
+	f.BoolVar(&o.Publish.SkipRenderCheck, "skip-render-check", false, "do not render the chart before publishing (charts that need deploy-time values)")
+	f.Int64Var(&o.Publish.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
 	a.addRegistryFlags(f)
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c

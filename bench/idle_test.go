@@ -11,6 +11,7 @@ import (
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -107,7 +108,7 @@ CMD ["cat", "/app/main.txt"]
 	})
 
 	// The same idle rebuild as a user runs it: the strata binary, process start-up included.
-	bin := syncStrataBinary(b)
+	bin := strataproc.Binary(b)
 	home := b.TempDir()
 	cli := func() {
 		c := exec.Command(bin, "build", "--repo", repo, "-q")

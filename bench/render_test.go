@@ -12,6 +12,7 @@ import (
 
 	"strata.dev/strata/internal/testing/helmcli"
 	"strata.dev/strata/internal/testing/procstat"
+	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
 )
 
@@ -26,7 +27,7 @@ import (
 //	STRATA_TEST_HELM=.../helm go test -run '^$' -bench BenchmarkRenderLargeCharts -benchtime 20x ./bench/
 func BenchmarkRenderLargeCharts(b *testing.B) {
 	helm := helmcli.Path(b)
-	strata := syncStrataBinary(b)
+	strata := strataproc.Binary(b)
 	launch := procstat.Launcher(b)
 	root := testenv.RepoRoot()
 	meta, err := os.ReadFile(filepath.Join(root, "bundle/testdata/app/strata-bundle.json"))

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
 )
 
@@ -35,13 +35,13 @@ func BenchmarkSyncBuilders(b *testing.B) {
 	base := testenv.BaseImage(b)
 	kubeconfig := testenv.Kubeconfig(b)
 	cs := testenv.Kube(b)
-	bin := syncStrataBinary(b)
+	bin := strataproc.Binary(b)
 	const builders = 8
 
 	ns := testenv.UniqueName(b, "ns")
 	b.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	token := testenv.UniqueName(b, "token")
-	server := syncStartServer(b, bin, token)
+	server := strataproc.StartSyncServer(b, bin, token)
 	backends := []struct {
 		name, spec string
 		env        []string
@@ -68,12 +68,12 @@ func BenchmarkSyncBuilders(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					repo := testenv.Repo(b, "one")
 					start := time.Now()
-					syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, m.args, 1, oneStages)
+					syncBuild(b, bin, strataproc.Project(b, "syncbench", base, 1), repo, be.spec, env, m.args, 1, oneStages)
 					one += time.Since(start)
 
 					repo = testenv.Repo(b, "eight")
 					start = time.Now()
-					syncBuild(b, bin, syncProject(b, base), repo, be.spec, env, m.args, builders, eightStages)
+					syncBuild(b, bin, strataproc.Project(b, "syncbench", base, 1), repo, be.spec, env, m.args, builders, eightStages)
 					eight += time.Since(start)
 					dups += syncDuplicates(b, repo)
 				}
@@ -90,57 +90,6 @@ func BenchmarkSyncBuilders(b *testing.B) {
 			b.Logf("%s: ratio 8 vs 1 builders: %s", be.name, strings.Join(summary, ", "))
 		})
 	}
-}
-
-var (
-	syncBinOnce sync.Once
-	syncBinPath string
-	syncBinErr  error
-)
-
-func syncStrataBinary(b *testing.B) string {
-	b.Helper()
-	syncBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "strata-bench-bin-")
-		if err != nil {
-			syncBinErr = err
-			return
-		}
-		syncBinPath = filepath.Join(dir, "strata")
-		// Built as it ships (Dockerfile.sidecar, make build): static, no cgo, no symbol table.
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", syncBinPath, "strata.dev/strata/cmd/strata")
-		cmd.Dir = testenv.RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			syncBinErr = fmt.Errorf("go build cmd/strata: %v\n%s", err, out)
-		}
-	})
-	if syncBinErr != nil {
-		b.Fatal(syncBinErr)
-	}
-	return syncBinPath
-}
-
-// syncProject writes a fresh one-image project (three stages, distinct digests per call).
-func syncProject(b *testing.B, base string) string {
-	b.Helper()
-	dir := b.TempDir()
-	write(b, filepath.Join(dir, "strata.yaml"), fmt.Sprintf(`project: syncbench
-configVersion: 1
----
-image: app
-from: %s
-shell:
-  beforeInstall:
-  - echo %s > /marker
-  install:
-  - sleep 1
-  - echo installed > /installed
-`, base, testenv.UniqueName(b, "marker")))
-	gitRun(b, dir, "init", "-q")
-	gitRun(b, dir, "add", "strata.yaml")
-	gitRun(b, dir, "commit", "-q", "-m", "init")
-	return dir
 }
 
 // syncResult sums the reports of builders: stage statuses, and per stage name the time it took.
@@ -245,39 +194,4 @@ func syncDuplicates(b *testing.B, repo string) int {
 		}
 	}
 	return n - len(digests)
-}
-
-// syncStartServer runs `strata sync-server` on a free port and returns host:port.
-func syncStartServer(b *testing.B, bin, token string) string {
-	b.Helper()
-	cmd := exec.Command(bin, "sync-server", "--listen", "127.0.0.1:0", "--log-format", "json")
-	cmd.Env = append(os.Environ(), "STRATA_TOKEN="+token)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec struct{ Address string }
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && strings.Contains(rec.Address, ":") {
-				select {
-				case found <- rec.Address:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-found:
-		return a
-	case <-time.After(20 * time.Second):
-		b.Fatal("strata sync-server did not report its address")
-	}
-	return ""
 }

@@ -1,7 +1,6 @@
 package backends
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,35 +23,8 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/lock/kubelock"
+	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
-)
-
-// strataBinary builds cmd/strata once per test binary run.
-func strataBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "strata-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "strata")
-		cmd := exec.Command("go", "build", "-o", binPath, "strata.dev/strata/cmd/strata")
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build cmd/strata: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
 )
 
 // report is the part of `strata build --report` these tests read.
@@ -61,45 +33,6 @@ type report struct {
 		Name, Ref, ManifestDigest string
 		Stages                    []struct{ Name, Digest, Tag, Status string }
 	}
-}
-
-// project writes a one-image project with two shell stages into a fresh git repository.
-func project(t *testing.T, base string) string {
-	t.Helper()
-	return projectSleeping(t, base, 1)
-}
-
-// projectSleeping is project with an install stage that sleeps for the given seconds.
-func projectSleeping(t *testing.T, base string, seconds int) string {
-	t.Helper()
-	dir := t.TempDir()
-	marker := testenv.UniqueName(t, "marker") // distinct digests per run: every build is cold
-	cfg := fmt.Sprintf(`project: synctest
-configVersion: 1
----
-image: app
-from: %s
-shell:
-  beforeInstall:
-  - echo %s > /marker
-  install:
-  - sleep %d
-  - echo installed > /installed
-`, base, marker, seconds)
-	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{
-		{"init", "-q"}, {"add", "strata.yaml"},
-		{"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "init"},
-	} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	return dir
 }
 
 // builder is one running `strata build` process.
@@ -249,20 +182,20 @@ func TestConcurrentBuilds(t *testing.T) {
 	testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
 	kubeconfig := testenv.Kubeconfig(t)
-	bin := strataBinary(t)
+	bin := strataproc.Binary(t)
 	const builders = 8
 
 	t.Run("local", func(t *testing.T) {
 		repo := testenv.Repo(t, "local")
 		home := t.TempDir()
-		reports := buildConcurrently(t, bin, project(t, base), repo, ":local", []string{"STRATA_HOME=" + home}, builders)
+		reports := buildConcurrently(t, bin, strataproc.Project(t, "synctest", base, 1), repo, ":local", []string{"STRATA_HOME=" + home}, builders)
 		checkBuilds(t, repo, reports, true)
 	})
 
 	t.Run("kubernetes", func(t *testing.T) {
 		repo := testenv.Repo(t, "kube")
 		ns := kubeNamespace(t)
-		reports := buildConcurrently(t, bin, project(t, base), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, builders)
+		reports := buildConcurrently(t, bin, strataproc.Project(t, "synctest", base, 1), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, builders)
 		checkBuilds(t, repo, reports, true)
 		leases, err := testenv.Kube(t).CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
@@ -275,9 +208,10 @@ func TestConcurrentBuilds(t *testing.T) {
 
 	t.Run("http", func(t *testing.T) {
 		repo := testenv.Repo(t, "http")
-		addr := startSyncServer(t, bin, "tok-"+testenv.UniqueName(t, "t"))
-		reports := buildConcurrently(t, bin, project(t, base), repo, "http://"+addr.addr,
-			[]string{TokenEnv + "=" + addr.token}, builders)
+		token := "tok-" + testenv.UniqueName(t, "t")
+		addr := strataproc.StartSyncServer(t, bin, token)
+		reports := buildConcurrently(t, bin, strataproc.Project(t, "synctest", base, 1), repo, "http://"+addr,
+			[]string{TokenEnv + "=" + token}, builders)
 		checkBuilds(t, repo, reports, true)
 	})
 }
@@ -299,7 +233,7 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 	testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
 	kubeconfig := testenv.Kubeconfig(t)
-	bin := strataBinary(t)
+	bin := strataproc.Binary(t)
 	cs := testenv.Kube(t)
 	ns := kubeNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -321,7 +255,7 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 			t.Fatal("in 3 attempts no builder could be killed while holding its Lease")
 		}
 		repo = testenv.Repo(t, fmt.Sprintf("kill%d", attempt))
-		bs = startBuilders(t, bin, project(t, base), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, 8)
+		bs = startBuilders(t, bin, strataproc.Project(t, "synctest", base, 1), repo, "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}, 8)
 		byPID := map[int]*builder{}
 		for _, b := range bs {
 			byPID[b.cmd.Process.Pid] = b
@@ -438,14 +372,14 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 	testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
 	kubeconfig := testenv.Kubeconfig(t)
-	bin := strataBinary(t)
+	bin := strataproc.Binary(t)
 	cs := testenv.Kube(t)
 	ns := kubeNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const installSeconds = 5
 	repo := testenv.Repo(t, "killbuilding")
-	dir := projectSleeping(t, base, installSeconds)
+	dir := strataproc.Project(t, "synctest", base, installSeconds)
 	spec, env := "kubernetes://"+ns, []string{"KUBECONFIG=" + kubeconfig}
 
 	victim := startBuilders(t, bin, dir, repo, spec, env, 1, "--wait-for-in-flight")[0]
@@ -525,14 +459,14 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 func TestAPIServerRestartDuringBuilds(t *testing.T) {
 	testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
-	bin := strataBinary(t)
+	bin := strataproc.Binary(t)
 	srv := testenv.StartAPIServer(t)
 	cs, err := kubelock.ClientFor(srv.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
 	repo := testenv.Repo(t, "restart")
-	bs := startBuilders(t, bin, project(t, base), repo, "kubernetes://", []string{"KUBECONFIG=" + srv.Kubeconfig()}, 8)
+	bs := startBuilders(t, bin, strataproc.Project(t, "synctest", base, 1), repo, "kubernetes://", []string{"KUBECONFIG=" + srv.Kubeconfig()}, 8)
 	// Stop the apiserver only once a Lease is held and a builder logged that it waits for it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -587,58 +521,17 @@ func TestAPIServerRestartDuringBuilds(t *testing.T) {
 	checkBuilds(t, repo, reports(t, bs), true)
 }
 
-type syncServer struct{ addr, token string }
-
-// startSyncServer runs `strata sync-server` on a free port (token from STRATA_TOKEN) and returns
-// its address once it listens.
-func startSyncServer(t *testing.T, bin, token string, args ...string) syncServer {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"sync-server", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	cmd.Env = append(os.Environ(), "STRATA_TOKEN="+token)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec struct {
-				Msg     string `json:"msg"`
-				Address string `json:"address"`
-			}
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Address != "" {
-				select {
-				case found <- rec.Address:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-found:
-		return syncServer{addr: a, token: token}
-	case <-time.After(20 * time.Second):
-		t.Fatal("strata sync-server did not report its address in 20 s")
-	}
-	return syncServer{}
-}
-
 // TestSyncServerKubernetesState runs `strata sync-server --kubernetes NS`: a lock granted over
 // HTTP is a Lease in NS while held, and gone after release.
 func TestSyncServerKubernetesState(t *testing.T) {
 	kubeconfig := testenv.Kubeconfig(t)
 	cs := testenv.Kube(t)
-	bin := strataBinary(t)
+	bin := strataproc.Binary(t)
 	ns := kubeNamespace(t)
-	srv := startSyncServer(t, bin, "tok", "--kubernetes", ns, "--kubeconfig", kubeconfig)
+	addr := strataproc.StartSyncServer(t, bin, "tok", "--kubernetes", ns, "--kubeconfig", kubeconfig)
 	t.Setenv(TokenEnv, "tok")
 	ctx := context.Background()
-	l, err := Open(ctx, "http://"+srv.addr, Options{Owner: "builder-x"})
+	l, err := Open(ctx, "http://"+addr, Options{Owner: "builder-x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -662,7 +555,7 @@ func TestSyncServerKubernetesState(t *testing.T) {
 	}
 	// Without the token the server refuses at once.
 	t.Setenv(TokenEnv, "")
-	l, _ = Open(ctx, "http://"+srv.addr, Options{})
+	l, _ = Open(ctx, "http://"+addr, Options{})
 	if _, err := l.Lock(ctx, name); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("Lock without token: %v, want 401", err)
 	}

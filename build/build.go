@@ -28,6 +28,13 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	// The single tags listing of this build starts first: it runs while git reads HEAD, the
+	// config, the work tree and the file listing (it does not need the project name).
+	st, err := openStorage(o)
+	if err != nil {
+		return nil, err
+	}
+	go st.cached(ctx, "")
 	src, err := readSource(ctx, o)
 	if err != nil {
 		return nil, err
@@ -36,10 +43,7 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := newBuilder(ctx, o, src)
-	if err != nil {
-		return nil, err
-	}
+	b := newBuilder(o, src, st)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := b.buildAll(ctx, cancel, images); err != nil {
@@ -132,8 +136,8 @@ func buildable(cfg *Config, names []string) ([]*Image, error) {
 	return images, nil
 }
 
-// newBuilder opens the stages storage and starts its single tags listing of this build.
-func newBuilder(ctx context.Context, o Options, src *source) (*builder, error) {
+// openStorage opens the stages storage; its locks are named once the project is known.
+func openStorage(o Options) (*storage, error) {
 	locker := o.Locker
 	if locker == nil {
 		locker = &lock.File{Log: o.Log}
@@ -142,13 +146,17 @@ func newBuilder(ctx context.Context, o Options, src *source) (*builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := newStorage(store, src.cfg.Project, locker, o.Log)
-	go st.cached(ctx, "")
+	return newStorage(store, "", locker, o.Log), nil
+}
+
+// newBuilder builds src with the storage st, whose locks it names after the project.
+func newBuilder(o Options, src *source, st *storage) *builder {
+	st.project = src.cfg.Project
 	st.git = src.repo
 	return &builder{
 		o: o, cfg: src.cfg, git: src.repo, head: src.head, cfgDir: src.cfg.Dir, st: st,
 		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
-	}, nil
+	}
 }
 
 // buildAll builds the images concurrently; an image built on another one (fromImage) starts

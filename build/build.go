@@ -124,6 +124,9 @@ func readSource(ctx context.Context, o Options) (*source, error) {
 // buildable returns the images to build (see selectImages); nothing is built from a config
 // using werf keys Strata cannot build yet.
 func buildable(cfg *Config, names []string) ([]*Image, error) {
+	if len(cfg.Unsupported) > 0 {
+		return nil, errors.New(strings.Join(cfg.Unsupported, "; "))
+	}
 	images, err := selectImages(cfg, names)
 	if err != nil {
 		return nil, err

@@ -114,6 +114,11 @@ func TestNamelessImageAndUnsupportedKeys(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "werf.yaml:6: ansible is not supported") || !strings.Contains(err.Error(), "shell:") {
 		t.Errorf("ansible: %v", err)
 	}
+	g.commit("platform", map[string]string{"werf.yaml": "project: nl\nconfigVersion: 1\nbuild:\n  platform: [linux/arm64]\n---\nimage: a\nfrom: " + base + "\n"})
+	_, err = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine})
+	if err == nil || !strings.Contains(err.Error(), "werf.yaml:4: werf key build.platform is not supported yet") {
+		t.Errorf("build.platform: %v", err)
+	}
 	g.commit("import", map[string]string{"werf.yaml": "project: nl\nconfigVersion: 1\n---\nimage: a\nfrom: " + base + "\n---\nimage: b\nfrom: " + base + "\nimport:\n- image: a\n  add: /etc\n  after: install\n"})
 	_, err = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine})
 	if err == nil || !strings.Contains(err.Error(), "image b: ") || !strings.Contains(err.Error(), "werf.yaml:9: werf key import is not supported yet") {

@@ -21,6 +21,9 @@ type Config struct {
 	// Cleanup is the policy of `strata cleanup` (DefaultPolicy when the key is absent).
 	Cleanup Policy
 	Images  []*Image
+	// Unsupported lists werf keys of the project document Strata cannot build yet, each as
+	// "FILE:LINE: werf key X is not supported yet"; build refuses a config with any.
+	Unsupported []string
 }
 
 // Image is one image document (an `image:` list gives one Image per name, in order).

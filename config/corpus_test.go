@@ -46,7 +46,7 @@ func TestCorpus(t *testing.T) {
 			if got := summary(cfg); got != strings.Join(c.want, "\n") {
 				t.Errorf("summary:\n%s\nwant:\n%s", got, strings.Join(c.want, "\n"))
 			}
-			var unsupported []string
+			unsupported := append([]string(nil), cfg.Unsupported...)
 			for _, im := range cfg.Images {
 				for _, u := range im.Unsupported {
 					unsupported = append(unsupported, u)

@@ -70,7 +70,11 @@ func Parse(file string, data []byte) (*Config, error) {
 	return cfg, p.validate(cfg)
 }
 
-type parser struct{ file string }
+type parser struct {
+	file string
+	// notes collects werf keys found that Strata cannot build yet (see werfOnly).
+	notes *[]string
+}
 
 func (p parser) errf(n *yaml.Node, field, format string, a ...any) error {
 	line := 0
@@ -153,6 +157,7 @@ func (p parser) expand(n *yaml.Node) (*yaml.Node, error) {
 var metaKeysIgnored = []string{"deploy", "gitWorktree", "meta"}
 
 func (p parser) meta(n *yaml.Node, cfg *Config) error {
+	p.notes = &cfg.Unsupported
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -211,11 +216,12 @@ func (p parser) meta(n *yaml.Node, cfg *Config) error {
 	return nil
 }
 
-// werfOnly accepts a werf key Strata does not implement yet in a place where it changes the
-// build: an error, never silence.
+// werfOnly accepts a werf key Strata does not build yet where it changes the build: it is noted
+// ("FILE:LINE: werf key X is not supported yet") and build refuses the config, never silently.
 func (p parser) werfOnly(field string) func(*yaml.Node) error {
 	return func(v *yaml.Node) error {
-		return p.errf(v, field, "werf key %s is not supported yet", field)
+		*p.notes = append(*p.notes, fmt.Sprintf("%s:%d: werf key %s is not supported yet", p.file, v.Line, field))
+		return nil
 	}
 }
 
@@ -242,6 +248,8 @@ var unsupportedImageKeys = map[string]string{
 // image parses one image document; `image: [a, b]` gives one Image per name.
 func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	im := &Image{Line: n.Line, Final: true}
+	var notes []string
+	p.notes = &notes
 	var names []string
 	named, nameless, artifact := false, false, false
 	var gitNode *yaml.Node
@@ -311,6 +319,7 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 			im.Unsupported = append(im.Unsupported, fmt.Sprintf("%s:%d: %s", p.file, k.Line, why))
 		}
 	}
+	im.Unsupported = append(im.Unsupported, notes...)
 	if named && artifact {
 		return nil, p.errf(n, "artifact", "image and artifact are exclusive (an artifact is an image with final: false)")
 	}
@@ -399,6 +408,7 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 	for i, item := range n.Content {
 		f := fmt.Sprintf("git[%d]", i)
 		var g GitMapping
+		remote := false
 		str := func(dst *string, field string) func(*yaml.Node) error {
 			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
 		}
@@ -420,7 +430,10 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 				}
 				return p.mapping(v, f+".stageDependencies", h)
 			},
-			"url":    p.werfOnly(f + ".url (remote repositories)"),
+			"url": func(v *yaml.Node) error {
+				remote = true
+				return p.werfOnly(f + ".url (remote repositories)")(v)
+			},
 			"branch": p.werfOnly(f + ".branch"),
 			"tag":    p.werfOnly(f + ".tag"),
 			"commit": p.werfOnly(f + ".commit"),
@@ -438,7 +451,9 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 			return nil, p.errf(item, f, "add and to must be absolute paths")
 		}
 		g.Add, g.To = path.Clean(g.Add), path.Clean(g.To)
-		out = append(out, g)
+		if !remote {
+			out = append(out, g)
+		}
 	}
 	return out, nil
 }

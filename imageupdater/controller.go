@@ -112,11 +112,12 @@ type controller struct {
 	synced    []cache.InformerSynced
 	queue     workqueue.TypedRateLimitingInterface[string]
 
-	mu      sync.Mutex
-	ready   bool
-	current *cycle            // the registry state of the running cycle, shared by its checks
-	round   *round            // the queued cycle's progress (daemon)
-	lastErr map[string]string // last error reported per Application (Events only on change)
+	mu       sync.Mutex
+	ready    bool
+	current  *cycle            // the registry state of the running cycle, shared by its checks
+	round    *round            // the queued cycle's progress (daemon)
+	lastErr  map[string]string // last error reported per Application (Events only on change)
+	lastWarn map[string]string // last ignored annotations reported per Application
 
 	beforeWrite func(*unstructured.Unstructured) // test hook: runs between decision and write
 }
@@ -176,7 +177,7 @@ func newController(opts Options) (*controller, error) {
 	c := &controller{
 		opts: opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
 		reg:     newRegistryAccess(opts.Registry, opts.Registries, kube, m),
-		lastErr: map[string]string{},
+		lastErr: map[string]string{}, lastWarn: map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.RetryDelay, opts.RetryMaxDelay),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "applications"}),

@@ -36,7 +36,7 @@ func TestSemverMovesToBestTagAndStays(t *testing.T) {
 	pushBundle(t, other, "0.2.0+build.7", t0.Add(time.Hour))
 
 	k.app(t, "range", map[string]string{AnnotationChartVersion: ">=1.0 <2"}, helmSource(repo, "1.0.0"))
-	k.app(t, "tilde", map[string]string{AnnotationChartVersion: "~1.0"}, helmSource("oci://"+repo, "1.0.0"))
+	k.app(t, "tilde", map[string]string{AnnotationChartVersion: "~1.0"}, helmSource(repo, "1.0.0"))
 	k.app(t, "pre", map[string]string{AnnotationBundleConstraint: ">=1.0.0-0"}, helmSource(repo, "1.0.0"))
 	k.app(t, "oci", map[string]string{AnnotationChartVersion: "^1"}, ociSource(repo, "1.0.0"))
 	k.app(t, "build", map[string]string{AnnotationChartVersion: "*"}, helmSource(other, "0.1.0"))
@@ -86,13 +86,14 @@ func TestSemverMovesToBestTagAndStays(t *testing.T) {
 	}
 }
 
-func TestNoDowngradeUnlessForced(t *testing.T) {
+func TestNoDowngradeUnlessAllowed(t *testing.T) {
 	k := newKubeEnv(t)
 	repo := testenv.Repo(t, "app")
 	publishSeries(t, repo)
 	pushBundle(t, repo, "2.0.0", t0.Add(5*time.Hour))
 	k.app(t, "keep", map[string]string{AnnotationChartVersion: "<2"}, helmSource(repo, "2.0.0"))
 	k.app(t, "force", map[string]string{AnnotationChartVersion: "<2", AnnotationForceUpdate: "true"}, helmSource(repo, "2.0.0"))
+	k.app(t, "downgrade", map[string]string{AnnotationChartVersion: "<2", AnnotationAllowDowngrade: "true"}, helmSource(repo, "2.0.0"))
 	k.app(t, "allow", map[string]string{AnnotationChartVersion: "1.x", AnnotationAllowTags: `regexp:^1\.1\.`}, helmSource(repo, "1.0.0"))
 	k.app(t, "ignore", map[string]string{AnnotationChartVersion: "1.x", AnnotationIgnoreTags: "1.2.*, 9.*"}, helmSource(repo, "1.0.0"))
 	k.app(t, "alpha", map[string]string{AnnotationChartVersion: "", AnnotationUpdateStrategy: "name", AnnotationAllowTags: "regexp:^1"}, ociSource(repo, "1.0.0"))
@@ -101,10 +102,15 @@ func TestNoDowngradeUnlessForced(t *testing.T) {
 	if res := c.runCycle(context.Background()); res.failed != 0 {
 		t.Fatalf("cycle = %+v", res)
 	}
-	for name, want := range map[string]string{"keep": "2.0.0", "force": "1.2.0", "allow": "1.1.0", "ignore": "1.1.0", "alpha": "1.2.0"} {
+	// force-update keeps upstream's meaning (update an image not in use yet), which always
+	// holds for a bundle source: it does not allow going back; strata.dev/allow-downgrade does.
+	for name, want := range map[string]string{"keep": "2.0.0", "force": "2.0.0", "downgrade": "1.2.0", "allow": "1.1.0", "ignore": "1.1.0", "alpha": "1.2.0"} {
 		if got := revision(k.getApp(t, name), -1); got != want {
 			t.Errorf("%s: targetRevision = %q, want %q", name, got, want)
 		}
+	}
+	if evs := k.events(t, "force"); len(evs) != 1 || evs[0].Reason != reasonIgnored || !strings.Contains(evs[0].Message, AnnotationAllowDowngrade) {
+		t.Errorf("force: events %+v, want one %s pointing at %s", evs, reasonIgnored, AnnotationAllowDowngrade)
 	}
 }
 

@@ -20,6 +20,7 @@ const (
 	reasonNoTag      = "NoMatchingBundle"
 	reasonWriteError = "BundleUpdateFailed"
 	reasonTimeout    = "BundleCheckTimeout"
+	reasonIgnored    = "IgnoredBundleAnnotation"
 )
 
 // checkError is a failed check with the Event reason it is reported under.
@@ -50,23 +51,28 @@ func retryable(err error) bool {
 
 // decision is what a check concluded for one Application.
 type decision struct {
-	source bundleSource
-	target string // new targetRevision; "" or == source.current: nothing to do
-	why    string
+	source   bundleSource
+	target   string // new targetRevision; "" or == source.current: nothing to do
+	why      string
+	warnings []string // annotations ignored, each named
 }
 
 // decide computes the targetRevision app should have. It reads only the registry (through cyc)
 // and gives up when ctx ends.
 func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.Unstructured) (decision, error) {
-	p, err := parsePolicy(app.GetAnnotations())
+	t, ok, err := selectTarget(app)
 	if err != nil {
 		return decision{}, fail(reasonInvalid, err)
 	}
-	src, err := findBundleSource(app, p.source)
+	if !ok {
+		return decision{}, nil // image-list names container images only: upstream's, not Strata's
+	}
+	src := t.source
+	p, err := parsePolicy(app.GetAnnotations(), t.spec)
 	if err != nil {
 		return decision{}, fail(reasonInvalid, err)
 	}
-	d := decision{source: src}
+	d := decision{source: src, warnings: p.warnings}
 	if p.strategy == StrategyDigest {
 		if !src.oci {
 			return d, fail(reasonInvalid, fmt.Errorf("the digest strategy pins a digest, which only oci:// sources accept (source %s is a Helm chart source)", src.repository))
@@ -94,7 +100,7 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 			return d, fail(reasonNoTag, fmt.Errorf("no tag of %s satisfies %q (%d tags)", src.repository, p.constraint, len(all)))
 		}
 		d.target, d.why = src.revisionFor(best.tag), "highest version satisfying "+strconvQuote(p.constraint)
-		if cv, err := semverOf(cur); err == nil && !p.force && !best.version.GreaterThan(cv) {
+		if cv, err := semverOf(cur); err == nil && !p.downgrade && !best.version.GreaterThan(cv) {
 			d.target = src.current // never downgrade, and 1.0.0 == 1.0.0+x stays put
 		}
 	case StrategyAlphabetical:
@@ -103,7 +109,7 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 			return d, fail(reasonNoTag, fmt.Errorf("no allowed tag in %s (%d tags)", src.repository, len(all)))
 		}
 		d.target, d.why = src.revisionFor(best.tag), "alphabetically last tag"
-		if cur != "" && !p.force && best.tag <= cur {
+		if cur != "" && !p.downgrade && best.tag <= cur {
 			d.target = src.current
 		}
 	case StrategyNewestBuild:
@@ -120,7 +126,7 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 			return d, fail(reasonNoTag, fmt.Errorf("no allowed tag of %s has the annotation org.opencontainers.image.created (%d tags)", src.repository, len(all)))
 		}
 		d.target, d.why = src.revisionFor(best.tag), "newest build ("+best.created.Format(time.RFC3339)+")"
-		if cur != "" && cur != best.tag && !p.force {
+		if cur != "" && cur != best.tag && !p.downgrade {
 			if mi, err := cyc.manifest(ctx, src.repository, cur, p.pullSecret); err == nil && !mi.created.IsZero() && !best.created.After(mi.created) {
 				d.target = src.current
 			}

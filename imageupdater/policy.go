@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -18,9 +19,11 @@ import (
 const (
 	upstreamPrefix = "argocd-image-updater.argoproj.io/"
 
+	AnnotationImageList        = upstreamPrefix + "image-list"
 	AnnotationChartVersion     = upstreamPrefix + "chart-version"
 	AnnotationBundleConstraint = "strata.dev/bundle-constraint"
 	AnnotationBundleSource     = "strata.dev/bundle-source"
+	AnnotationAllowDowngrade   = "strata.dev/allow-downgrade"
 	AnnotationUpdateStrategy   = upstreamPrefix + "update-strategy"
 	AnnotationAllowTags        = upstreamPrefix + "allow-tags"
 	AnnotationIgnoreTags       = upstreamPrefix + "ignore-tags"
@@ -28,6 +31,10 @@ const (
 	AnnotationPullSecret       = upstreamPrefix + "pull-secret"
 	AnnotationWriteBackMethod  = upstreamPrefix + "write-back-method"
 )
+
+// aliasOptions are the options an image-list alias may scope (<alias>.<option>); the alias-scoped
+// key wins over the app-wide one.
+var aliasOptions = []string{"update-strategy", "allow-tags", "ignore-tags", "pull-secret", "force-update"}
 
 // Strategy names how the best tag is chosen.
 type Strategy string
@@ -40,6 +47,15 @@ const (
 	StrategyAlphabetical Strategy = "alphabetical"
 )
 
+// strategyNames maps every accepted name, lower case, to its strategy (upstream's aliases:
+// latest = newest-build, name = alphabetical).
+var strategyNames = map[string]Strategy{
+	"": StrategySemver, "semver": StrategySemver,
+	"newest-build": StrategyNewestBuild, "latest": StrategyNewestBuild,
+	"digest":       StrategyDigest,
+	"alphabetical": StrategyAlphabetical, "name": StrategyAlphabetical,
+}
+
 // policy is what an Application's annotations ask for.
 type policy struct {
 	constraint string // raw constraint annotation value
@@ -47,23 +63,87 @@ type policy struct {
 	strategy   Strategy
 	allow      *regexp.Regexp // nil: every tag
 	ignore     []string       // globs
-	force      bool
+	downgrade  bool           // strata.dev/allow-downgrade
 	pullSecret string
-	source     string // strata.dev/bundle-source: which source of a multi-source Application
+	warnings   []string // annotations ignored, each named
 }
 
 // optedIn reports whether the Application carries one of the opt-in annotations.
 func optedIn(ann map[string]string) bool {
-	_, a := ann[AnnotationChartVersion]
-	_, b := ann[AnnotationBundleConstraint]
-	return a || b
+	for _, k := range []string{AnnotationChartVersion, AnnotationBundleConstraint, AnnotationImageList} {
+		if _, ok := ann[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxImageListBytes bounds the image-list annotation (the other values: MaxAnnotationBytes).
+const MaxImageListBytes = 16 << 10
+
+// imageSpec is one item of image-list: [<alias>=]<image>[:<constraint>].
+type imageSpec struct {
+	alias, image, constraint string
+}
+
+// parseImageList reads upstream's image-list annotation.
+func parseImageList(v string) ([]imageSpec, error) {
+	if len(v) > MaxImageListBytes {
+		return nil, fmt.Errorf("annotation %s: value of %d bytes: at most %d are allowed", AnnotationImageList, len(v), MaxImageListBytes)
+	}
+	var out []imageSpec
+	seen := map[string]bool{}
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		var s imageSpec
+		if a, rest, ok := strings.Cut(item, "="); ok {
+			s.alias, item = strings.TrimSpace(a), strings.TrimSpace(rest)
+			if s.alias == "" {
+				return nil, fmt.Errorf("annotation %s: %q: empty alias before '='", AnnotationImageList, item)
+			}
+			if seen[s.alias] {
+				return nil, fmt.Errorf("annotation %s: alias %q used twice", AnnotationImageList, s.alias)
+			}
+			seen[s.alias] = true
+		}
+		s.image = item
+		// A constraint follows the last ':' after the last '/' (a ':' before it is a port).
+		if i := strings.LastIndex(item, ":"); i > strings.LastIndex(item, "/") {
+			s.image, s.constraint = item[:i], strings.TrimSpace(item[i+1:])
+		}
+		if s.image == "" {
+			return nil, fmt.Errorf("annotation %s: %q names no image", AnnotationImageList, item)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// aliasKey is the annotation key of option for alias ('/' in an alias is written '_', as
+// upstream does: Kubernetes annotation names allow one '/').
+func aliasKey(alias, option string) string {
+	return upstreamPrefix + strings.ReplaceAll(alias, "/", "_") + "." + option
+}
+
+// option returns the value of option: <alias>.<option> when set, else the app-wide key.
+func option(ann map[string]string, alias, opt string) (key, value string, ok bool) {
+	if alias != "" {
+		if v, ok := ann[aliasKey(alias, opt)]; ok {
+			return aliasKey(alias, opt), v, true
+		}
+	}
+	v, ok := ann[upstreamPrefix+opt]
+	return upstreamPrefix + opt, v, ok
 }
 
 // Limits on what one Application can ask of the updater. Every tag of a repository is matched
 // against an Application's allow-tags expression in each cycle, so its size bounds the time one
 // Application can take from the others (the check deadline bounds the rest).
 const (
-	// MaxAnnotationBytes bounds every annotation value the updater parses.
+	// MaxAnnotationBytes bounds every annotation value the updater parses but image-list.
 	MaxAnnotationBytes = 1024
 	// MaxTagPatternInsts bounds the compiled size of an allow-tags expression (RE2 program
 	// instructions; matching time is linear in it).
@@ -89,35 +169,35 @@ func compileTagPattern(expr string) (*regexp.Regexp, error) {
 	return regexp.Compile(expr)
 }
 
-// parsePolicy reads the annotations. Errors name the annotation and the bad value.
-func parsePolicy(ann map[string]string) (*policy, error) {
-	for _, k := range []string{AnnotationChartVersion, AnnotationBundleConstraint, AnnotationBundleSource, AnnotationUpdateStrategy,
-		AnnotationAllowTags, AnnotationIgnoreTags, AnnotationForceUpdate, AnnotationPullSecret, AnnotationWriteBackMethod} {
-		if v, ok := ann[k]; ok && len(v) > MaxAnnotationBytes {
+// parsePolicy reads the annotations for the bundle the image-list entry spec names (nil: no
+// entry, app-wide keys only). Errors name the annotation and the bad value.
+func parsePolicy(ann map[string]string, spec *imageSpec) (*policy, error) {
+	for k, v := range ann {
+		if k != AnnotationImageList && (strings.HasPrefix(k, upstreamPrefix) || strings.HasPrefix(k, "strata.dev/")) && len(v) > MaxAnnotationBytes {
 			return nil, fmt.Errorf("annotation %s: value of %d bytes: at most %d are allowed", k, len(v), MaxAnnotationBytes)
 		}
 	}
 	p := &policy{strategy: StrategySemver}
+	alias := ""
 	key := AnnotationBundleConstraint
 	c, ok := ann[key]
 	if !ok {
 		key = AnnotationChartVersion
 		c = ann[key]
 	}
-	p.constraint = strings.TrimSpace(c)
-	if s, ok := ann[AnnotationUpdateStrategy]; ok {
-		switch strings.TrimSpace(s) {
-		case "semver", "":
-			p.strategy = StrategySemver
-		case "newest-build", "latest":
-			p.strategy = StrategyNewestBuild
-		case "digest":
-			p.strategy = StrategyDigest
-		case "alphabetical", "name":
-			p.strategy = StrategyAlphabetical
-		default:
-			return nil, fmt.Errorf("annotation %s: unknown strategy %q (want semver, newest-build, digest or alphabetical)", AnnotationUpdateStrategy, s)
+	if spec != nil {
+		alias = spec.alias
+		if spec.constraint != "" {
+			key, c = AnnotationImageList, spec.constraint
 		}
+	}
+	p.constraint = strings.TrimSpace(c)
+	if k, s, ok := option(ann, alias, "update-strategy"); ok {
+		st, known := strategyNames[strings.ToLower(strings.TrimSpace(s))]
+		if !known {
+			return nil, fmt.Errorf("annotation %s: unknown strategy %q (want semver, newest-build (latest), digest or alphabetical (name))", k, s)
+		}
+		p.strategy = st
 	}
 	switch p.strategy {
 	case StrategySemver:
@@ -138,51 +218,102 @@ func parsePolicy(ann map[string]string) (*policy, error) {
 			return nil, fmt.Errorf("annotation %s: the digest strategy tracks one tag, got the constraint %q", key, p.constraint)
 		}
 	}
-	if a, ok := ann[AnnotationAllowTags]; ok {
+	if k, a, ok := option(ann, alias, "allow-tags"); ok {
 		a = strings.TrimSpace(a)
 		switch {
 		case a == "any" || a == "":
 		case strings.HasPrefix(a, "regexp:"):
 			re, err := compileTagPattern(strings.TrimPrefix(a, "regexp:"))
 			if err != nil {
-				return nil, fmt.Errorf("annotation %s: %w", AnnotationAllowTags, err)
+				return nil, fmt.Errorf("annotation %s: %w", k, err)
 			}
 			p.allow = re
 		default:
-			return nil, fmt.Errorf("annotation %s: %q is neither \"any\" nor \"regexp:<expression>\"", AnnotationAllowTags, a)
+			return nil, fmt.Errorf("annotation %s: %q is neither \"any\" nor \"regexp:<expression>\"", k, a)
 		}
 	}
-	if v, ok := ann[AnnotationIgnoreTags]; ok {
+	if k, v, ok := option(ann, alias, "ignore-tags"); ok {
 		for _, g := range strings.Split(v, ",") {
 			if g = strings.TrimSpace(g); g == "" {
 				continue
 			}
 			if _, err := path.Match(g, ""); err != nil {
-				return nil, fmt.Errorf("annotation %s: glob %q: %w", AnnotationIgnoreTags, g, err)
+				return nil, fmt.Errorf("annotation %s: glob %q: %w", k, g, err)
 			}
 			p.ignore = append(p.ignore, g)
 		}
 	}
-	if v, ok := ann[AnnotationForceUpdate]; ok {
-		switch strings.TrimSpace(strings.ToLower(v)) {
-		case "true":
-			p.force = true
-		case "false", "":
-		default:
-			return nil, fmt.Errorf("annotation %s: %q is neither true nor false", AnnotationForceUpdate, v)
-		}
+	force, err := boolOption(option(ann, alias, "force-update"))
+	if err != nil {
+		return nil, err
+	}
+	p.downgrade, err = boolOption(AnnotationAllowDowngrade, ann[AnnotationAllowDowngrade], true)
+	if err != nil {
+		return nil, err
+	}
+	if force && !p.downgrade {
+		k, _, _ := option(ann, alias, "force-update")
+		p.warnings = append(p.warnings, fmt.Sprintf("annotation %s: upstream's force-update updates an image the Application does not use yet; a bundle source is always in use, so it changes nothing (to allow going back to a lower version, set %s: \"true\")", k, AnnotationAllowDowngrade))
 	}
 	if v, ok := ann[AnnotationWriteBackMethod]; ok && strings.TrimSpace(v) != "argocd" && strings.TrimSpace(v) != "" {
 		return nil, fmt.Errorf("annotation %s: only \"argocd\" is supported, got %q", AnnotationWriteBackMethod, v)
 	}
-	p.pullSecret = strings.TrimSpace(ann[AnnotationPullSecret])
-	if p.pullSecret != "" {
-		if _, err := parseCredentialSource(p.pullSecret); err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", AnnotationPullSecret, err)
+	if k, v, ok := option(ann, alias, "pull-secret"); ok {
+		p.pullSecret = strings.TrimSpace(v)
+		if p.pullSecret != "" {
+			if _, err := parseCredentialSource(p.pullSecret); err != nil {
+				return nil, fmt.Errorf("annotation %s: %w", k, err)
+			}
 		}
 	}
-	p.source = strings.TrimSpace(ann[AnnotationBundleSource])
+	p.warnings = append(p.warnings, aliasWarnings(ann, spec)...)
 	return p, nil
+}
+
+func boolOption(key, v string, ok bool) (bool, error) {
+	if !ok {
+		return false, nil
+	}
+	switch strings.TrimSpace(strings.ToLower(v)) {
+	case "true":
+		return true, nil
+	case "false", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("annotation %s: %q is neither true nor false", key, v)
+}
+
+// aliasWarnings names the alias-scoped annotations that change nothing: an option for an
+// alias image-list does not define, or an upstream option with no meaning for a bundle source
+// (helm.*, kustomize.*, platforms) on the bundle's alias.
+func aliasWarnings(ann map[string]string, spec *imageSpec) []string {
+	aliases := map[string]bool{}
+	if specs, err := parseImageList(ann[AnnotationImageList]); err == nil {
+		for _, s := range specs {
+			if s.alias != "" {
+				aliases[strings.ReplaceAll(s.alias, "/", "_")] = true
+			}
+		}
+	}
+	var out []string
+	for k := range ann {
+		rest, ok := strings.CutPrefix(k, upstreamPrefix)
+		if !ok {
+			continue
+		}
+		alias, opt, ok := strings.Cut(rest, ".")
+		if !ok {
+			continue
+		}
+		switch {
+		case slices.Contains(aliasOptions, opt) && !aliases[alias]:
+			out = append(out, fmt.Sprintf("annotation %s: alias %q is not defined by %s: ignored", k, alias, AnnotationImageList))
+		case spec != nil && spec.alias != "" && alias == strings.ReplaceAll(spec.alias, "/", "_") && !slices.Contains(aliasOptions, opt):
+			out = append(out, fmt.Sprintf("annotation %s: %s has no meaning for a bundle source (Strata moves its targetRevision): ignored", k, opt))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // allowedTags applies allow-tags and ignore-tags, and gives up when ctx ends.

@@ -27,13 +27,13 @@ func TestParsePolicyErrorsNameTheAnnotation(t *testing.T) {
 		{map[string]string{AnnotationChartVersion: ">=1", AnnotationUpdateStrategy: "digest"}, "tracks one tag"},
 		{map[string]string{AnnotationChartVersion: "", AnnotationUpdateStrategy: "digest"}, "needs the tag"},
 	} {
-		_, err := parsePolicy(tc.ann)
+		_, err := parsePolicy(tc.ann, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parsePolicy(%v) = %v, want an error containing %q", tc.ann, err, tc.want)
 		}
 	}
 	// strata.dev/bundle-constraint wins over the upstream annotation.
-	p, err := parsePolicy(map[string]string{AnnotationChartVersion: "junk!!", AnnotationBundleConstraint: "~1.2", AnnotationUpdateStrategy: "latest"})
+	p, err := parsePolicy(map[string]string{AnnotationChartVersion: "junk!!", AnnotationBundleConstraint: "~1.2", AnnotationUpdateStrategy: "latest"}, nil)
 	if err != nil || p.constraint != "~1.2" || p.strategy != StrategyNewestBuild {
 		t.Errorf("parsePolicy = %+v, %v", p, err)
 	}
@@ -49,7 +49,7 @@ func TestPickSemver(t *testing.T) {
 		{"", "1.2.1_build.5"},
 		{">=1.3.0-0 <1.4", "v1.3.0-alpha"},
 	} {
-		p, err := parsePolicy(map[string]string{AnnotationChartVersion: tc.ann})
+		p, err := parsePolicy(map[string]string{AnnotationChartVersion: tc.ann}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestPickSemver(t *testing.T) {
 			t.Errorf("%q: picked %q (%v), want %q", tc.ann, got.tag, ok, tc.want)
 		}
 	}
-	p, _ := parsePolicy(map[string]string{AnnotationChartVersion: "1.x", AnnotationIgnoreTags: "*build*", AnnotationAllowTags: `regexp:^1\.[02]\.`})
+	p, _ := parsePolicy(map[string]string{AnnotationChartVersion: "1.x", AnnotationIgnoreTags: "*build*", AnnotationAllowTags: `regexp:^1\.[02]\.`}, nil)
 	allowed, err := p.allowedTags(context.Background(), tags)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,6 +53,9 @@ func (c *controller) converge(ctx context.Context, cyc *cycle, app *unstructured
 		d, err := c.decide(ctx, cyc, app)
 		if err != nil {
 			return false, err
+		}
+		if attempt == 1 {
+			c.reportWarnings(ctx, app, d.warnings, log)
 		}
 		if d.target == "" || d.target == d.source.current {
 			log.Debug("bundle up to date", "repository", d.source.repository, "revision", d.source.current)
@@ -129,6 +133,28 @@ func (c *controller) reportError(ctx context.Context, app *unstructured.Unstruct
 	if !same {
 		c.event(ctx, app, corev1.EventTypeWarning, reason, err.Error())
 	}
+}
+
+// reportWarnings logs and records (as one Warning Event, again only when they change) the
+// annotations a check ignored.
+func (c *controller) reportWarnings(ctx context.Context, app *unstructured.Unstructured, warnings []string, log *slog.Logger) {
+	key := app.GetNamespace() + "/" + app.GetName()
+	msg := strings.Join(warnings, "; ")
+	c.mu.Lock()
+	same := c.lastWarn[key] == msg
+	if msg == "" {
+		delete(c.lastWarn, key)
+	} else {
+		c.lastWarn[key] = msg
+	}
+	c.mu.Unlock()
+	if msg == "" || same {
+		return
+	}
+	for _, w := range warnings {
+		log.Warn("annotation ignored", "warning", w)
+	}
+	c.event(ctx, app, corev1.EventTypeWarning, reasonIgnored, msg)
 }
 
 func (c *controller) clearError(key string) {

@@ -112,31 +112,79 @@ func readSource(m map[string]any) (appSource, error) {
 }
 
 // sourceRepository returns the bundle repository of src, or "" when src is not a bundle source.
+// As in Argo CD (ApplicationSource.IsOCI before IsHelm), an oci:// repoURL is an OCI source
+// whether or not it names a chart: the repository is the URL itself and targetRevision a tag or
+// digest. A chart with a scheme-less repoURL is a Helm-OCI source.
 func sourceRepository(src appSource) (repo string, oci bool) {
 	url := strings.TrimSuffix(strings.TrimSpace(src.RepoURL), "/")
 	if url == "" {
 		return "", false
 	}
-	if src.Chart != "" {
-		// Helm-OCI: Argo CD writes the registry with or without oci://. Plain https:// Helm
-		// repositories are not bundles.
-		if strings.Contains(url, "://") && !strings.HasPrefix(url, "oci://") {
-			return "", false
-		}
-		return strings.TrimPrefix(url, "oci://") + "/" + src.Chart, false
-	}
 	if strings.HasPrefix(url, "oci://") {
 		return strings.TrimPrefix(url, "oci://"), true
+	}
+	if src.Chart != "" && !strings.Contains(url, "://") {
+		// Plain https:// Helm repositories are not bundles.
+		return url + "/" + src.Chart, false
 	}
 	return "", false
 }
 
-// findBundleSource picks the bundle source of app. With several bundle sources, selector
-// (annotation strata.dev/bundle-source) must name one by source name, chart or repository.
-func findBundleSource(app *unstructured.Unstructured, selector string) (bundleSource, error) {
+// bundleTarget is what an Application asks Strata to move: one bundle source and, when an
+// image-list entry names it, that entry (its alias scopes the options).
+type bundleTarget struct {
+	source bundleSource
+	spec   *imageSpec
+}
+
+// selectTarget picks the bundle source of app. With image-list, the one entry whose image is a
+// bundle source of app names it; entries naming other images (containers, for upstream's
+// updater) are left alone, and an Application whose entries name no bundle source and which has
+// no chart-version or bundle-constraint annotation is not Strata's (ok false). Otherwise the
+// one bundle source is used, or the one strata.dev/bundle-source names.
+func selectTarget(app *unstructured.Unstructured) (t bundleTarget, ok bool, err error) {
+	ann := app.GetAnnotations()
+	selector := strings.TrimSpace(ann[AnnotationBundleSource])
+	list, hasList := ann[AnnotationImageList]
+	_, hasConstraint := ann[AnnotationChartVersion]
+	if _, ok := ann[AnnotationBundleConstraint]; ok {
+		hasConstraint = true
+	}
+	if hasList {
+		specs, err := parseImageList(list)
+		if err != nil {
+			return t, true, err
+		}
+		srcs, err := bundleSources(app, selector)
+		if err != nil {
+			return t, true, err
+		}
+		var found []bundleTarget
+		for i := range specs {
+			for _, src := range srcs {
+				if repositoryMatches(src.repository, specs[i].image) {
+					found = append(found, bundleTarget{source: src, spec: &specs[i]})
+				}
+			}
+		}
+		switch {
+		case len(found) == 1:
+			return found[0], true, nil
+		case len(found) > 1:
+			return t, true, fmt.Errorf("annotation %s: %d entries name bundle sources; Strata moves one bundle per Application: name its source with %s", AnnotationImageList, len(found), AnnotationBundleSource)
+		case !hasConstraint:
+			return t, false, nil
+		}
+	}
+	src, err := findBundleSource(app, selector)
+	return bundleTarget{source: src}, true, err
+}
+
+// bundleSources lists the bundle sources of app (those selector names, if set).
+func bundleSources(app *unstructured.Unstructured, selector string) ([]bundleSource, error) {
 	srcs, multi, err := applicationSources(app)
 	if err != nil {
-		return bundleSource{}, err
+		return nil, err
 	}
 	var found []bundleSource
 	for i, s := range srcs {
@@ -152,6 +200,16 @@ func findBundleSource(app *unstructured.Unstructured, selector string) (bundleSo
 			idx = i
 		}
 		found = append(found, bundleSource{index: idx, repository: repo, oci: oci, current: s.TargetRevision})
+	}
+	return found, nil
+}
+
+// findBundleSource picks the bundle source of app. With several bundle sources, selector
+// (annotation strata.dev/bundle-source) must name one by source name, chart or repository.
+func findBundleSource(app *unstructured.Unstructured, selector string) (bundleSource, error) {
+	found, err := bundleSources(app, selector)
+	if err != nil {
+		return bundleSource{}, err
 	}
 	switch {
 	case len(found) == 1:

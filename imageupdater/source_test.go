@@ -23,7 +23,7 @@ func TestFindBundleSource(t *testing.T) {
 	app := unstructuredApp(t, &v1alpha1.Application{Spec: v1alpha1.ApplicationSpec{Sources: v1alpha1.ApplicationSources{
 		{RepoURL: "https://git.example.com/values.git", Ref: "values"},
 		{RepoURL: "https://charts.example.com", Chart: "plain-helm", TargetRevision: "1.0.0"},
-		{RepoURL: "oci://reg.example.com/team", Chart: "web", TargetRevision: "1.0.0", Name: "frontend"},
+		{RepoURL: "reg.example.com/team", Chart: "web", TargetRevision: "1.0.0", Name: "frontend"}, // Helm-OCI: no scheme
 		{RepoURL: "oci://reg.example.com/team/worker", TargetRevision: "2.0.0"},
 	}}})
 	if _, err := findBundleSource(app, ""); err == nil || !strings.Contains(err.Error(), AnnotationBundleSource) {

@@ -155,10 +155,11 @@ func (c *controller) affected(events []pushEvent) (keys, repos []string) {
 			if !ok || !optedIn(a.GetAnnotations()) {
 				continue
 			}
-			src, err := findBundleSource(a, strings.TrimSpace(a.GetAnnotations()[AnnotationBundleSource]))
-			if err != nil {
+			t, ok, err := selectTarget(a)
+			if err != nil || !ok {
 				continue
 			}
+			src := t.source
 			for _, e := range events {
 				if repositoryMatches(src.repository, e.repository) {
 					keys = append(keys, a.GetNamespace()+"/"+a.GetName())

@@ -96,49 +96,74 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	if err := b.ensureImage(ctx, cli, parentRef); err != nil {
 		return nil, "", err
 	}
-	commit := p.commit
-	var script strings.Builder
-	var sync []byte
+	script, sync, commit, err := b.shellScript(ctx, ms, p, cmds)
+	if err != nil {
+		return nil, "", err
+	}
+	layer, err := b.runShell(ctx, cli, parentRef, script, sync, digest)
+	if err != nil {
+		return nil, "", err
+	}
+	parent, err := b.parentImage(ctx, p)
+	if err != nil {
+		return nil, "", err
+	}
+	img, err := mutate.Append(parent, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "strata " + name + ": " + strings.Join(cmds, "; "), Comment: "strata " + version.String()}})
+	return img, commit, err
+}
+
+// shellScript returns the script of a shell stage on p: when p's git content is older than
+// HEAD, it first brings the mapped files up to HEAD (deletions in the script, the other changes
+// in sync, a tar to copy into the container), so commands see current content; commit is then
+// HEAD, else p's commit.
+func (b *builder) shellScript(ctx context.Context, ms []compiledMapping, p *state, cmds []string) (script string, sync []byte, commit string, err error) {
+	commit = p.commit
+	var sb strings.Builder
 	if len(ms) > 0 && p.commit != "" && p.commit != b.head {
-		// Bring the git files up to HEAD first, so commands see current content.
 		changes, err := mappingChanges(ctx, b.git, ms, p.commit, b.head)
 		if err != nil {
-			return nil, "", err
+			return "", nil, "", err
 		}
 		var keep []mappingFile
 		for _, c := range changes {
 			if c.del {
-				script.WriteString("rm -rf -- " + shellQuote(c.dest) + "\n")
+				sb.WriteString("rm -rf -- " + shellQuote(c.dest) + "\n")
 			} else {
 				keep = append(keep, c)
 			}
 		}
 		if len(keep) > 0 {
 			if sync, err = gitTar(ctx, b.git, keep, false); err != nil {
-				return nil, "", err
+				return "", nil, "", err
 			}
 		}
 		commit = b.head
 	}
 	for _, c := range cmds {
-		script.WriteString(c + "\n")
+		sb.WriteString(c + "\n")
 	}
+	return sb.String(), sync, commit, nil
+}
+
+// runShell runs script in a container of parentRef (sync, when set, copied into it first) and
+// returns the layer the commands added; the container and its committed image are removed.
+func (b *builder) runShell(ctx context.Context, cli *client.Client, parentRef, script string, sync []byte, digest string) (v1.Layer, error) {
 	cr, err := cli.ContainerCreate(ctx, &container.Config{
-		Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script.String()},
+		Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script},
 		Labels: map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest},
 	}, &container.HostConfig{NetworkMode: container.NetworkMode(b.o.Network)}, nil, nil, "")
 	if err != nil {
-		return nil, "", fmt.Errorf("create container: %w", err)
+		return nil, fmt.Errorf("create container: %w", err)
 	}
 	defer cli.ContainerRemove(context.WithoutCancel(ctx), cr.ID, container.RemoveOptions{Force: true})
 	if sync != nil {
 		if err := cli.CopyToContainer(ctx, cr.ID, "/", bytes.NewReader(sync), container.CopyToContainerOptions{}); err != nil {
-			return nil, "", fmt.Errorf("copy git changes into the container: %w", err)
+			return nil, fmt.Errorf("copy git changes into the container: %w", err)
 		}
 	}
 	waitC, errC := cli.ContainerWait(ctx, cr.ID, container.WaitConditionNextExit)
 	if err := cli.ContainerStart(ctx, cr.ID, container.StartOptions{}); err != nil {
-		return nil, "", fmt.Errorf("start container: %w", err)
+		return nil, fmt.Errorf("start container: %w", err)
 	}
 	var tail tailBuffer
 	if logs, err := cli.ContainerLogs(ctx, cr.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true}); err == nil {
@@ -149,46 +174,41 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	select {
 	case res := <-waitC:
 		if res.StatusCode != 0 {
-			return nil, "", fmt.Errorf("commands exited with status %d; last output:\n%s", res.StatusCode, tail.String())
+			return nil, fmt.Errorf("commands exited with status %d; last output:\n%s", res.StatusCode, tail.String())
 		}
 	case err := <-errC:
-		return nil, "", fmt.Errorf("wait for container: %w", err)
+		return nil, fmt.Errorf("wait for container: %w", err)
 	}
 	cm, err := cli.ContainerCommit(ctx, cr.ID, container.CommitOptions{})
 	if err != nil {
-		return nil, "", fmt.Errorf("commit container: %w", err)
+		return nil, fmt.Errorf("commit container: %w", err)
 	}
 	defer cli.ImageRemove(context.WithoutCancel(ctx), cm.ID, image.RemoveOptions{PruneChildren: true})
-	saved, cleanup, err := b.saveImage(ctx, cli, cm.ID)
+	return b.topLayer(ctx, cli, cm.ID)
+}
+
+// topLayer reads the top layer of an engine image (the one a container commit added) into
+// memory: the saved image file goes away when it returns.
+func (b *builder) topLayer(ctx context.Context, cli *client.Client, id string) (v1.Layer, error) {
+	saved, cleanup, err := b.saveImage(ctx, cli, id)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer cleanup()
 	layers, err := saved.Layers()
 	if err != nil || len(layers) == 0 {
-		return nil, "", fmt.Errorf("read committed layers: %v", err)
+		return nil, fmt.Errorf("read committed layers: %v", err)
 	}
-	top := layers[len(layers)-1]
-	// Keep the layer data: the saved file goes away when this function returns.
-	rc, err := top.Uncompressed()
+	rc, err := layers[len(layers)-1].Uncompressed()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	data, err := io.ReadAll(rc)
 	rc.Close()
 	if err != nil {
-		return nil, "", fmt.Errorf("read committed layer: %w", err)
+		return nil, fmt.Errorf("read committed layer: %w", err)
 	}
-	layer, err := layerFromBytes(data)
-	if err != nil {
-		return nil, "", err
-	}
-	parent, err := b.parentImage(ctx, p)
-	if err != nil {
-		return nil, "", err
-	}
-	img, err := mutate.Append(parent, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "strata " + name + ": " + strings.Join(cmds, "; "), Comment: "strata " + version.String()}})
-	return img, commit, err
+	return layerFromBytes(data)
 }
 
 // saveImage exports an engine image (docker save) to a temporary file and opens it.

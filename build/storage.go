@@ -222,20 +222,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			s.add(digest, existing.Millis)
 			return existing, true, nil
 		}
-		taken := map[int64]bool{}
-		for _, ms := range fresh[digest] {
-			taken[ms] = true
-		}
-		ms := time.Now().UnixMilli()
-		if ms <= parentMillis {
-			ms = parentMillis + 1
-		}
-		for taken[ms] {
-			ms++
-		}
-		if ms > time.Now().UnixMilli() {
-			time.Sleep(time.Duration(ms-time.Now().UnixMilli()) * time.Millisecond)
-		}
+		ms := newMillis(fresh[digest], parentMillis)
 		tag := stages.Tag{Digest: digest, Millis: ms}.String()
 		// Never overwrite: the tag must not exist, even if the listing missed it.
 		if _, err := remote.Head(s.Ref(tag), s.Remote(ctx)...); err == nil {
@@ -244,53 +231,76 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 			}
 			continue
 		}
-		if lock.IsLost(lease) {
-			if lease, err = s.relock(ctx, digest, lease, attempt, "before the push"); err != nil {
+		lost, err := s.push(ctx, lease, tag, img)
+		if lost != "" {
+			if lease, err = s.relock(ctx, digest, lease, attempt, lost); err != nil {
 				return nil, false, err
 			}
 			continue
 		}
-		start := time.Now()
-		s.log.Debug("push stage", "tag", tag)
-		up, err := s.uploadBlobs(ctx, lease, tag, img)
 		if err != nil {
-			if lock.IsLost(lease) {
-				// The upload was cancelled because the lease was lost: abandon this attempt.
-				if lease, err = s.relock(ctx, digest, lease, attempt, "while uploading "+tag); err != nil {
-					return nil, false, err
-				}
-				continue
-			}
-			return nil, false, fmt.Errorf("push stage %s: %w", tag, err)
-		}
-		s.log.Debug("uploaded", "tag", tag, "bytes", up.Complete)
-		// The manifest PUT under the new tag is the irreversible step: only with a held lease.
-		if lock.IsLost(lease) {
-			if lease, err = s.relock(ctx, digest, lease, attempt, "after uploading "+tag); err != nil {
-				return nil, false, err
-			}
-			continue
-		}
-		pctx, stop := whileHeld(ctx, lease)
-		err = remote.Put(s.Ref(tag), img, s.Remote(pctx)...)
-		stop()
-		if err != nil {
-			if lock.IsLost(lease) {
-				// Cancelled by the loss; if the PUT landed anyway, the re-check finds the tag.
-				if lease, err = s.relock(ctx, digest, lease, attempt, "while putting the manifest of "+tag); err != nil {
-					return nil, false, err
-				}
-				continue
-			}
-			return nil, false, fmt.Errorf("push stage %s: manifest: %w", tag, err)
+			return nil, false, err
 		}
 		s.add(digest, ms)
 		if desc, err := published(img); err == nil {
 			s.keep(tag, desc)
 		}
-		s.log.Debug("pushed stage", "tag", tag, "time", time.Since(start).Round(time.Millisecond))
 		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
 	}
+}
+
+// newMillis returns the creation time of a new stage: now, but after its parent's and not one
+// of the digest's stored stages (taken); it waits until that time is not in the future.
+func newMillis(taken []int64, parentMillis int64) int64 {
+	used := map[int64]bool{}
+	for _, ms := range taken {
+		used[ms] = true
+	}
+	ms := time.Now().UnixMilli()
+	if ms <= parentMillis {
+		ms = parentMillis + 1
+	}
+	for used[ms] {
+		ms++
+	}
+	if ms > time.Now().UnixMilli() {
+		time.Sleep(time.Duration(ms-time.Now().UnixMilli()) * time.Millisecond)
+	}
+	return ms
+}
+
+// push uploads the blobs of img, then puts its manifest under tag: the irreversible step, taken
+// only with the lease held. A lost lease (before or during either step, which it cancels)
+// abandons the push; lost then says when, for the caller to re-lock and re-check.
+func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1.Image) (lost string, err error) {
+	if lock.IsLost(lease) {
+		return "before the push", nil
+	}
+	start := time.Now()
+	s.log.Debug("push stage", "tag", tag)
+	up, err := s.uploadBlobs(ctx, lease, tag, img)
+	if err != nil {
+		if lock.IsLost(lease) {
+			return "while uploading " + tag, nil
+		}
+		return "", fmt.Errorf("push stage %s: %w", tag, err)
+	}
+	s.log.Debug("uploaded", "tag", tag, "bytes", up.Complete)
+	if lock.IsLost(lease) {
+		return "after uploading " + tag, nil
+	}
+	pctx, stop := whileHeld(ctx, lease)
+	err = remote.Put(s.Ref(tag), img, s.Remote(pctx)...)
+	stop()
+	if err != nil {
+		if lock.IsLost(lease) {
+			// Cancelled by the loss; if the PUT landed anyway, the re-check finds the tag.
+			return "while putting the manifest of " + tag, nil
+		}
+		return "", fmt.Errorf("push stage %s: manifest: %w", tag, err)
+	}
+	s.log.Debug("pushed stage", "tag", tag, "time", time.Since(start).Round(time.Millisecond))
+	return "", nil
 }
 
 // building takes the #building lock of digest, waiting while another builder holds it, then

@@ -196,8 +196,20 @@ func tail(s string, n int) string {
 }
 
 func (r *runner) strata(ctx context.Context, args ...string) ([]byte, error) {
-	r.log.Info("$ strata " + strings.Join(args, " "))
+	r.log.Info("$ strata " + shellJoin(args))
 	return r.run(ctx, r.project, r.bin, args...)
+}
+
+// shellJoin joins args as a shell would read them back: empty or unsafe ones are quoted.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`|&;<>()*?[]{}~#!") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }
 
 func (r *runner) git(args ...string) error {
@@ -328,7 +340,7 @@ func (r *runner) createApplication(ctx context.Context, argo argoclient.Interfac
 
 // updateApplication runs one cycle of the image updater and returns the Application as it is then.
 func (r *runner) updateApplication(ctx context.Context, argo argoclient.Interface, ns, name string) (*v1alpha1.Application, error) {
-	if _, err := r.strata(ctx, "image-updater", "run", "--once", "--listen", "", "--namespace", ns, "--kubeconfig", r.o.Env.Kubeconfig); err != nil {
+	if _, err := r.strata(ctx, "image-updater", "run", "--once", "--namespace", ns, "--kubeconfig", r.o.Env.Kubeconfig); err != nil {
 		return nil, err
 	}
 	return argo.ArgoprojV1alpha1().Applications(ns).Get(ctx, name, metav1.GetOptions{})

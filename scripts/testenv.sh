@@ -11,6 +11,13 @@
 # cached under .testenv/bin keyed by that module's go.mod + go.sum). A busybox-static base image
 # is imported into the engine and pushed to the registry.
 #
+# Real Argo CD: the multi-call argocd binary (v3.3.10) and the helm CLI (v3.19.5) are built from
+# scripts/argocdtools and cached the same way, and redis-server is installed; tests start
+# argocd-repo-server, argocd-application-controller and argocd-cmp-server (with the strata
+# plugin) as their own processes from these (internal/testing/argocdtest). The env file names
+# them: STRATA_TEST_ARGOCD, STRATA_TEST_HELM, STRATA_TEST_REDIS. STRATA_TESTENV_ARGOCD=0 skips
+# that build (cold: ~5 min, next to the kube-apiserver build; cached after).
+#
 # State lives under .testenv/ (ignored by git) or $STRATA_TESTENV_DIR. Ports can be moved with
 # STRATA_TESTENV_REGISTRY_PORT (5000), STRATA_TESTENV_ETCD_PORT (23790, peer +10),
 # STRATA_TESTENV_APISERVER_PORT (16443).
@@ -24,6 +31,9 @@ ETCD_PEER_PORT=$((ETCD_PORT + 10))
 APISERVER_PORT=${STRATA_TESTENV_APISERVER_PORT:-16443}
 KUBE_VERSION=v1.37.1
 STORAGE_DRIVER=${STRATA_TESTENV_STORAGE_DRIVER:-overlay2}
+WITH_ARGOCD=${STRATA_TESTENV_ARGOCD:-1}
+ARGOCD_VERSION=v3.3.10
+HELM_VERSION=v3.19.5
 BASE_IMAGE=127.0.0.1:$REGISTRY_PORT/library/busybox:latest
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
@@ -90,6 +100,7 @@ install_packages() {
   command -v etcd >/dev/null || need+=(etcd-server)
   command -v openssl >/dev/null || need+=(openssl)
   command -v ss >/dev/null || need+=(iproute2)
+  if [ "$WITH_ARGOCD" = 1 ]; then command -v redis-server >/dev/null || need+=(redis-server); fi
   ((${#need[@]})) || return 0
   [ "$(id -u)" = 0 ] || die "must run as root to install ${need[*]} (apt-get)"
   log "installing ${need[*]}"
@@ -181,6 +192,39 @@ build_kube_apiserver() {
     -o "$bin.tmp" k8s.io/kubernetes/cmd/kube-apiserver) >"$W/log/kube-build.log" 2>&1 ||
     die "building kube-apiserver failed; see $W/log/kube-build.log: $(tail -n 5 "$W/log/kube-build.log")"
   mv "$bin.tmp" "$bin"
+}
+
+# --- Argo CD and helm (binaries only; tests run them) ----------------------------------------
+
+argocd_tools_dir() {
+  local key
+  key=$(cat "$ROOT/scripts/argocdtools/go.mod" "$ROOT/scripts/argocdtools/go.sum" | sha256sum | cut -c1-16)
+  echo "$W/bin/$key"
+}
+
+build_argocd_tools() {
+  local dir
+  dir=$(argocd_tools_dir)
+  [ -x "$dir/argocd" ] && [ -x "$dir/helm" ] && return 0
+  command -v go >/dev/null || die "go is needed to build Argo CD and helm (scripts/argocdtools)"
+  mkdir -p "$dir"
+  # Flags must stay identical between runs, or Go recompiles everything.
+  if [ ! -x "$dir/argocd" ]; then
+    log "building Argo CD $ARGOCD_VERSION (argocd multi-call binary; cold: ~5 min, cached after)"
+    (cd "$ROOT/scripts/argocdtools" && go build -trimpath \
+      -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v} -X github.com/argoproj/argo-cd/v3/common.kubectlVersion=v0.34.0" \
+      -o "$dir/argocd.tmp" github.com/argoproj/argo-cd/v3/cmd) >"$W/log/argocd-build.log" 2>&1 ||
+      die "building Argo CD failed; see $W/log/argocd-build.log: $(tail -n 5 "$W/log/argocd-build.log")"
+    mv "$dir/argocd.tmp" "$dir/argocd"
+  fi
+  if [ ! -x "$dir/helm" ]; then
+    log "building helm $HELM_VERSION"
+    (cd "$ROOT/scripts/argocdtools" && go build -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+      -o "$dir/helm.tmp" helm.sh/helm/v3/cmd/helm) >"$W/log/helm-build.log" 2>&1 ||
+      die "building helm failed; see $W/log/helm-build.log: $(tail -n 5 "$W/log/helm-build.log")"
+    mv "$dir/helm.tmp" "$dir/helm"
+  fi
 }
 
 make_certs() {
@@ -286,6 +330,15 @@ export STRATA_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT
 export STRATA_TEST_BASE_IMAGE=$BASE_IMAGE
 export STRATA_TESTENV_DIR=$W
 EOF
+  if [ "$WITH_ARGOCD" = 1 ]; then
+    local dir
+    dir=$(argocd_tools_dir)
+    cat <<EOF
+export STRATA_TEST_ARGOCD=$dir/argocd
+export STRATA_TEST_HELM=$dir/helm
+export STRATA_TEST_REDIS=$(command -v redis-server)
+EOF
+  fi
 }
 
 cmd_up() {
@@ -297,13 +350,18 @@ cmd_up() {
   # Independent pieces in parallel: the kube-apiserver build is the long one. If anything below
   # fails, the build is stopped too (nothing of ours keeps running half set up).
   build_kube_apiserver &
-  local kb=$!
-  trap 'kill "$kb" 2>/dev/null || true' EXIT
+  local kb=$! ab=
+  trap 'kill "$kb" $ab 2>/dev/null || true' EXIT
+  if [ "$WITH_ARGOCD" = 1 ]; then
+    build_argocd_tools &
+    ab=$!
+  fi
   up_docker
   up_registry
   up_etcd
   up_base_image
   wait "$kb" || die "kube-apiserver build failed"
+  if [ -n "$ab" ]; then wait "$ab" || die "Argo CD / helm build failed"; fi
   trap - EXIT
   up_apiserver
   print_env >"$W/env"
@@ -347,6 +405,11 @@ cmd_status() {
   for name in dockerd registry etcd kube-apiserver; do
     if pid=$(ours "$name"); then echo "$name: running (pid $pid)"; else echo "$name: stopped"; rc=1; fi
   done
+  if [ "$WITH_ARGOCD" = 1 ]; then
+    local dir
+    dir=$(argocd_tools_dir)
+    if [ -x "$dir/argocd" ] && [ -x "$dir/helm" ]; then echo "argocd, helm: built ($dir)"; else echo "argocd, helm: not built"; rc=1; fi
+  fi
   return $rc
 }
 

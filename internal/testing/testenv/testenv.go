@@ -30,6 +30,12 @@ type Env struct {
 	Registry   string // host:port of a plain-HTTP registry
 	BaseImage  string // a busybox image stored in Registry and present in the engine
 	Dir        string // state directory of scripts/testenv.sh
+
+	// Real Argo CD (internal/testing/argocdtest): the multi-call argocd binary, the helm CLI
+	// (v3.19.5, what argocd-repo-server runs for Helm-OCI sources) and redis-server.
+	ArgoCD string
+	Helm   string
+	Redis  string
 }
 
 // Load reads the environment variables, falling back to the env file of scripts/testenv.sh.
@@ -59,6 +65,9 @@ func Load() Env {
 		Registry:   get("STRATA_TEST_REGISTRY"),
 		BaseImage:  get("STRATA_TEST_BASE_IMAGE"),
 		Dir:        get("STRATA_TESTENV_DIR"),
+		ArgoCD:     get("STRATA_TEST_ARGOCD"),
+		Helm:       get("STRATA_TEST_HELM"),
+		Redis:      get("STRATA_TEST_REDIS"),
 	}
 }
 
@@ -88,6 +97,13 @@ func RepoRoot() string {
 		}
 		dir = parent
 	}
+}
+
+// Missing skips the test because what is not available, or fails it under CI=true; the message
+// says how to start the environment.
+func Missing(t testing.TB, what string, err error) {
+	t.Helper()
+	missing(t, what, err)
 }
 
 // missing skips the test, or fails it under CI=true.

@@ -245,8 +245,14 @@ func (a *ArgoCD) setUp(ctx context.Context, cfg *rest.Config) error {
 		}
 	}
 	part := map[string]string{"app.kubernetes.io/part-of": "argocd"}
+	data := map[string]map[string]string{
+		// Every Start is its own installation on the shared cluster: objects another run synced
+		// (same Application name, other namespace) carry another installation ID and are not
+		// this controller's to prune.
+		"argocd-cm": {"installationID": a.Namespace, "application.resourceTrackingMethod": "annotation"},
+	}
 	for _, name := range []string{"argocd-cm", "argocd-rbac-cm", "argocd-cmd-params-cm"} {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: a.Namespace, Labels: part}}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: a.Namespace, Labels: part}, Data: data[name]}
 		if _, err := a.Kube.CoreV1().ConfigMaps(a.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create ConfigMap %s: %w", name, err)
 		}

@@ -151,6 +151,7 @@ func templateFuncs(root *template.Template, o Options) template.FuncMap {
 		}
 		return b.String(), nil
 	}
+	boundFuncs(f, o.MaxRendered)
 	f["fromYaml"] = func(s string) (map[string]any, error) {
 		m := map[string]any{}
 		err := yaml.Unmarshal([]byte(s), &m)
@@ -161,6 +162,88 @@ func templateFuncs(root *template.Template, o Options) template.FuncMap {
 		return strings.TrimSuffix(string(b), "\n"), err
 	}
 	return f
+}
+
+// maxListLen bounds the lists until, untilStep and seq make.
+const maxListLen = 1_000_000
+
+// boundFuncs replaces the functions that can build a huge value from a small template (repeat,
+// until, untilStep, seq, and print/printf/println/cat/join/replace whose results can double
+// in a loop) with versions that refuse a result over max bytes (or maxListLen items), so a
+// hostile config fails with an error instead of exhausting memory.
+func boundFuncs(f template.FuncMap, max int64) {
+	tooBig := func(name string, n int64) error {
+		return fmt.Errorf("the result would be %d bytes, over the limit of %d (the config's rendering limit)", n, max)
+	}
+	str := func(name string, s string) (string, error) {
+		if int64(len(s)) > max {
+			return "", tooBig(name, int64(len(s)))
+		}
+		return s, nil
+	}
+	f["repeat"] = func(count int, s string) (string, error) {
+		if count > 0 && int64(count)*int64(len(s)) > max {
+			return "", tooBig("repeat", int64(count)*int64(len(s)))
+		}
+		return strings.Repeat(s, max0(count)), nil
+	}
+	list := func(name string, n int) error {
+		if n > maxListLen {
+			return fmt.Errorf("%d items, over the limit of %d", n, maxListLen)
+		}
+		return nil
+	}
+	until, untilStep, seq := f["until"].(func(int) []int), f["untilStep"].(func(int, int, int) []int), f["seq"].(func(...int) string)
+	f["until"] = func(n int) ([]int, error) {
+		if err := list("until", n); err != nil {
+			return nil, err
+		}
+		return until(n), nil
+	}
+	f["untilStep"] = func(start, stop, step int) ([]int, error) {
+		if step != 0 {
+			if n := (stop - start) / step; n > maxListLen {
+				return nil, list("untilStep", n)
+			}
+		}
+		return untilStep(start, stop, step), nil
+	}
+	f["seq"] = func(params ...int) (string, error) {
+		if len(params) > 0 {
+			lo, hi, step := 1, params[len(params)-1], 1
+			if len(params) > 1 {
+				lo = params[0]
+			}
+			if len(params) == 3 {
+				step = params[1]
+			}
+			if step != 0 {
+				if n := (hi - lo) / step; n > maxListLen || -n > maxListLen {
+					return "", list("seq", max0(n)+max0(-n))
+				}
+			}
+		}
+		return str("seq", seq(params...))
+	}
+	f["print"] = func(a ...any) (string, error) { return str("print", fmt.Sprint(a...)) }
+	f["println"] = func(a ...any) (string, error) { return str("println", fmt.Sprintln(a...)) }
+	f["printf"] = func(format string, a ...any) (string, error) { return str("printf", fmt.Sprintf(format, a...)) }
+	cat, join, replace := f["cat"].(func(...any) string), f["join"].(func(string, any) string), f["replace"].(func(string, string, string) string)
+	f["cat"] = func(a ...any) (string, error) { return str("cat", cat(a...)) }
+	f["join"] = func(sep string, v any) (string, error) { return str("join", join(sep, v)) }
+	f["replace"] = func(old, new, s string) (string, error) {
+		if n := strings.Count(s, old); old != "" && int64(len(s)+n*(len(new)-len(old))) > max {
+			return "", tooBig("replace", int64(len(s)+n*(len(new)-len(old))))
+		}
+		return replace(old, new, s), nil
+	}
+}
+
+func max0(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
 }
 
 // commitInfo is the template's .Commit: .Commit.Hash, .Commit.Date.Human, .Commit.Date.Unix.

@@ -146,3 +146,31 @@ func TestRenderPlainConfigUnchanged(t *testing.T) {
 		t.Errorf("render = %+v, %v", out, err)
 	}
 }
+
+// Functions that can build a huge value from a few bytes of template fail instead of exhausting
+// memory (issue 19: string doubling, huge repeat, huge ranges).
+func TestRenderBoundsHostileValues(t *testing.T) {
+	for _, tc := range []struct{ name, tpl, want string }{
+		{"repeat", `{{ repeat 1000000000 "xy" }}`, "error calling repeat: the result would be 2000000000 bytes, over the limit of 4194304"},
+		{"doubling", `{{ $s := "x" }}{{ range until 64 }}{{ $s = print $s $s }}{{ end }}`, "error calling print: the result would be 8388608 bytes"},
+		{"doubling printf", `{{ $s := "x" }}{{ range until 64 }}{{ $s = printf "%s%s" $s $s }}{{ end }}`, "error calling printf: the result would be"},
+		{"cat", `{{ $s := "x" }}{{ range until 64 }}{{ $s = cat $s $s }}{{ end }}`, "error calling cat: the result would be"},
+		{"replace", `{{ $s := "ab" }}{{ range until 64 }}{{ $s = replace "a" $s $s }}{{ end }}`, "error calling replace: the result would be"},
+		{"until", `{{ range until 100000000 }}{{ end }}`, "error calling until: 100000000 items, over the limit of 1000000"},
+		{"untilStep", `{{ range untilStep 0 100000000 1 }}{{ end }}`, "error calling untilStep: 100000000 items"},
+		{"seq", `{{ seq 100000000 }}`, "error calling seq: 99999999 items"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepo(t)
+			r.commit(map[string]string{"werf.yaml": meta + tc.tpl + "\n"})
+			start := time.Now()
+			_, err := Render(context.Background(), Options{Dir: r.dir})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v\nwant containing %q", err, tc.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s", d)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -23,6 +24,9 @@ const (
 	maxBackoff   = 4 * time.Second
 	// maxRetryAfter caps the wait a 429's Retry-After asks for.
 	maxRetryAfter = 10 * time.Second
+	// maxBufferedResponse is the largest successful GET response (manifests, configs, small
+	// blobs) read whole before it is returned, so that a body cut short is one more failed try.
+	maxBufferedResponse = 4 << 20
 	// maxReplayBytes is the largest request body kept in memory so that it can be sent again;
 	// a larger body that cannot be given again (no GetBody) is sent once.
 	maxReplayBytes = 16 << 20
@@ -30,7 +34,8 @@ const (
 
 // retryTransport retries the transient failures of registry requests with bounded exponential
 // backoff: 429 (after its Retry-After, capped), 500, 502, 503, 504, and connections reset, closed
-// or timed out before the whole response arrived; an upload chunk (PATCH) is never sent twice.
+// or timed out before the whole response arrived (a body cut short included, for responses read
+// whole: see readSmallBody); an upload chunk (PATCH) is never sent twice.
 // A blob upload's final PUT (…/blobs/uploads/…?
 // digest=D) that fails is first checked with a HEAD of blob D: when the registry holds it, the
 // upload succeeded (its response was lost) and a 201 Created is returned.
@@ -49,6 +54,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 1; ; attempt++ {
 		resp, err := t.base.RoundTrip(req)
+		if err == nil {
+			resp, err = readSmallBody(resp)
+		}
 		// after a lost response, the upload session of a blob PUT is gone: a 404 on the next try
 		lostUpload := attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound
 		if !transient(resp, err) && !lostUpload {
@@ -74,6 +82,25 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// readSmallBody reads the body of a successful GET response of at most maxBufferedResponse
+// bytes into memory; a body cut short is an error (io.ErrUnexpectedEOF).
+func readSmallBody(resp *http.Response) (*http.Response, error) {
+	if resp.Request == nil || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
+		resp.ContentLength <= 0 || resp.ContentLength > maxBufferedResponse {
+		return resp, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength))
+	resp.Body.Close()
+	if err == nil && int64(len(b)) < resp.ContentLength {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the response to GET %s: %w", resp.Request.URL.Redacted(), err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, nil
 }
 
 // replayableRequest returns req ready to be sent more than once, and whether it can be: no body,

@@ -31,7 +31,8 @@ type fault struct {
 	query        string // a substring of the raw query ("" = any)
 	status       int    // answer this status without forwarding...
 	retryAfter   string
-	lose         bool // ...or forward, then close the connection without answering
+	lose         bool // ...or forward, then close the connection without answering...
+	truncate     bool // ...or forward, then send half of the response body and close
 	always       bool // every matching request, not only the first
 	hit          int
 }
@@ -86,6 +87,18 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		conn.Close() // ...and the answer is lost
+	case f.truncate:
+		rec := httptest.NewRecorder()
+		p.proxy.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		body := rec.Body.Bytes()
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(rec.Code)
+		w.Write(body[:len(body)/2])
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // the connection is closed mid-body
 	default:
 		if f.retryAfter != "" {
 			w.Header().Set("Retry-After", f.retryAfter)
@@ -229,5 +242,35 @@ func TestRetryGivesUp(t *testing.T) {
 	}
 	if n := p.count(http.MethodHead, "/blobs/"); n != 5 {
 		t.Errorf("%d tries, want 5", n)
+	}
+}
+
+// A manifest whose body is cut short (connection closed mid-body) is read again: the image is
+// pulled whole.
+func TestRetryTruncatedManifest(t *testing.T) {
+	ctx := context.Background()
+	repo := testenv.Repo(t, "trunc")
+	o := registry.Options{}
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, _ := o.ParseReference(repo + ":v1")
+	if err := remote.Write(direct, img, o.Remote(ctx)...); err != nil {
+		t.Fatal(err)
+	}
+	p := newFaultProxy(t, &fault{method: http.MethodGet, path: "/manifests/v1", truncate: true})
+	ref, _ := o.ParseReference(p.via(t, repo) + ":v1")
+	got, err := remote.Image(ref, o.Remote(ctx)...)
+	if err != nil {
+		t.Fatalf("image through a truncated manifest: %v", err)
+	}
+	gd, _ := got.Digest()
+	want, _ := img.Digest()
+	if gd != want {
+		t.Errorf("digest %s, want %s", gd, want)
+	}
+	if n := p.count(http.MethodGet, "/manifests/v1"); n != 2 {
+		t.Errorf("%d manifest GETs, want 2 (cut short, then whole)", n)
 	}
 }

@@ -244,8 +244,12 @@ func checkImages(ctx context.Context, ro registry.Options, meta *Metadata) error
 				errs[i] = fmt.Errorf("image %s: %w", n, err)
 				return
 			}
-			if _, err := ir.Resolve(ctx, im.Digest); err != nil {
+			_, err = ir.Resolve(ctx, im.Digest)
+			switch {
+			case errors.Is(err, errdef.ErrNotFound):
 				errs[i] = fmt.Errorf("image %s (%s) is not in the registry: %w", n, im.Ref, err)
+			case err != nil: // e.g. refused or rate-limited: the image may well be there
+				errs[i] = fmt.Errorf("image %s (%s): check it is in the registry: %w", n, im.Ref, err)
 			}
 		}()
 	}

@@ -254,6 +254,28 @@ func TestPublishAtomic(t *testing.T) {
 	}
 }
 
+// refuseImages answers 403 to every manifest request of the stages repository (the images).
+type refuseImages struct{ stages string }
+
+func (f refuseImages) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, f.stages+"/manifests/") {
+		return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden", Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// An image check the registry refuses is reported as such, not as a missing image.
+func TestPublishImageCheckRefused(t *testing.T) {
+	rep := pushImages(t, "web", "worker")
+	o := publishOpts(t, rep, testenv.Repo(t, "charts")+"/app", "0.1.0")
+	_, path, _ := strings.Cut(rep.Repo, "/")
+	o.Registry.Transport = refuseImages{stages: path}
+	_, err := Publish(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "image web") || !strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "not in the registry") {
+		t.Fatalf("publish with the image check refused: %v", err)
+	}
+}
+
 func TestPublishBadInput(t *testing.T) {
 	ctx := context.Background()
 	rep := pushImages(t, "web", "worker")

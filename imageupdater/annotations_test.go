@@ -118,13 +118,15 @@ func TestIgnoredAnnotationsAreNamed(t *testing.T) {
 	ann := map[string]string{
 		p + "image-list": "app=some/image, web=nginx", p + "other.update-strategy": "digest",
 		p + "app.helm.image-tag": "image.tag", p + "web.helm.image-tag": "web.tag", p + "force-update": "true",
+		p + "write-back-target": "kustomization", p + "git-branch": "main",
 	}
 	pol, err := parsePolicy(ann, &imageSpec{alias: "app", image: "some/image"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(pol.warnings, "\n")
-	for _, want := range []string{p + `other.update-strategy: alias "other" is not defined`, p + "app.helm.image-tag: helm.image-tag has no meaning", p + "force-update: upstream's force-update", AnnotationAllowDowngrade} {
+	for _, want := range []string{p + `other.update-strategy: alias "other" is not defined`, p + "app.helm.image-tag: helm.image-tag has no meaning", p + "force-update: upstream's force-update", AnnotationAllowDowngrade,
+		p + "write-back-target: Strata writes back in the cluster only", p + "git-branch: Strata writes back in the cluster only"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings lack %q:\n%s", want, got)
 		}

@@ -266,6 +266,11 @@ func parsePolicy(ann map[string]string, spec *imageSpec) (*policy, error) {
 			}
 		}
 	}
+	for _, k := range []string{upstreamPrefix + "write-back-target", upstreamPrefix + "git-branch"} {
+		if _, ok := ann[k]; ok {
+			p.warnings = append(p.warnings, fmt.Sprintf("annotation %s: Strata writes back in the cluster only (write-back-method argocd): ignored", k))
+		}
+	}
 	p.warnings = append(p.warnings, aliasWarnings(ann, spec)...)
 	return p, nil
 }

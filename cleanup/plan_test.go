@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"strata.dev/strata/stages"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -26,7 +28,7 @@ func st(name string, age time.Duration, commit, parent string) Stage {
 	d := fmt.Sprintf("%056x", hash(name))
 	created := now.Add(-age)
 	s := Stage{
-		Tag:            fmt.Sprintf("%s-%d", d, created.UnixMilli()),
+		Tag:            stages.Tag{Digest: d, Millis: created.UnixMilli()}.String(),
 		Digest:         d,
 		Created:        created,
 		ManifestDigest: fmt.Sprintf("sha256:%064x", hash("m"+name)),

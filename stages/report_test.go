@@ -36,6 +36,33 @@ func TestReportFileRoundTrip(t *testing.T) {
 	}
 }
 
+// WriteReport writes what ReadReport reads, in the format of the report files build wrote
+// before (indented, final newline), and leaves no temporary file.
+func TestWriteReport(t *testing.T) {
+	r, err := ReadReport("testdata/report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "report.json")
+	if err := WriteReport(file, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := os.ReadFile("testdata/report.json"); !bytes.Equal(got, want) {
+		t.Errorf("written report differs:\n%s\nwant:\n%s", got, want)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("files left: %v", entries)
+	}
+	if err := WriteReport(filepath.Join(dir, "missing", "r.json"), r); err == nil || !strings.Contains(err.Error(), "write report") {
+		t.Errorf("WriteReport into a missing directory: %v", err)
+	}
+}
+
 // Bundle publish reads the report's image references only: a report with just those parses.
 func TestParseReportMinimal(t *testing.T) {
 	r, err := ParseReport([]byte(`{"project":"p","repo":"r","commit":"c","images":[{"name":"app","repo":"r","tag":"t","ref":"r:t","manifestDigest":"sha256:1"}],"future":1}`))

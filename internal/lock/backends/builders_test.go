@@ -25,6 +25,7 @@ import (
 	"strata.dev/strata/internal/lock/kubelock"
 	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
 
 // report is the part of `strata build --report` these tests read.
@@ -403,7 +404,7 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 		}
 		for _, l := range leases.Items {
 			n := l.Annotations[kubelock.NameAnnotation]
-			if strings.HasSuffix(n, "#building") && l.Spec.HolderIdentity != nil && holderPID(*l.Spec.HolderIdentity) == pid {
+			if stages.IsBuildingLock(n) && l.Spec.HolderIdentity != nil && holderPID(*l.Spec.HolderIdentity) == pid {
 				lockName = n
 			}
 		}

@@ -182,17 +182,7 @@ func TestClientLostWhenServerGone(t *testing.T) {
 	}
 	hs.CloseClientConnections()
 	hs.Close()
-	select {
-	case <-l.Lost():
-	case <-time.After(3 * time.Second):
-		t.Fatal("lease not lost with the server unreachable past the TTL")
-	}
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "no successful renew within the TTL") {
-		t.Fatalf("Err() = %v", err)
-	}
-	if err := l.Unlock(context.Background()); err != nil {
-		t.Fatalf("Unlock of a lost lease: %v", err)
-	}
+	locktest.WaitLost(t, l, 3*time.Second, "the server became unreachable past the TTL", "no successful renew within the TTL")
 }
 
 // BenchmarkAcquire measures acquire latency with 200 concurrent clients against one server:
@@ -308,12 +298,7 @@ func TestClientLostBeforeServerExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	block.Store(true)
-	select {
-	case <-l.Lost():
-	case <-time.After(6 * time.Second):
-		t.Fatal("Lost() not closed with every renew failing")
-	}
-	lostAt := time.Now()
+	lostAt := locktest.WaitLost(t, l, 6*time.Second, "every renew failed", "safety margin")
 	s.mu.Lock()
 	g := s.byName["margin"]
 	s.mu.Unlock()
@@ -321,9 +306,6 @@ func TestClientLostBeforeServerExpiry(t *testing.T) {
 		t.Fatalf("lease lost at %s, after the server let the grant go (%+v): another client could already hold it", lostAt.Format(time.RFC3339Nano), g)
 	}
 	t.Logf("lease lost %s before the server's expiry of the grant", g.expires.Sub(lostAt).Round(time.Millisecond))
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "safety margin") {
-		t.Fatalf("Err() = %v, want the missed renews and the safety margin", err)
-	}
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

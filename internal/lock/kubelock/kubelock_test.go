@@ -176,22 +176,11 @@ func TestLostWhenTakenOver(t *testing.T) {
 	if _, err := leases.Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-l.Lost():
-	case <-time.After(5 * time.Second):
-		t.Fatal("Lost() not closed after the Lease was taken over")
-	}
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "taken over by intruder") {
-		t.Fatalf("Err() = %v, want it to name the intruder", err)
-	}
-	// Unlocking a lost lease is fine and leaves the new holder's Lease alone.
-	if err := l.Unlock(ctx); err != nil {
-		t.Fatalf("Unlock of a lost lease: %v", err)
-	}
+	// Unlocking the lost lease leaves the new holder's Lease alone.
+	locktest.WaitLost(t, l, 5*time.Second, "the Lease was taken over", "taken over by intruder")
 	if cur, err := leases.Get(ctx, LeaseName(name), metav1.GetOptions{}); err != nil || *cur.Spec.HolderIdentity != intruder {
 		t.Fatalf("the intruder's Lease after our Unlock: %v, %v", cur, err)
 	}
-
 }
 
 func TestAPIServerRestartWhileWaiting(t *testing.T) {
@@ -260,17 +249,7 @@ func TestAPIServerRestartWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	select {
-	case <-l.Lost():
-	case <-time.After(5 * time.Second):
-		t.Fatal("Lost() not closed with the apiserver down past the TTL")
-	}
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "no successful renew within the TTL") {
-		t.Fatalf("Err() = %v", err)
-	}
-	if err := l.Unlock(ctx); err != nil {
-		t.Fatalf("Unlock of a lost lease: %v", err)
-	}
+	locktest.WaitLost(t, l, 5*time.Second, "the apiserver went down past the TTL", "no successful renew within the TTL")
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -302,12 +281,7 @@ func TestLostBeforeOthersMayTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	block.Store(true)
-	select {
-	case <-l.Lost():
-	case <-time.After(2 * ttl):
-		t.Fatal("Lost() not closed with every renew failing")
-	}
-	lostAt := time.Now()
+	lostAt := locktest.WaitLost(t, l, 2*ttl, "every renew failed", "safety margin")
 	cur, err := cs.CoordinationV1().Leases(ns).Get(ctx, LeaseName(name), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -316,10 +290,4 @@ func TestLostBeforeOthersMayTakeOver(t *testing.T) {
 		t.Fatalf("lease lost at %s, after the Lease expired at %s: others could already take it over", lostAt.Format(time.RFC3339Nano), expiry(cur).Format(time.RFC3339Nano))
 	}
 	t.Logf("lease lost %s before the Lease expired (margin %s)", expiry(cur).Sub(lostAt).Round(time.Millisecond), lock.Margin(ttl, renew))
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "safety margin") {
-		t.Fatalf("Err() = %v, want the missed renews and the safety margin", err)
-	}
-	if err := l.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -258,6 +258,29 @@ func testRenew(t *testing.T, b Backend) {
 	lockWithin(t, open(t, b, "next"), name, 30*time.Second).Unlock(context.Background())
 }
 
+// WaitLost waits up to within for lease l to be lost after event (for the failure message),
+// checks that its Err contains every one of says and that unlocking it is no error, and
+// returns when it was seen lost.
+func WaitLost(t testing.TB, l lock.Lease, within time.Duration, event string, says ...string) time.Time {
+	t.Helper()
+	select {
+	case <-l.Lost():
+	case <-time.After(within):
+		t.Fatalf("Lost() not closed %s after %s", within, event)
+	}
+	lostAt := time.Now()
+	err := l.Err()
+	for _, s := range says {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Fatalf("Err() = %v, want it to say %q", err, s)
+		}
+	}
+	if err := l.Unlock(context.Background()); err != nil {
+		t.Fatalf("Unlock of a lost lease: %v", err)
+	}
+	return lostAt
+}
+
 // testLoss breaks a held lock on the backend: the holder's lease is lost with a reason, its
 // Unlock is no error, and the lock can be taken again.
 func testLoss(t *testing.T, b Backend) {
@@ -274,17 +297,7 @@ func testLoss(t *testing.T, b Backend) {
 		return
 	}
 	b.Break(t, name)
-	select {
-	case <-held.Lost():
-	case <-time.After(max(2*b.TTL, 5*time.Second)):
-		t.Fatal("Lost() not closed after the backend dropped the lock")
-	}
-	if err := held.Err(); err == nil || !strings.Contains(err.Error(), b.BreakSays) || !strings.Contains(err.Error(), name) {
-		t.Fatalf("Err() = %v, want it to name the lock and say %q", err, b.BreakSays)
-	}
-	if err := held.Unlock(context.Background()); err != nil {
-		t.Fatalf("Unlock of a lost lease: %v", err)
-	}
+	WaitLost(t, held, max(2*b.TTL, 5*time.Second), "the backend dropped the lock", b.BreakSays, name)
 	lockWithin(t, open(t, b, "next"), name, 30*time.Second).Unlock(context.Background())
 }
 

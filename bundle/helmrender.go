@@ -1,13 +1,13 @@
 package bundle
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/releaseutil"
 )
 
@@ -20,8 +20,8 @@ type piece struct{ source, content string }
 // the whole Kubernetes client machinery (and its start-up cost) into every strata command. The
 // templates see no cluster (lookup returns nothing) and no DNS. The result is the CRDs, the
 // manifests in install order and the hooks, one piece per document; it fails when they add up
-// to more than maxOut bytes.
-func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace string, caps *chartutil.Capabilities, maxOut int64) ([]piece, error) {
+// to more than l.maxOut bytes, and when the templates run past l's time or memory bound.
+func renderTemplates(ctx context.Context, chrt *chart.Chart, vals map[string]any, name, namespace string, caps *chartutil.Capabilities, l renderLimits) ([]piece, error) {
 	if err := chartutil.ValidateReleaseName(name); err != nil {
 		return nil, fmt.Errorf("release name %q: %w", name, err)
 	}
@@ -43,9 +43,7 @@ func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace str
 	if kv := chrt.Metadata.KubeVersion; kv != "" && !chartutil.IsCompatibleRange(kv, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", kv, caps.KubeVersion.String())
 	}
-	var e engine.Engine // zero Engine: no cluster behind lookup
-	e.EnableDNS = false
-	files, err := e.Render(chrt, values)
+	files, err := executeTemplates(ctx, chrt, values, l)
 	if err != nil {
 		return nil, err
 	}
@@ -79,8 +77,8 @@ func renderTemplates(chrt *chart.Chart, vals map[string]any, name, namespace str
 	for _, h := range hooks {
 		add(h.Path, h.Manifest)
 	}
-	if size > maxOut {
-		return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, maxOut, ErrLimit)
+	if size > l.maxOut {
+		return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, l.maxOut, ErrLimit)
 	}
 	return pieces, nil
 }

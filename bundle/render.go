@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	yamlv2 "go.yaml.in/yaml/v2"
@@ -65,6 +66,12 @@ type RenderOptions struct {
 	// (0: DefaultMaxChartBytes, DefaultMaxOutputBytes).
 	MaxChartBytes  int64
 	MaxOutputBytes int64
+	// Timeout bounds the time the chart's templates may run, MaxRenderMemory the memory they may
+	// take (0: DefaultRenderTimeout, DefaultMaxRenderMemory); past either, Render fails with
+	// ErrRenderBound. Helm's engine cannot be stopped: its goroutine is left behind, and the
+	// process should exit soon after such an error (strata's commands do).
+	Timeout         time.Duration
+	MaxRenderMemory int64
 }
 
 // Render renders a chart with the Helm engine, without any cluster access (Helm's lookup returns
@@ -133,7 +140,14 @@ func renderFiles(ctx context.Context, o RenderOptions, files []*loader.BufferedF
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	pieces, err := renderTemplates(chrt, vals, name, ns, caps, maxOut)
+	limits := renderLimits{timeout: o.Timeout, maxMemory: o.MaxRenderMemory, maxOut: maxOut}
+	if limits.timeout <= 0 {
+		limits.timeout = DefaultRenderTimeout
+	}
+	if limits.maxMemory <= 0 {
+		limits.maxMemory = DefaultMaxRenderMemory
+	}
+	pieces, err := renderTemplates(ctx, chrt, vals, name, ns, caps, limits)
 	if err != nil {
 		return nil, fmt.Errorf("render chart %s: %w", o.ChartDir, err)
 	}

@@ -172,6 +172,8 @@ func addRenderFlags(f *pflag.FlagSet, o *bundle.RenderOptions) {
 	f.StringVar(&o.BundleRef, "bundle-ref", "", "value of the strata.dev/bundle annotation (default: the pulled REPO@DIGEST, or the metadata's)")
 	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
 	f.Int64Var(&o.MaxOutputBytes, "max-output-bytes", bundle.DefaultMaxOutputBytes, "refuse rendered output larger than this")
+	f.DurationVar(&o.Timeout, "render-timeout", bundle.DefaultRenderTimeout, "fail when the chart's templates run longer than this")
+	f.Int64Var(&o.MaxRenderMemory, "max-render-memory", bundle.DefaultMaxRenderMemory, "fail when the chart's templates take more memory than this (bytes)")
 }
 
 func newBundleCopyCmd(a *app) *cobra.Command {

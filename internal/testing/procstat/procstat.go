@@ -18,17 +18,19 @@ type Stat struct {
 }
 
 // Run runs c (a command through the launcher: Launcher(tb), then the program and its
-// arguments) and returns its stdout and what the launcher measured of the program.
+// arguments) and returns its stdout and what the launcher measured of the program, also when
+// the program fails (then with an error holding its stderr).
 func Run(c *exec.Cmd) ([]byte, Stat, error) {
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
-	if err := c.Run(); err != nil {
-		return nil, Stat{}, fmt.Errorf("%s: %w\n%s", strings.Join(c.Args[1:], " "), err, stderr.String())
-	}
+	runErr := c.Run()
 	var s Stat
 	last := stderr.String()[strings.LastIndex(strings.TrimSuffix(stderr.String(), "\n"), "\n")+1:]
 	if _, err := fmt.Sscanf(last, "launch: %d ns %d cpu-ns %d KiB", &s.Wall, &s.CPU, &s.RSSKiB); err != nil {
-		return nil, Stat{}, fmt.Errorf("launcher output %q: %w", last, err)
+		return nil, Stat{}, fmt.Errorf("%s: launcher output %q: %w (%v)\n%s", strings.Join(c.Args[1:], " "), last, err, runErr, stderr.String())
+	}
+	if runErr != nil {
+		return stdout.Bytes(), s, fmt.Errorf("%s: %w\n%s", strings.Join(c.Args[1:], " "), runErr, stderr.String())
 	}
 	return stdout.Bytes(), s, nil
 }
@@ -52,12 +54,16 @@ func main() {
 	start := time.Now()
 	err := c.Run()
 	d := time.Since(start)
-	if err != nil {
+	if c.ProcessState == nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 	cpu := c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 	fmt.Fprintf(os.Stderr, "launch: %d ns %d cpu-ns %d KiB\n", d.Nanoseconds(), cpu.Nanoseconds(), c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+	os.Exit(c.ProcessState.ExitCode())
 }
 `
 

@@ -1,0 +1,102 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"time"
+
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+)
+
+// Default bounds of one chart's template execution.
+const (
+	DefaultRenderTimeout         = 60 * time.Second
+	DefaultMaxRenderMemory int64 = 128 << 20
+)
+
+// ErrRenderBound is wrapped by the error Render returns when the templates run past the time or
+// memory bound.
+var ErrRenderBound = errors.New("render bound exceeded")
+
+// renderLimits bound the template engine.
+type renderLimits struct {
+	timeout   time.Duration
+	maxMemory int64 // bytes of live heap
+	maxOut    int64
+}
+
+// heapMetric is the Go heap's bytes in objects, live or not yet swept.
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+// executeTemplates runs Helm's engine on the chart within the limits. Helm's engine cannot be
+// cancelled: the templates run on their own goroutine while this one watches the clock, the
+// context and the heap; past a bound it returns an error and leaves that goroutine behind, so a
+// process that gets ErrRenderBound should exit soon (strata's commands do). Long before the
+// bounds, a rendered output over maxOut fails too.
+func executeTemplates(ctx context.Context, chrt *chart.Chart, values chartutil.Values, l renderLimits) (map[string]string, error) {
+	type result struct {
+		files map[string]string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var e engine.Engine // zero Engine: no cluster behind lookup
+		e.EnableDNS = false
+		files, err := e.Render(chrt, values)
+		done <- result{files, err}
+	}()
+
+	timer := time.NewTimer(l.timeout)
+	defer timer.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	sample := []metrics.Sample{{Name: heapMetric}}
+	metrics.Read(sample)
+	base := int64(sample[0].Value.Uint64())
+	var lastGC time.Time
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				return nil, r.err
+			}
+			var size int64
+			for _, f := range r.files {
+				size += int64(len(f))
+			}
+			if size > l.maxOut {
+				return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, l.maxOut, ErrLimit)
+			}
+			return r.files, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("templates stopped: %w", ctx.Err())
+		case <-timer.C:
+			return nil, fmt.Errorf("templates did not finish within %s (a template loops too long; the bound is --render-timeout): %w", l.timeout, ErrRenderBound)
+		case <-tick.C:
+			metrics.Read(sample)
+			if int64(sample[0].Value.Uint64())-base <= l.maxMemory {
+				continue
+			}
+			// Up to twice the bound, count live memory only, not garbage (a collection
+			// at most every 50 ms); past twice the bound stop at once: a large allocation
+			// is in flight.
+			if int64(sample[0].Value.Uint64())-base <= 2*l.maxMemory {
+				if time.Since(lastGC) < 50*time.Millisecond {
+					continue
+				}
+				runtime.GC()
+				lastGC = time.Now()
+				metrics.Read(sample)
+				if int64(sample[0].Value.Uint64())-base <= l.maxMemory {
+					continue
+				}
+			}
+			return nil, fmt.Errorf("templates took more than %d MiB of memory (a template builds too much output; the bound is --max-render-memory): %w", l.maxMemory>>20, ErrRenderBound)
+		}
+	}
+}

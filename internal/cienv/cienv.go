@@ -2,6 +2,9 @@ package cienv
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -164,4 +167,48 @@ func git(dir string, args ...string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// RunOptions configure Run: Detect's options plus what to do with the result.
+type RunOptions struct {
+	Options
+	// NoLogin skips the registry login; DockerConfig is the docker config directory it writes
+	// (empty: $DOCKER_CONFIG or ~/.docker).
+	NoLogin      bool
+	DockerConfig string
+	// File receives the export lines (mode 0600) instead of Out.
+	File string
+	Out  io.Writer
+	// Log receives progress (nil: discarded).
+	Log *slog.Logger
+}
+
+// Run is `strata ci-env PROVIDER`: it detects the CI environment, logs in to its registry and
+// writes the export lines to File or Out.
+func Run(provider string, o RunOptions) error {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e, err := Detect(provider, o.Options)
+	if err != nil {
+		return err
+	}
+	if !o.NoLogin {
+		if err := e.Login(o.DockerConfig); err != nil {
+			return err
+		}
+		if e.Registry != "" {
+			log.Info("logged in to registry", "registry", e.Registry, "user", e.Username)
+		}
+	}
+	if o.File != "" {
+		if err := os.WriteFile(o.File, []byte(e.Exports()), 0o600); err != nil {
+			return fmt.Errorf("ci-env: %w", err)
+		}
+		log.Info("wrote CI environment", "file", o.File)
+		return nil
+	}
+	_, err = fmt.Fprint(o.Out, e.Exports())
+	return err
 }

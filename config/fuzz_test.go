@@ -14,17 +14,8 @@ import (
 
 // FuzzParse: no input makes the parser panic or hang; every error names the file.
 func FuzzParse(f *testing.F) {
-	paths, _ := filepath.Glob("testdata/corpus/*.txt")
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		// The first file of each case is its config.
-		if _, after, ok := strings.Cut(string(b), " --\n"); ok {
-			body, _, _ := strings.Cut(after, "\n-- ")
-			f.Add([]byte(body))
-		}
+	for _, c := range corpusConfigs(f) {
+		f.Add([]byte(c))
 	}
 	f.Add([]byte("project: p\nconfigVersion: 1\n---\nimage: a\nfrom: x\nshell: &a {install: [*a]}\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
@@ -40,17 +31,9 @@ func FuzzParse(f *testing.F) {
 // bound, never past the output bound, never panicking; the partials and .Files inputs come
 // from one committed repository.
 func FuzzRender(f *testing.F) {
-	paths, _ := filepath.Glob("testdata/corpus/*.txt")
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		if _, after, ok := strings.Cut(string(b), " --\n"); ok {
-			body, _, _ := strings.Cut(after, "\n-- ")
-			if strings.Contains(body, "{{") {
-				f.Add([]byte(body))
-			}
+	for _, c := range corpusConfigs(f) {
+		if strings.Contains(c, "{{") {
+			f.Add([]byte(c))
 		}
 	}
 	f.Add([]byte(`{{ $s := "x" }}{{ range until 40 }}{{ $s = print $s $s }}{{ end }}`))
@@ -87,4 +70,21 @@ func initRepo(f *testing.F, dir string, files map[string]string) {
 			f.Fatalf("git %v: %v %s", args, err, out)
 		}
 	}
+}
+
+// corpusConfigs returns the config (the first file) of every corpus case.
+func corpusConfigs(f *testing.F) []string {
+	paths, _ := filepath.Glob("testdata/corpus/*.txt")
+	var out []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if _, after, ok := strings.Cut(string(b), " --\n"); ok {
+			body, _, _ := strings.Cut(after, "\n-- ")
+			out = append(out, body)
+		}
+	}
+	return out
 }

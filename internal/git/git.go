@@ -179,16 +179,11 @@ func (r *Repo) lsTree(ctx context.Context, commit string) ([]File, error) {
 		return nil, err
 	}
 	fs := make([]File, 0, strings.Count(s, "\x00"))
-	for _, rec := range strings.Split(s, "\x00") {
-		if rec == "" {
-			continue
-		}
-		meta, p, ok := strings.Cut(rec, "\t")
-		f := strings.Fields(meta)
-		if !ok || len(f) != 3 {
-			return nil, fmt.Errorf("git ls-tree %s: bad record %q", commit, rec)
-		}
+	err = parseTree(s, commit, 3, func(f []string, p string) {
 		fs = append(fs, File{Path: p, Mode: f[0], Hash: f[2]})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return fs, nil
 }

@@ -37,22 +37,31 @@ func (r *Repo) Entries(ctx context.Context, commit string, recursive bool, paths
 		return nil, err
 	}
 	var out []Entry
+	err = parseTree(s, commit, 4, func(f []string, p string) {
+		size, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			size = -1 // "-" for trees and submodules
+		}
+		out = append(out, Entry{Path: p, Mode: f[0], Hash: f[2], Size: size})
+	})
+	return out, err
+}
+
+// parseTree calls fn with the fields (mode, type, hash[, size]) and path of every record of
+// `git ls-tree -z` output whose metadata has want fields.
+func parseTree(s, commit string, want int, fn func(fields []string, path string)) error {
 	for _, rec := range strings.Split(s, "\x00") {
 		if rec == "" {
 			continue
 		}
 		meta, p, ok := strings.Cut(rec, "\t")
 		f := strings.Fields(meta)
-		if !ok || len(f) != 4 {
-			return nil, fmt.Errorf("git ls-tree %s: bad record %q", commit, rec)
+		if !ok || len(f) != want {
+			return fmt.Errorf("git ls-tree %s: bad record %q", commit, rec)
 		}
-		size, err := strconv.ParseInt(f[3], 10, 64)
-		if err != nil {
-			size = -1 // "-" for trees and submodules
-		}
-		out = append(out, Entry{Path: p, Mode: f[0], Hash: f[2], Size: size})
+		fn(f, p)
 	}
-	return out, nil
+	return nil
 }
 
 // ReadBlob reads one blob, refusing it when it is larger than limit bytes (it never reads more

@@ -112,6 +112,11 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 // firstWait is the long poll of a Lock's first acquire request.
 const firstWait = time.Second
 
+// answerMargin is how long before a Lock's deadline the server is asked to have answered: a
+// grant arriving after the deadline would go to a client that is gone, and the lock would sit
+// idle until its TTL.
+const answerMargin = 200 * time.Millisecond
+
 // Lock implements lock.Locker: long polls until granted, retrying through server outages until
 // ctx ends. A wrong token or a bad request fails at once.
 func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
@@ -126,8 +131,11 @@ func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, context.Cause(ctx))
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			wait = max(time.Until(dl), time.Millisecond)
+		last := false // the last poll before ctx's deadline: after a 409 only the deadline is left
+		if dl, ok := ctx.Deadline(); ok {
+			if left := time.Until(dl) - answerMargin; left < wait {
+				wait, last = max(left, time.Millisecond), left <= time.Millisecond
+			}
 		}
 		var res AcquireResponse
 		err := c.post(ctx, "/v1/acquire", AcquireRequest{Name: name, Owner: c.o.Owner, WaitSeconds: wait.Seconds()}, &res)
@@ -148,6 +156,9 @@ func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
 					loggedHolder = h.Owner
 				}
 				pause = 100 * time.Millisecond
+				if last {
+					<-ctx.Done()
+				}
 				continue
 			case he.code == http.StatusUnauthorized, he.code == http.StatusBadRequest, he.code == http.StatusNotFound:
 				return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, err)

@@ -311,3 +311,36 @@ func TestClientLostBeforeServerExpiry(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestWaiterGivingUpGetsNoGrant has a waiter give up (its deadline passes) just before the holder
+// releases: the server must not hand the lock to the departed waiter, which would leave it idle
+// until the TTL; the next client gets it at once.
+func TestWaiterGivingUpGetsNoGrant(t *testing.T) {
+	const ttl = 3 * time.Second
+	hs := startServer(t, ServerOptions{TTL: ttl})
+	for i := 0; i < 5; i++ {
+		name := fmt.Sprintf("n%d", i)
+		held, err := newClient(t, hs.URL, "", "holder").Lock(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err = newClient(t, hs.URL, "", "quitter").Lock(ctx, name)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("waiter: %v, want deadline exceeded", err)
+		}
+		if err := held.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ctx, cancel = context.WithTimeout(context.Background(), ttl/2)
+		l, err := newClient(t, hs.URL, "", "next").Lock(ctx, name)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: the lock was not free %s after its release (granted to the waiter that gave up?): %v", i, ttl/2, err)
+		}
+		t.Logf("round %d: next client got the released lock after %s", i, time.Since(start).Round(time.Millisecond))
+		_ = l.Unlock(context.Background())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -182,8 +183,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// decode reads a JSON request body whole: only once the body is read to its end does net/http
+// watch the connection, so that r.Context() ends when a long-polling client gives up (else a
+// lock could be granted to a client that is gone, and sit idle until the TTL).
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(v); err != nil {
+	body := http.MaxBytesReader(w, r.Body, 64<<10)
+	err := json.NewDecoder(body).Decode(v)
+	if err == nil {
+		_, err = io.Copy(io.Discard, body)
+	}
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, TokenResponse{Error: "bad JSON body: " + err.Error()})
 		return false
 	}

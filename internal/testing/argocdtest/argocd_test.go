@@ -74,20 +74,26 @@ type published struct {
 // publish publishes the chart dir as REGISTRY/strata-test/<unique>/bundle:version.
 func publish(t *testing.T, chartDir, version string, skipRenderCheck bool) published {
 	t.Helper()
-	base := testenv.Repo(t, "bundles")
-	commit := strings.Repeat("c0ffee", 7)[:40]
+	return republish(t, published{base: testenv.Repo(t, "bundles"), chart: "bundle"}, chartDir, version,
+		strings.Repeat("c0ffee", 7)[:40], false, skipRenderCheck)
+}
+
+// republish publishes into p's repository for commit; force replaces an existing version.
+func republish(t *testing.T, p published, chartDir, version, commit string, force, skipRenderCheck bool) published {
+	t.Helper()
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	res, err := bundle.Publish(context.Background(), bundle.PublishOptions{
-		Repo: base + "/bundle", Version: version, ChartDir: chartDir,
-		Report: &stages.Report{Project: "shop", Repo: base + "/shop", Commit: commit},
+		Repo: p.base + "/" + p.chart, Version: version, ChartDir: chartDir,
+		Report: &stages.Report{Project: "shop", Repo: p.base + "/shop", Commit: commit},
 		Commit: bundle.Commit{Hash: commit, Date: at.Format(time.RFC3339)}, Branch: "main",
-		GitURL: gitURL, SkipRenderCheck: skipRenderCheck,
+		GitURL: gitURL, SkipRenderCheck: skipRenderCheck, Force: force,
 		Now: func() time.Time { return at },
 	})
 	if err != nil {
 		t.Fatalf("publish %s %s: %v", chartDir, version, err)
 	}
-	return published{base: base, chart: "bundle", commit: commit, res: res}
+	p.commit, p.res = commit, res
+	return p
 }
 
 // helmSource is a Helm-OCI source (chart:) rendered by the strata plugin, and registers the
@@ -212,18 +218,22 @@ func checkLive(t *testing.T, a *ArgoCD, dest, release, greeting, commit string) 
 // refresh asks the controller for a hard refresh and waits until it has been done.
 func refresh(t *testing.T, a *ArgoCD, ns, name string) *v1alpha1.Application {
 	t.Helper()
-	before, err := a.Argo.ArgoprojV1alpha1().Applications(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"hard"}}}`)
+	return refreshKind(t, a, ns, name, "hard")
+}
+
+// refreshKind asks for a "normal" or "hard" refresh and waits until it has been done: the
+// controller removes the annotation in the same patch that writes the refreshed status
+// (persistAppStatus). reconciledAt alone cannot tell: it has a resolution of one second.
+func refreshKind(t *testing.T, a *ArgoCD, ns, name, kind string) *v1alpha1.Application {
+	t.Helper()
+	sent := time.Now().Truncate(time.Second)
+	patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"` + kind + `"}}}`)
 	if _, err := a.Argo.ArgoprojV1alpha1().Applications(ns).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return waitApp(t, a, ns, name, "refreshed", func(app *v1alpha1.Application) bool {
+	return waitApp(t, a, ns, name, kind+" refreshed", func(app *v1alpha1.Application) bool {
 		_, pending := app.Annotations["argocd.argoproj.io/refresh"]
-		return !pending && app.Status.ReconciledAt != nil && before.Status.ReconciledAt != nil &&
-			app.Status.ReconciledAt.After(before.Status.ReconciledAt.Time)
+		return !pending && app.Status.ReconciledAt != nil && !app.Status.ReconciledAt.Time.Before(sent)
 	})
 }
 
@@ -357,4 +367,50 @@ func TestBrokenBundleIsAComparisonError(t *testing.T) {
 			t.Errorf("a broken bundle synced %s", cm.Name)
 		}
 	}
+}
+
+// A forced republish of the same version (new commit, same tag): Argo CD keeps serving the
+// manifests it cached for that version until a Hard Refresh; after it the Application is
+// OutOfSync, but automated sync does not apply a revision it already synced unless selfHeal is
+// on. What docs/argocd.md tells operators.
+func TestForcedRepublishNeedsHardRefreshAndSelfHeal(t *testing.T) {
+	t.Parallel()
+	a := argoCD(t)
+	p := publish(t, "testdata/bundle", "1.0.0", false)
+	dest := createApp(t, a, a.Namespace, "repub", p.helmSource(t, a))
+	waitApp(t, a, a.Namespace, "repub", "Synced on 1.0.0", syncedAt("1.0.0"))
+	checkLive(t, a, dest, "repub", "hello", p.commit)
+
+	newer := republish(t, p, "testdata/bundle", "1.0.0", strings.Repeat("beef", 10), true, false)
+	if newer.res.Digest == p.res.Digest {
+		t.Fatalf("forced republish kept digest %s", p.res.Digest)
+	}
+	app := refreshKind(t, a, a.Namespace, "repub", "normal")
+	if app.Status.Sync.Status != v1alpha1.SyncStatusCodeSynced {
+		t.Errorf("after a normal refresh: %s, want Synced (manifests cached for 1.0.0)", app.Status.Sync.Status)
+	}
+	checkLive(t, a, dest, "repub", "hello", p.commit)
+
+	app = refresh(t, a, a.Namespace, "repub")
+	if app.Status.Sync.Status != v1alpha1.SyncStatusCodeOutOfSync {
+		t.Errorf("after a Hard Refresh: %s, want OutOfSync (the new commit's annotations)", app.Status.Sync.Status)
+	}
+	time.Sleep(3 * time.Second) // automated sync would have started by now
+	checkLive(t, a, dest, "repub", "hello", p.commit)
+
+	cur, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Get(context.Background(), "repub", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.SyncPolicy.Automated.SelfHeal = true
+	start := time.Now()
+	defer func() { t.Logf("selfHeal on → new commit live in %s", time.Since(start).Round(time.Millisecond)) }()
+	if _, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitApp(t, a, a.Namespace, "repub", "self-healed to the new commit", func(app *v1alpha1.Application) bool {
+		cm, err := a.Kube.CoreV1().ConfigMaps(dest).Get(context.Background(), "repub-config", metav1.GetOptions{})
+		return syncedAt("1.0.0")(app) && err == nil && cm.Annotations[bundle.AnnotationCommit] == newer.commit
+	})
+	checkLive(t, a, dest, "repub", "hello", newer.commit)
 }

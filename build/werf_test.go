@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,5 +124,42 @@ func TestNamelessImageAndUnsupportedKeys(t *testing.T) {
 	_, err = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine})
 	if err == nil || !strings.Contains(err.Error(), "image b: ") || !strings.Contains(err.Error(), "werf.yaml:9: werf key import is not supported yet") {
 		t.Errorf("import: %v", err)
+	}
+}
+
+// With --dev the config comes from the snapshot of the work tree: an uncommitted config (new or
+// edited) is used, and an uncommitted symlink in its place is refused like a committed one,
+// without reading the target.
+func TestDevConfigFromSnapshot(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "devcfg")
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{"README": "x", "src/a.txt": "a"})
+	g.write(map[string]string{"strata.yml": "project: devcfg\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ngit:\n- add: /src\n  to: /app\n"})
+	ctx := context.Background()
+	o := Options{Dir: g.dir, Repo: repo, Locker: fileLocker(t), DockerHost: noEngine}
+	if _, err := Run(ctx, o); err == nil || !strings.Contains(err.Error(), "uncommitted changes") {
+		t.Fatalf("uncommitted config without --dev: %v", err)
+	}
+	o.Dev = true
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Project != "devcfg" || rep.Image("app") == nil {
+		t.Errorf("--dev with a new config: %+v", rep)
+	}
+	secret := filepath.Join(t.TempDir(), "token")
+	const marker = "SECRET-MARKER-dev"
+	if err := os.WriteFile(secret, []byte("project: "+marker+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(g.dir, "strata.yml"))
+	if err := os.Symlink(secret, filepath.Join(g.dir, "strata.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "strata.yaml is a symbolic link") || strings.Contains(err.Error(), marker) {
+		t.Errorf("--dev with a symlinked config: %v", err)
 	}
 }

@@ -120,63 +120,96 @@ const answerMargin = 200 * time.Millisecond
 // Lock implements lock.Locker: long polls until granted, retrying through server outages until
 // ctx ends. A wrong token or a bad request fails at once.
 func (c *Client) Lock(ctx context.Context, name string) (lock.Lease, error) {
-	log := c.o.Log.With("lock", name, "server", c.o.URL)
-	var loggedHolder string
-	loggedErr := false
-	pause := 100 * time.Millisecond
-	// The first poll is short so that a held lock is reported (who, since when) within a second
-	// instead of after a whole long poll.
-	wait := min(c.o.Wait, firstWait)
+	w := &waiter{
+		c: c, name: name, log: c.o.Log.With("lock", name, "server", c.o.URL),
+		// The first poll is short so that a held lock is reported (who, since when) within a
+		// second instead of after a whole long poll.
+		wait:  min(c.o.Wait, firstWait),
+		pause: firstPause,
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, context.Cause(ctx))
 		}
-		last := false // the last poll before ctx's deadline: after a 409 only the deadline is left
-		if dl, ok := ctx.Deadline(); ok {
-			if left := time.Until(dl) - answerMargin; left < wait {
-				wait, last = max(left, time.Millisecond), left <= time.Millisecond
+		if l, err := w.poll(ctx); l != nil || err != nil {
+			return l, err
+		}
+	}
+}
+
+// firstPause is the first pause after a failed request; it doubles up to 2 s.
+const firstPause = 100 * time.Millisecond
+
+// waiter is one Lock call: its next long poll, its pause after failures, what it has logged.
+type waiter struct {
+	c    *Client
+	name string
+	log  *slog.Logger
+
+	wait, pause  time.Duration
+	loggedHolder string
+	loggedErr    bool
+}
+
+// poll sends one acquire request. It returns the lease once granted, an error retrying cannot
+// fix, or neither when the caller should poll again.
+func (w *waiter) poll(ctx context.Context) (lock.Lease, error) {
+	wait, last := w.wait, false
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl) - answerMargin; left < wait {
+			// The last poll before the deadline: after a 409 only the deadline is left.
+			wait, last = max(left, time.Millisecond), left <= time.Millisecond
+		}
+	}
+	w.wait = w.c.o.Wait
+	var res AcquireResponse
+	err := w.c.post(ctx, "/v1/acquire", AcquireRequest{Name: w.name, Owner: w.c.o.Owner, WaitSeconds: wait.Seconds()}, &res)
+	if err == nil {
+		if res.Token == "" || res.TTLSeconds <= 0 {
+			return nil, fmt.Errorf("lock %q at %s: answer without token or TTL", w.name, w.c.o.URL)
+		}
+		return w.c.hold(w.name, res.Token, time.Duration(res.TTLSeconds*float64(time.Second)), time.Now()), nil
+	}
+	var he *httpError
+	if errors.As(err, &he) {
+		switch {
+		case he.code == http.StatusConflict && res.Held:
+			w.held(res.Holder)
+			if last {
+				<-ctx.Done()
 			}
+			return nil, nil
+		case he.code == http.StatusUnauthorized, he.code == http.StatusBadRequest, he.code == http.StatusNotFound:
+			return nil, fmt.Errorf("lock %q at %s: %w", w.name, w.c.o.URL, err)
 		}
-		var res AcquireResponse
-		err := c.post(ctx, "/v1/acquire", AcquireRequest{Name: name, Owner: c.o.Owner, WaitSeconds: wait.Seconds()}, &res)
-		wait = c.o.Wait
-		if err == nil {
-			if res.Token == "" || res.TTLSeconds <= 0 {
-				return nil, fmt.Errorf("lock %q at %s: answer without token or TTL", name, c.o.URL)
-			}
-			return c.hold(name, res.Token, time.Duration(res.TTLSeconds*float64(time.Second)), time.Now()), nil
-		}
-		var he *httpError
-		if errors.As(err, &he) {
-			switch {
-			case he.code == http.StatusConflict && res.Held:
-				loggedErr = false
-				if h := res.Holder; h != nil && h.Owner != loggedHolder {
-					log.Info("waiting for lock", "holder", h.String())
-					loggedHolder = h.Owner
-				}
-				pause = 100 * time.Millisecond
-				if last {
-					<-ctx.Done()
-				}
-				continue
-			case he.code == http.StatusUnauthorized, he.code == http.StatusBadRequest, he.code == http.StatusNotFound:
-				return nil, fmt.Errorf("lock %q at %s: %w", name, c.o.URL, err)
-			}
-		}
-		if ctx.Err() != nil {
-			continue
-		}
-		if !loggedErr {
-			log.Warn("sync-server unavailable; retrying", "error", err)
-			loggedErr = true
-		}
-		d := pause*3/4 + time.Duration(mrand.Int64N(int64(pause)/2+1))
-		pause = min(pause*2, 2*time.Second)
-		select {
-		case <-ctx.Done():
-		case <-time.After(d):
-		}
+	}
+	if ctx.Err() == nil {
+		w.retry(ctx, err)
+	}
+	return nil, nil
+}
+
+// held logs a new holder of the lock.
+func (w *waiter) held(h *lock.Holder) {
+	w.loggedErr, w.pause = false, firstPause
+	if h != nil && h.Owner != w.loggedHolder {
+		w.log.Info("waiting for lock", "holder", h.String())
+		w.loggedHolder = h.Owner
+	}
+}
+
+// retry logs a failed request (a warning the first time in a row) and waits out a doubling,
+// jittered pause.
+func (w *waiter) retry(ctx context.Context, err error) {
+	if !w.loggedErr {
+		w.log.Warn("sync-server unavailable; retrying", "error", err)
+		w.loggedErr = true
+	}
+	d := w.pause*3/4 + time.Duration(mrand.Int64N(int64(w.pause)/2+1))
+	w.pause = min(w.pause*2, 2*time.Second)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
 }
 

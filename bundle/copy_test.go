@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/faultproxy"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -207,4 +209,33 @@ func TestCopyToAnotherRegistry(t *testing.T) {
 		t.Errorf("copy to another registry: %+v", cr)
 	}
 	checkCopy(t, dst+":3.0.0", dst, rep)
+}
+
+// Copy to another registry (the fault proxy: no mount) through transient faults — a 503 on
+// the first blob upload, the response to its retry lost, a 429 on a manifest check, a 503 on
+// the ping — succeeds, and the destination holds every image and the bundle.
+func TestCopyThroughFaults(t *testing.T) {
+	ctx := context.Background()
+	rep := pushImages(t, "web", "worker")
+	src := testenv.Repo(t, "src") + "/app"
+	if _, err := Publish(ctx, publishOpts(t, rep, src, "4.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	upload503 := &faultproxy.Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable}
+	uploadLost := &faultproxy.Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Lose: true}
+	p := faultproxy.Start(t, testenv.Registry(t), upload503, uploadLost,
+		&faultproxy.Rule{Method: http.MethodHead, Path: "/manifests/", Status: http.StatusTooManyRequests, RetryAfter: "0"},
+		&faultproxy.Rule{Method: http.MethodGet, Path: "/v2/", Status: http.StatusServiceUnavailable})
+	dst := p.Via(testenv.Repo(t, "faulty") + "/app")
+	cr, err := Copy(ctx, CopyOptions{From: src + ":4.0.0", To: dst})
+	if err != nil {
+		t.Fatalf("copy through transient faults: %v", err)
+	}
+	if p.Hits(upload503) != 1 || p.Hits(uploadLost) != 1 {
+		t.Errorf("faults not injected: 503 %d, lost %d", p.Hits(upload503), p.Hits(uploadLost))
+	}
+	if cr.Mounted != 0 || cr.Copied == 0 {
+		t.Errorf("copy result %+v", cr)
+	}
+	checkCopy(t, dst+":4.0.0", dst, rep)
 }

@@ -1,0 +1,166 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"strata.dev/strata/internal/testing/testenv"
+)
+
+// cosignCLI runs the real cosign CLI in dir, offline, with COSIGN_PASSWORD set.
+type cosignCLI struct {
+	bin, dir, password string
+}
+
+func newCosign(t *testing.T, password string) *cosignCLI {
+	t.Helper()
+	return &cosignCLI{bin: testenv.Cosign(t), dir: t.TempDir(), password: password}
+}
+
+func (c *cosignCLI) run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD="+c.password, "HOME="+c.dir, "TUF_ROOT="+filepath.Join(c.dir, "tuf"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// registryFlags reach the plain-HTTP test registry; no transparency log anywhere.
+var registryFlags = []string{"--allow-insecure-registry", "--allow-http-registry"}
+
+func (c *cosignCLI) sign(t *testing.T, key, ref string) {
+	t.Helper()
+	args := append([]string{"sign", "--key", key, "--tlog-upload=false", "--yes"}, registryFlags...)
+	if out, err := c.run(t, append(args, ref)...); err != nil {
+		t.Fatalf("cosign sign %s: %v\n%s", ref, err, out)
+	}
+}
+
+func (c *cosignCLI) verify(t *testing.T, pub, ref string) (string, error) {
+	t.Helper()
+	args := append([]string{"verify", "--key", pub, "--insecure-ignore-tlog"}, registryFlags...)
+	return c.run(t, append(args, ref)...)
+}
+
+func (c *cosignCLI) generateKeyPair(t *testing.T) (key, pub string) {
+	t.Helper()
+	if out, err := c.run(t, "generate-key-pair"); err != nil {
+		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
+	}
+	return filepath.Join(c.dir, "cosign.key"), filepath.Join(c.dir, "cosign.pub")
+}
+
+// What Strata signs (with a key cosign generated, and with one Strata generated), cosign verify
+// accepts; with another key it refuses.
+func TestInteropCosignVerifiesStrata(t *testing.T) {
+	ctx := context.Background()
+	c := newCosign(t, "interop-pass")
+	repo := testenv.Repo(t, "app")
+	d := pushImage(t, repo, "v1")
+
+	cosignKey, cosignPub := c.generateKeyPair(t)
+	b, err := os.ReadFile(cosignKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsEncrypted(b) {
+		t.Fatalf("cosign.key is not an encrypted key:\n%s", b)
+	}
+	k, err := LoadPrivateKey(cosignKey, []byte("interop-pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sign(ctx, repo+":v1", SignOptions{Key: k}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.verify(t, cosignPub, repo+":v1")
+	if err != nil {
+		t.Fatalf("cosign verify of Strata's signature: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, d) || !strings.Contains(out, `"docker-reference":"`+repo+`"`) {
+		t.Fatalf("cosign verify output does not name the digest %s:\n%s", d, out)
+	}
+
+	// a Strata-generated encrypted key works in cosign sign, and its public key in cosign verify
+	own := newKey(t)
+	keyPEM, err := MarshalPrivateKey(own, []byte("interop-pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, _ := MarshalPublicKey(&own.PublicKey)
+	ownKey, ownPub := filepath.Join(c.dir, "strata.key"), filepath.Join(c.dir, "strata.pub")
+	if err := os.WriteFile(ownKey, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ownPub, pubPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2 := pushImage(t, repo, "v2")
+	if _, err := Sign(ctx, repo+"@"+d2, SignOptions{Key: own}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.verify(t, ownPub, repo+"@"+d2); err != nil {
+		t.Fatalf("cosign verify with a Strata-generated key: %v\n%s", err, out)
+	}
+	// cosign refuses Strata's signature under another key
+	if out, err := c.verify(t, cosignPub, repo+"@"+d2); err == nil {
+		t.Fatalf("cosign verify accepted a signature by another key:\n%s", out)
+	}
+	// and adds its own signature to the same signature image
+	c.sign(t, ownKey, repo+"@"+d2)
+	if n := len(sigManifest(t, repo, d2).Layers); n != 2 {
+		t.Fatalf("after Strata and cosign signed: %d signature layers, want 2", n)
+	}
+	if _, err := Verify(ctx, repo+"@"+d2, VerifyOptions{Keys: []*ecdsa.PublicKey{&own.PublicKey}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// What cosign signs, Strata verifies; refusals hold for cosign's signatures too.
+func TestInteropStrataVerifiesCosign(t *testing.T) {
+	ctx := context.Background()
+	c := newCosign(t, "")
+	repo := testenv.Repo(t, "app")
+	d := pushImage(t, repo, "v1")
+	key, pubFile := c.generateKeyPair(t)
+	c.sign(t, key, repo+"@"+d)
+
+	pub, err := LoadPublicKey(pubFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(ctx, repo+":v1", VerifyOptions{Keys: []*ecdsa.PublicKey{pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Digest != d || v.Identity != repo {
+		t.Fatalf("verified %+v", v)
+	}
+	// cosign's key with the empty password, read by Strata
+	if _, err := LoadPrivateKey(key, []byte{}); err != nil {
+		t.Fatalf("cosign key with empty password: %v", err)
+	}
+	if _, err := Verify(ctx, repo+":v1", VerifyOptions{Keys: []*ecdsa.PublicKey{&newKey(t).PublicKey}}); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	pushImage(t, repo, "v1") // the tag moves to unsigned content
+	if _, err := Verify(ctx, repo+":v1", VerifyOptions{Keys: []*ecdsa.PublicKey{pub}}); !errors.Is(err, ErrNotSigned) {
+		t.Fatalf("moved tag: %v", err)
+	}
+	if out, err := c.verify(t, pubFile, repo+":v1"); err == nil {
+		t.Fatalf("cosign verify accepted the moved tag:\n%s", out)
+	}
+}

@@ -1,0 +1,231 @@
+package sign
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"strata.dev/strata/internal/registry"
+)
+
+// Options are what Sign and Verify share.
+type Options struct {
+	// Registry says how registries are reached.
+	Registry registry.Options
+	// Log receives progress (nil: discarded).
+	Log *slog.Logger
+}
+
+func (o Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Log
+}
+
+// SignOptions configure Sign.
+type SignOptions struct {
+	Options
+	// Key signs; required.
+	Key *ecdsa.PrivateKey
+	// Annotations are optional claims stored in the payload's "optional" object (cosign sign -a).
+	Annotations map[string]any
+}
+
+// Signed is what Sign did.
+type Signed struct {
+	// Ref is REPO@DIGEST, the manifest signed.
+	Ref    string `json:"ref"`
+	Digest string `json:"digest"`
+	// SignatureRef is REPO:sha256-<hex>.sig and SignatureDigest its manifest digest.
+	SignatureRef    string `json:"signatureRef"`
+	SignatureDigest string `json:"signatureDigest"`
+	// KeyID names the public key of the signer.
+	KeyID string `json:"keyID"`
+	// Signatures counts the signatures now stored for the manifest.
+	Signatures int `json:"signatures"`
+	// Unchanged is true when the same key had already signed the same payload: nothing was pushed.
+	Unchanged bool `json:"unchanged"`
+}
+
+// Sign signs the manifest ref (REPO:TAG or REPO@DIGEST) names and adds the signature to the
+// signature image REPO:sha256-<hex>.sig, creating it if needed. A tag is resolved once, so the
+// digest signed is the one reported.
+func Sign(ctx context.Context, ref string, o SignOptions) (*Signed, error) {
+	if o.Key == nil {
+		return nil, fmt.Errorf("sign %s: no key given", ref)
+	}
+	c, err := newClient(ctx, o.Options)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", ref, err)
+	}
+	target, err := c.resolve(ref)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", ref, err)
+	}
+	res, err := c.sign(target, o)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", target, err)
+	}
+	o.log().Info("signed", "ref", res.Ref, "signature", res.SignatureRef, "key", res.KeyID,
+		"signatures", res.Signatures, "unchanged", res.Unchanged)
+	return res, nil
+}
+
+// client reaches one registry with one puller, so the token and connections are reused.
+type client struct {
+	o      Options
+	remote []remote.Option
+}
+
+func newClient(ctx context.Context, o Options) (*client, error) {
+	opts := o.Registry.Remote(ctx)
+	p, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, err
+	}
+	pu, err := remote.NewPusher(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &client{o: o, remote: append(opts, remote.Reuse(p), remote.Reuse(pu))}, nil
+}
+
+// resolve turns REPO:TAG or REPO@DIGEST into REPO@DIGEST, checking the manifest exists.
+func (c *client) resolve(ref string) (name.Digest, error) {
+	r, err := c.o.Registry.ParseReference(ref)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if d, ok := r.(name.Digest); ok {
+		return d, nil
+	}
+	desc, err := remote.Head(r, c.remote...)
+	if err != nil {
+		if registry.IsNotFound(err) {
+			return name.Digest{}, fmt.Errorf("%s is not in the registry", ref)
+		}
+		return name.Digest{}, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	return r.Context().Digest(desc.Digest.String()), nil
+}
+
+// signatureRef is REPO:sha256-<hex>.sig for target.
+func signatureRef(target name.Digest) (name.Tag, error) {
+	tag, err := SignatureTag(target.DigestStr())
+	if err != nil {
+		return name.Tag{}, err
+	}
+	return target.Context().Tag(tag), nil
+}
+
+// emptySignatures is the base of a new signature image, as cosign makes it: OCI manifest and
+// config media types, no layers.
+func emptySignatures() v1.Image {
+	return mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+}
+
+func (c *client) sign(target name.Digest, o SignOptions) (*Signed, error) {
+	if _, err := remote.Head(target, c.remote...); err != nil {
+		if registry.IsNotFound(err) {
+			return nil, errors.New("the manifest is not in the registry")
+		}
+		return nil, fmt.Errorf("check manifest: %w", err)
+	}
+	payload, err := json.Marshal(NewPayload(target.Context().Name(), target.DigestStr(), o.Annotations))
+	if err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	h := sha256.Sum256(payload)
+	sig, err := ecdsa.SignASN1(rand.Reader, o.Key, h[:])
+	if err != nil {
+		return nil, fmt.Errorf("sign payload: %w", err)
+	}
+	sigTag, err := signatureRef(target)
+	if err != nil {
+		return nil, err
+	}
+	res := &Signed{Ref: target.String(), Digest: target.DigestStr(), SignatureRef: sigTag.String(), KeyID: KeyID(&o.Key.PublicKey)}
+
+	base, err := remote.Image(sigTag, c.remote...)
+	switch {
+	case registry.IsNotFound(err):
+		base = emptySignatures()
+	case err != nil:
+		return nil, fmt.Errorf("read signatures %s: %w", sigTag, err)
+	}
+	m, err := base.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("read signatures %s: %w", sigTag, err)
+	}
+	layer := static.NewLayer(payload, MediaTypeSimpleSigning)
+	ld, err := layer.Digest()
+	if err != nil {
+		return nil, err
+	}
+	// the same key over the same payload: cosign's duplicate rule, so re-signing is idempotent
+	for _, l := range m.Layers {
+		if l.Digest == ld && string(l.MediaType) == MediaTypeSimpleSigning && verifiesWith(l.Annotations[AnnotationSignature], h[:], &o.Key.PublicKey) {
+			d, err := base.Digest()
+			if err != nil {
+				return nil, err
+			}
+			res.SignatureDigest, res.Signatures, res.Unchanged = d.String(), len(m.Layers), true
+			return res, nil
+		}
+	}
+	img, err := mutate.Append(base, mutate.Addendum{
+		Layer:       layer,
+		Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add signature: %w", err)
+	}
+	if err := remote.Write(sigTag, img, c.remote...); err != nil {
+		return nil, fmt.Errorf("push signatures %s: %w", sigTag, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	res.SignatureDigest, res.Signatures = d.String(), len(m.Layers)+1
+	return res, nil
+}
+
+func verifiesWith(b64sig string, hash []byte, pub *ecdsa.PublicKey) bool {
+	sig, err := base64.StdEncoding.DecodeString(b64sig)
+	return err == nil && ecdsa.VerifyASN1(pub, hash, sig)
+}
+
+// payloadOK checks a payload's claims against the manifest digest it must name.
+func payloadOK(b []byte, want string) (*Payload, error) {
+	p, err := ParsePayload(b)
+	if err != nil {
+		return nil, err
+	}
+	if got := p.Critical.Image.DockerManifestDigest; got != want {
+		return p, fmt.Errorf("payload signs %s, not %s", orNone(got), want)
+	}
+	return p, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no digest"
+	}
+	return s
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 )
@@ -75,12 +76,29 @@ func ParsePrivateKey(pemBytes, password []byte) (*ecdsa.PrivateKey, error) {
 	return ec, nil
 }
 
-// LoadPrivateKey reads ParsePrivateKey's formats from file.
-func LoadPrivateKey(file string, password []byte) (*ecdsa.PrivateKey, error) {
-	b, err := os.ReadFile(file)
+// EnvKeyPrefix makes a key argument name an environment variable holding the PEM instead of a
+// file, as cosign's "env://COSIGN_PRIVATE_KEY": "env://NAME".
+const EnvKeyPrefix = "env://"
+
+// readKey reads a key file, or the variable an "env://NAME" source names.
+func readKey(source string) ([]byte, error) {
+	if name, ok := strings.CutPrefix(source, EnvKeyPrefix); ok {
+		v, set := os.LookupEnv(name)
+		if !set || v == "" {
+			return nil, fmt.Errorf("environment variable %s is not set", name)
+		}
+		return []byte(v), nil
+	}
+	return os.ReadFile(source)
+}
+
+// LoadPrivateKey reads ParsePrivateKey's formats from a file or an "env://NAME" variable.
+func LoadPrivateKey(source string, password []byte) (*ecdsa.PrivateKey, error) {
+	b, err := readKey(source)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
+	file := source
 	k, err := ParsePrivateKey(b, password)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", file, err)
@@ -111,12 +129,13 @@ func ParsePublicKey(pemBytes []byte) (*ecdsa.PublicKey, error) {
 	return ec, nil
 }
 
-// LoadPublicKey reads ParsePublicKey's format from file.
-func LoadPublicKey(file string) (*ecdsa.PublicKey, error) {
-	b, err := os.ReadFile(file)
+// LoadPublicKey reads ParsePublicKey's format from a file or an "env://NAME" variable.
+func LoadPublicKey(source string) (*ecdsa.PublicKey, error) {
+	b, err := readKey(source)
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
+	file := source
 	k, err := ParsePublicKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("public key %s: %w", file, err)

@@ -14,7 +14,7 @@ import (
 
 func newBundleCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "bundle", Short: "Publish, pull, render and copy bundles (Helm charts in OCI with image refs)"}
-	c.AddCommand(newBundlePublishCmd(a), newBundlePullCmd(a), newBundleRenderCmd(a), newBundleCopyCmd(a))
+	c.AddCommand(newBundlePublishCmd(a), newBundlePullCmd(a), newBundleRenderCmd(a), newBundleCopyCmd(a), newBundleVerifyCmd(a))
 	return c
 }
 
@@ -33,8 +33,9 @@ func (a *app) printResult(asJSON bool, v any, text string) error {
 
 func newBundlePublishCmd(a *app) *cobra.Command {
 	var (
-		o      ship.Options
-		asJSON bool
+		o       ship.Options
+		asJSON  bool
+		signKey string
 	)
 	c := &cobra.Command{
 		Use:   "publish --repo REGISTRY/PATH/NAME --tag VERSION --build-report FILE",
@@ -54,6 +55,10 @@ the build first (--stages-repo, default $STRATA_REPO; stages already built are r
 default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to git in --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			signer, err := newPublishSigner(signKey)
+			if err != nil {
+				return fmt.Errorf("bundle publish: %w", err)
+			}
 			if o.Build.Repo == "" {
 				o.Build.Repo = os.Getenv("STRATA_REPO")
 			}
@@ -62,7 +67,11 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 			if err != nil {
 				return err
 			}
-			return a.printResult(asJSON, res, res.Ref+"@"+res.Digest)
+			signed, err := signer.sign(cmd, a, o.Registry, res)
+			if err != nil {
+				return err
+			}
+			return a.printResult(asJSON, signed, res.Ref+"@"+res.Digest)
 		},
 	}
 	f := c.Flags()
@@ -83,6 +92,7 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 	f.StringVar(&o.Publish.CI.PipelineURL, "ci-pipeline-url", "", "CI pipeline URL")
 	f.StringVar(&o.Publish.CI.JobURL, "ci-job-url", "", "CI job URL")
 	f.BoolVar(&o.Publish.Force, "force", false, "replace an existing VERSION whose content differs")
+	f.StringVar(&signKey, "sign-key", "", "sign the published bundle with this key (cosign.key, PEM ECDSA P-256 or env://NAME; see docs/signing.md)")
 	f.BoolVar(&o.Publish.SkipRenderCheck, "skip-render-check", false, "do not render the chart before publishing (charts that need deploy-time values)")
 	f.Int64Var(&o.Publish.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
 	a.addRegistryFlags(f)

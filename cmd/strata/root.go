@@ -67,6 +67,7 @@ STRATA_LOG_LEVEL and --repo as STRATA_REPO. A flag given on the command line win
 		newStagesCmd(a), newHostCmd(a),
 		newCIEnvCmd(a),
 		newConfigCmd(a),
+		newSignCmd(a), newVerifyCmd(a),
 		newVersionCmd(a),
 	)
 	return root

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"strata.dev/strata/bundle"
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/sign"
+	"strata.dev/strata/stages"
+)
+
+// writeKeyPair writes an encrypted cosign-format key (password pw) and its public key.
+func writeKeyPair(t *testing.T, dir, name, pw string) (key, pub string) {
+	t.Helper()
+	k, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := sign.MarshalPrivateKey(k, []byte(pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := sign.MarshalPublicKey(&k.PublicKey)
+	key, pub = filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pub")
+	if err := os.WriteFile(key, kb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key, pub
+}
+
+// signingReport pushes two random images and writes a build report naming them.
+func signingReport(t *testing.T, dir string) (string, stages.Report) {
+	t.Helper()
+	ctx := context.Background()
+	stagesRepo := testenv.Repo(t, "stages")
+	var ro registry.Options
+	rep := stages.Report{Project: "app", Repo: stagesRepo, Commit: strings.Repeat("cd", 20)}
+	for i, n := range []string{"web", "worker"} {
+		img, _ := random.Image(128, 1)
+		tag := fmt.Sprintf("%056x-%d", i+1, time.Now().UnixMilli())
+		ref, _ := ro.ParseReference(stagesRepo + ":" + tag)
+		if err := remote.Write(ref, img, ro.Remote(ctx)...); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		rep.Images = append(rep.Images, stages.ImageReport{Name: n, Repo: stagesRepo, Tag: tag, Ref: stagesRepo + ":" + tag, ManifestDigest: d.String()})
+	}
+	file := filepath.Join(dir, "build.json")
+	b, _ := json.Marshal(rep)
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file, rep
+}
+
+// publish --sign-key, bundle verify (with and without --images), sign, verify: end to end on
+// the real registry, and the refusals a user sees.
+func TestSignAndVerifyCommands(t *testing.T) {
+	tmp := t.TempDir()
+	key, pub := writeKeyPair(t, tmp, "ci", "pw-1")
+	_, otherPub := writeKeyPair(t, tmp, "other", "pw-2")
+	reportFile, rep := signingReport(t, tmp)
+	repo := testenv.Repo(t, "bundles") + "/app"
+	publish := []string{"bundle", "publish", "--repo", repo, "--tag", "1.0.0", "--build-report", reportFile,
+		"--chart-dir", "../../bundle/testdata/app", "--commit-date", "2026-11-22T10:00:00Z", "--sign-key", key, "--json"}
+
+	// no password: refused before anything is pushed
+	t.Setenv("STRATA_SIGN_PASSWORD", "")
+	os.Unsetenv("STRATA_SIGN_PASSWORD")
+	t.Setenv("COSIGN_PASSWORD", "")
+	os.Unsetenv("COSIGN_PASSWORD")
+	if _, _, err := run(t, publish...); err == nil || !strings.Contains(err.Error(), "STRATA_SIGN_PASSWORD") || !strings.Contains(err.Error(), key) {
+		t.Fatalf("publish without a password: %v", err)
+	}
+	if _, _, err := run(t, "verify", repo+":1.0.0", "--key", pub); err == nil || !strings.Contains(err.Error(), "is not in the registry") {
+		t.Fatalf("nothing should have been pushed: %v", err)
+	}
+	t.Setenv("COSIGN_PASSWORD", "wrong")
+	if _, _, err := run(t, publish...); err == nil || !strings.Contains(err.Error(), "wrong password") {
+		t.Fatalf("publish with a wrong password: %v", err)
+	}
+	t.Setenv("STRATA_SIGN_PASSWORD", "pw-1") // wins over COSIGN_PASSWORD
+
+	out, _, err := run(t, publish...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		bundle.PublishResult
+		Signature *sign.Signed `json:"signature"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if res.Signature == nil || res.Signature.Digest != res.Digest || res.Signature.Signatures != 1 {
+		t.Fatalf("publish --sign-key result: %s", out)
+	}
+	// publishing again changes nothing, signature included
+	out, _, err = run(t, publish...)
+	if err != nil || !strings.Contains(out, `"unchanged": true`) || !strings.Contains(out, `"signatures": 1`) {
+		t.Fatalf("re-publish: %v\n%s", err, out)
+	}
+
+	verified, _, err := run(t, "bundle", "verify", repo+":1.0.0", "--key", pub)
+	if err != nil || strings.TrimSpace(verified) != repo+"@"+res.Digest {
+		t.Fatalf("bundle verify: %q %v", verified, err)
+	}
+	if _, _, err := run(t, "bundle", "verify", "oci://"+repo+":1.0.0", "--key", otherPub, "--key", pub); err != nil {
+		t.Fatalf("bundle verify with two keys, one right: %v", err)
+	}
+	if _, _, err := run(t, "bundle", "verify", repo+":1.0.0", "--key", otherPub); err == nil || !strings.Contains(err.Error(), sign.ErrUntrusted.Error()) {
+		t.Fatalf("bundle verify with the wrong key: %v", err)
+	}
+	if _, _, err := run(t, "bundle", "verify", repo+":1.0.0"); err == nil || !strings.Contains(err.Error(), "no public key given") {
+		t.Fatalf("bundle verify without a key: %v", err)
+	}
+
+	// --images: the images are not signed yet; then signed by `strata sign`, with a PEM key from env
+	_, err = runErr(t, "bundle", "verify", repo+":1.0.0", "--key", pub, "--images")
+	if err == nil || !strings.Contains(err.Error(), "2 of 2 images fail") || !strings.Contains(err.Error(), "image web") {
+		t.Fatalf("bundle verify --images with unsigned images: %v", err)
+	}
+	imgKey, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := sign.MarshalPrivateKey(imgKey, nil)
+	imgPub, _ := sign.MarshalPublicKey(&imgKey.PublicKey)
+	t.Setenv("IMAGE_SIGNING_KEY", string(plain))
+	t.Setenv("IMAGE_PUB", string(imgPub))
+	for _, im := range rep.Images {
+		if out, _, err := run(t, "sign", im.Ref, "--key", "env://IMAGE_SIGNING_KEY"); err != nil || strings.TrimSpace(out) != im.Repo+"@"+im.ManifestDigest {
+			t.Fatalf("sign %s: %q %v", im.Ref, out, err)
+		}
+		if _, _, err := run(t, "verify", im.Ref, "--key", "env://IMAGE_PUB"); err != nil {
+			t.Fatalf("verify %s: %v", im.Ref, err)
+		}
+	}
+	if _, err := runErr(t, "bundle", "verify", repo+":1.0.0", "--key", pub, "--images"); err == nil || !strings.Contains(err.Error(), "2 of 2 images fail") {
+		t.Fatalf("images signed by another key than --key: %v", err)
+	}
+	out, _, err = run(t, "bundle", "verify", repo+":1.0.0", "--key", pub, "--images", "--image-key", "env://IMAGE_PUB", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bv bundleVerified
+	if err := json.Unmarshal([]byte(out), &bv); err != nil || len(bv.Images) != 2 || bv.Images["web"].Digest != rep.Images[0].ManifestDigest {
+		t.Fatalf("bundle verify --images --json: %v\n%s", err, out)
+	}
+}
+
+func runErr(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, _, err := run(t, args...)
+	return out, err
+}
+
+// A bundle Strata published and signed passes the real `cosign verify`.
+func TestCosignVerifiesPublishedBundle(t *testing.T) {
+	cosign := testenv.Cosign(t)
+	tmp := t.TempDir()
+	key, pub := writeKeyPair(t, tmp, "ci", "pw")
+	t.Setenv("STRATA_SIGN_PASSWORD", "pw")
+	reportFile, _ := signingReport(t, tmp)
+	repo := testenv.Repo(t, "bundles") + "/app"
+	out, _, err := run(t, "bundle", "publish", "--repo", repo, "--tag", "2.0.0", "--build-report", reportFile,
+		"--chart-dir", "../../bundle/testdata/app", "--sign-key", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cosign, "verify", "--key", pub, "--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", repo+":2.0.0")
+	cmd.Env = append(os.Environ(), "HOME="+tmp, "TUF_ROOT="+filepath.Join(tmp, "tuf"))
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("cosign verify %s: %v\n%s", strings.TrimSpace(out), err, b)
+	}
+	if _, d, _ := strings.Cut(strings.TrimSpace(out), "@"); !strings.Contains(string(b), d) {
+		t.Fatalf("cosign verify output lacks %s:\n%s", d, b)
+	}
+}

@@ -26,6 +26,9 @@ type Options struct {
 	// MaxChartBytes and MaxOutputBytes limit the bundle and the rendered output (0: defaults).
 	MaxChartBytes  int64
 	MaxOutputBytes int64
+	// VerifyPolicy is the signature verification policy file (see sign.Policy); "" verifies
+	// only what the Application's STRATA_VERIFY_KEY asks for.
+	VerifyPolicy string
 }
 
 // checkBundle returns the bundle's metadata, or an error saying why Dir is not a bundle.
@@ -66,8 +69,13 @@ func Generate(ctx context.Context, o Options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("generate %s %s: %w", m.Chart, m.Version, err)
 	}
+	dir, done, err := verifiedDir(ctx, o, m, req)
+	if err != nil {
+		return fmt.Errorf("generate %s %s: %w", m.Chart, m.Version, err)
+	}
+	defer done()
 	out, err := bundle.Render(ctx, bundle.RenderOptions{
-		ChartDir:       o.Dir,
+		ChartDir:       dir,
 		ReleaseName:    req.ReleaseName,
 		Namespace:      req.AppNamespace,
 		Values:         req.Values,

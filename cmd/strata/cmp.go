@@ -23,6 +23,7 @@ environment Argo CD sets (ARGOCD_APP_NAME, ARGOCD_APP_NAMESPACE, KUBE_VERSION, A
 	}
 	c.PersistentFlags().StringVar(&o.Dir, "dir", ".", "bundle directory (Argo CD runs the plugin in it)")
 	c.PersistentFlags().Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse bundles larger than this")
+	c.PersistentFlags().StringVar(&o.VerifyPolicy, "verify-policy", "", "signature verification policy file (keys per bundle repository; see docs/signing.md)")
 	c.PersistentFlags().Int64Var(&o.MaxOutputBytes, "max-output-bytes", bundle.DefaultMaxOutputBytes, "refuse rendered output larger than this")
 	c.AddCommand(
 		&cobra.Command{

@@ -1,0 +1,192 @@
+package cmp
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+
+	"strata.dev/strata/bundle"
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/sign"
+)
+
+// EnvVerifyKey is the plugin env entry (Application spec.source.plugin.env, name
+// STRATA_VERIFY_KEY) holding a PEM public key: the bundle must also be signed by it. An
+// Application can only add this requirement; the sidecar's policy still applies.
+const EnvVerifyKey = "ARGOCD_ENV_STRATA_VERIFY_KEY"
+
+// verification is what the policy and the Application require of one bundle.
+type verification struct {
+	repo, ref  string
+	rule       *sign.Rule
+	appKey     *ecdsa.PublicKey
+	registry   registry.Options
+	policyFile string
+}
+
+// verifiedDir applies the verification policy (Options.VerifyPolicy) and the Application's
+// STRATA_VERIFY_KEY to the bundle. With nothing to verify it returns Options.Dir. Otherwise the
+// bundle's signature is checked in the registry, the bundle is read again at the verified
+// digest into a temporary directory (returned, removed by done) and must carry the same
+// metadata as the directory Argo CD handed over; with images: true every image of its lock
+// must be signed too. What is rendered is then exactly what was signed.
+func verifiedDir(ctx context.Context, o Options, m *bundle.Metadata, req *Request) (dir string, done func(), err error) {
+	v, err := planVerification(o, m, req)
+	if err != nil || v == nil {
+		return o.Dir, func() {}, err
+	}
+	tmp, err := os.MkdirTemp("", "strata-cmp-verified-")
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { os.RemoveAll(tmp) }
+	dir, err = v.run(ctx, o, m, filepath.Join(tmp, "chart"))
+	if err != nil {
+		done()
+		return "", nil, err
+	}
+	return dir, done, nil
+}
+
+func planVerification(o Options, m *bundle.Metadata, req *Request) (*verification, error) {
+	v := &verification{policyFile: o.VerifyPolicy}
+	var policy *sign.Policy
+	if o.VerifyPolicy != "" {
+		p, err := sign.LoadPolicy(o.VerifyPolicy)
+		if err != nil {
+			return nil, err
+		}
+		policy = p
+		v.registry.Insecure = p.InsecureRegistries
+	}
+	if pemKey := lookupEnv(o.Environ, EnvVerifyKey); pemKey != "" {
+		k, err := sign.ParsePublicKey([]byte(pemKey))
+		if err != nil {
+			return nil, fmt.Errorf("plugin env STRATA_VERIFY_KEY: %w", err)
+		}
+		v.appKey = k
+	}
+	if policy == nil && v.appKey == nil {
+		return nil, nil
+	}
+	repo, ref, err := bundleLocation(req, m)
+	if err != nil {
+		return nil, fmt.Errorf("cannot verify the bundle's signature: %w", err)
+	}
+	v.repo, v.ref = repo, ref
+	if policy != nil {
+		if v.rule, err = policy.For(repo); err != nil {
+			return nil, err
+		}
+		if v.rule != nil && v.rule.Skip {
+			v.rule = nil
+		}
+	}
+	if v.rule == nil && v.appKey == nil {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// bundleLocation is where Argo CD took the bundle from: an oci:// source names the repository
+// and passes the resolved digest as the revision; a Helm-OCI source (repoURL + chart) names
+// the registry path, the chart name is the repository's last element and the version its tag.
+func bundleLocation(req *Request, m *bundle.Metadata) (repo, ref string, err error) {
+	if req.RepoURL == "" {
+		return "", "", errors.New("the Application's source names no registry repository (ARGOCD_APP_SOURCE_REPO_URL is empty)")
+	}
+	_, tag, err := bundle.ChartVersion(m.Version)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", bundle.MetadataFile, err)
+	}
+	if r, ok := strings.CutPrefix(req.RepoURL, "oci://"); ok {
+		repo = strings.TrimSuffix(r, "/")
+		if strings.HasPrefix(req.Revision, "sha256:") {
+			return repo, repo + "@" + req.Revision, nil
+		}
+		return repo, repo + ":" + tag, nil
+	}
+	repo = strings.TrimSuffix(req.RepoURL, "/") + "/" + m.Chart
+	return repo, repo + ":" + tag, nil
+}
+
+func (v *verification) run(ctx context.Context, o Options, m *bundle.Metadata, dir string) (string, error) {
+	so := sign.Options{Registry: v.registry}
+	var verified *sign.Verified
+	if v.rule != nil {
+		res, err := sign.Verify(ctx, v.ref, sign.VerifyOptions{Options: so, Keys: v.rule.BundleKeys})
+		if err != nil {
+			return "", fmt.Errorf("refused by %s: %w", v.rule.Where, err)
+		}
+		verified = res
+	}
+	if v.appKey != nil {
+		ref := v.ref
+		if verified != nil {
+			ref = verified.Ref // the same digest, not the tag again
+		}
+		res, err := sign.Verify(ctx, ref, sign.VerifyOptions{Options: so, Keys: []*ecdsa.PublicKey{v.appKey}})
+		if err != nil {
+			return "", fmt.Errorf("refused by the Application's STRATA_VERIFY_KEY: %w", err)
+		}
+		verified = res
+	}
+	p, err := bundle.Pull(ctx, bundle.PullOptions{Ref: verified.Ref, Dir: dir, Registry: v.registry, MaxChartBytes: o.MaxChartBytes})
+	if err != nil {
+		return "", fmt.Errorf("read the verified bundle: %w", err)
+	}
+	if p.Metadata == nil || !reflect.DeepEqual(p.Metadata, m) {
+		got := "none"
+		if p.Metadata != nil {
+			got = fmt.Sprintf("commit %s, created %s", p.Metadata.Commit.Hash, p.Metadata.Created.Format("2006-01-02T15:04:05Z07:00"))
+		}
+		return "", fmt.Errorf("the bundle Argo CD handed over (commit %s, created %s) is not the signed %s (%s): the tag moved since Argo CD fetched it; hard-refresh the Application",
+			m.Commit.Hash, m.Created.Format("2006-01-02T15:04:05Z07:00"), verified.Ref, got)
+	}
+	if v.rule != nil && v.rule.Images {
+		if err := verifyImages(ctx, so, p.Metadata, v.rule); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// verifyImages checks, concurrently, that every image of the lock is signed by the rule's image keys.
+func verifyImages(ctx context.Context, so sign.Options, m *bundle.Metadata, rule *sign.Rule) error {
+	names := m.ImageNames()
+	errs := make([]error, len(names))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			im := m.Images[n]
+			if _, err := sign.Verify(ctx, im.Repo+"@"+im.Digest, sign.VerifyOptions{Options: so, Keys: rule.ImagePublicKeys}); err != nil {
+				errs[i] = fmt.Errorf("image %s: %w", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("refused by %s (images: true): %w", rule.Where, err)
+	}
+	return nil
+}
+
+func lookupEnv(environ []string, key string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}

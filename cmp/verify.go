@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/registry"
@@ -32,26 +33,17 @@ type verification struct {
 
 // verifiedDir applies the verification policy (Options.VerifyPolicy) and the Application's
 // STRATA_VERIFY_KEY to the bundle. With nothing to verify it returns Options.Dir. Otherwise the
-// bundle's signature is checked in the registry, the bundle is read again at the verified
-// digest into a temporary directory (returned, removed by done) and must carry the same
-// metadata as the directory Argo CD handed over; with images: true every image of its lock
-// must be signed too. What is rendered is then exactly what was signed.
+// bundle's signature is checked in the registry, and what is rendered is exactly what was
+// signed: Options.Dir when its files hash to the content digest the signed manifest carries
+// (bundles Strata published), else the bundle read again at the verified digest into a
+// temporary directory (removed by done), which must carry the same metadata as Options.Dir.
+// With images: true every image of the lock must be signed too.
 func verifiedDir(ctx context.Context, o Options, m *bundle.Metadata, req *Request) (dir string, done func(), err error) {
 	v, err := planVerification(o, m, req)
 	if err != nil || v == nil {
 		return o.Dir, func() {}, err
 	}
-	tmp, err := os.MkdirTemp("", "strata-cmp-verified-")
-	if err != nil {
-		return "", nil, err
-	}
-	done = func() { os.RemoveAll(tmp) }
-	dir, err = v.run(ctx, o, m, filepath.Join(tmp, "chart"))
-	if err != nil {
-		done()
-		return "", nil, err
-	}
-	return dir, done, nil
+	return v.run(ctx, o, m)
 }
 
 func planVerification(o Options, m *bundle.Metadata, req *Request) (*verification, error) {
@@ -116,49 +108,76 @@ func bundleLocation(req *Request, m *bundle.Metadata) (repo, ref string, err err
 	return repo, repo + ":" + tag, nil
 }
 
-func (v *verification) run(ctx context.Context, o Options, m *bundle.Metadata, dir string) (string, error) {
-	so := sign.Options{Registry: v.registry}
+func (v *verification) run(ctx context.Context, o Options, m *bundle.Metadata) (string, func(), error) {
+	vf, err := sign.NewVerifier(ctx, sign.Options{Registry: v.registry})
+	if err != nil {
+		return "", nil, err
+	}
+	// the images are checked while the bundle is: their result only counts once the bundle's
+	// signature, and that the lock is the signed one, are established below
+	images := make(chan error, 1)
+	if v.rule != nil && v.rule.Images {
+		go func() { images <- verifyImages(vf, m, v.rule) }()
+	} else {
+		images <- nil
+	}
 	var verified *sign.Verified
 	if v.rule != nil {
-		res, err := sign.Verify(ctx, v.ref, sign.VerifyOptions{Options: so, Keys: v.rule.BundleKeys})
-		if err != nil {
-			return "", fmt.Errorf("refused by %s: %w", v.rule.Where, err)
+		if verified, err = vf.Verify(v.ref, v.rule.BundleKeys...); err != nil {
+			return "", nil, fmt.Errorf("refused by %s: %w", v.rule.Where, err)
 		}
-		verified = res
 	}
 	if v.appKey != nil {
 		ref := v.ref
 		if verified != nil {
 			ref = verified.Ref // the same digest, not the tag again
 		}
-		res, err := sign.Verify(ctx, ref, sign.VerifyOptions{Options: so, Keys: []*ecdsa.PublicKey{v.appKey}})
-		if err != nil {
-			return "", fmt.Errorf("refused by the Application's STRATA_VERIFY_KEY: %w", err)
+		if verified, err = vf.Verify(ref, v.appKey); err != nil {
+			return "", nil, fmt.Errorf("refused by the Application's STRATA_VERIFY_KEY: %w", err)
 		}
-		verified = res
 	}
-	p, err := bundle.Pull(ctx, bundle.PullOptions{Ref: verified.Ref, Dir: dir, Registry: v.registry, MaxChartBytes: o.MaxChartBytes})
+	dir, done := o.Dir, func() {}
+	cd := verified.Annotations[bundle.AnnotationContentDigest]
+	if got, err := bundle.DirContentDigest(o.Dir, o.MaxChartBytes); cd == "" || err != nil || got != cd {
+		if dir, done, err = pullVerified(ctx, o, m, verified.Ref, v.registry); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := <-images; err != nil {
+		done()
+		return "", nil, err
+	}
+	return dir, done, nil
+}
+
+// pullVerified reads the bundle at the verified digest into a temporary directory; its
+// metadata must be the one of the directory Argo CD handed over.
+func pullVerified(ctx context.Context, o Options, m *bundle.Metadata, ref string, ro registry.Options) (string, func(), error) {
+	tmp, err := os.MkdirTemp("", "strata-cmp-verified-")
 	if err != nil {
-		return "", fmt.Errorf("read the verified bundle: %w", err)
+		return "", nil, err
+	}
+	done := func() { os.RemoveAll(tmp) }
+	dir := filepath.Join(tmp, "chart")
+	p, err := bundle.Pull(ctx, bundle.PullOptions{Ref: ref, Dir: dir, Registry: ro, MaxChartBytes: o.MaxChartBytes})
+	if err != nil {
+		done()
+		return "", nil, fmt.Errorf("read the verified bundle: %w", err)
 	}
 	if p.Metadata == nil || !reflect.DeepEqual(p.Metadata, m) {
+		done()
 		got := "none"
 		if p.Metadata != nil {
-			got = fmt.Sprintf("commit %s, created %s", p.Metadata.Commit.Hash, p.Metadata.Created.Format("2006-01-02T15:04:05Z07:00"))
+			got = fmt.Sprintf("commit %s, created %s", p.Metadata.Commit.Hash, p.Metadata.Created.Format(time.RFC3339))
 		}
-		return "", fmt.Errorf("the bundle Argo CD handed over (commit %s, created %s) is not the signed %s (%s): the tag moved since Argo CD fetched it; hard-refresh the Application",
-			m.Commit.Hash, m.Created.Format("2006-01-02T15:04:05Z07:00"), verified.Ref, got)
+		return "", nil, fmt.Errorf("the bundle Argo CD handed over (commit %s, created %s) is not the signed %s (%s): the tag moved since Argo CD fetched it; hard-refresh the Application",
+			m.Commit.Hash, m.Created.Format(time.RFC3339), ref, got)
 	}
-	if v.rule != nil && v.rule.Images {
-		if err := verifyImages(ctx, so, p.Metadata, v.rule); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
+	return dir, done, nil
 }
 
 // verifyImages checks, concurrently, that every image of the lock is signed by the rule's image keys.
-func verifyImages(ctx context.Context, so sign.Options, m *bundle.Metadata, rule *sign.Rule) error {
+func verifyImages(vf *sign.Verifier, m *bundle.Metadata, rule *sign.Rule) error {
 	names := m.ImageNames()
 	errs := make([]error, len(names))
 	sem := make(chan struct{}, 8)
@@ -170,7 +189,7 @@ func verifyImages(ctx context.Context, so sign.Options, m *bundle.Metadata, rule
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			im := m.Images[n]
-			if _, err := sign.Verify(ctx, im.Repo+"@"+im.Digest, sign.VerifyOptions{Options: so, Keys: rule.ImagePublicKeys}); err != nil {
+			if _, err := vf.Verify(im.Repo+"@"+im.Digest, rule.ImagePublicKeys...); err != nil {
 				errs[i] = fmt.Errorf("image %s: %w", n, err)
 			}
 		}()

@@ -119,10 +119,26 @@ func TestInteropCosignVerifiesStrata(t *testing.T) {
 	if out, err := c.verify(t, cosignPub, repo+"@"+d2); err == nil {
 		t.Fatalf("cosign verify accepted a signature by another key:\n%s", out)
 	}
-	// and adds its own signature to the same signature image
+	// cosign signing with the same key finds Strata's signature a duplicate of its own (same
+	// payload bytes, valid under the key): nothing is added
 	c.sign(t, ownKey, repo+"@"+d2)
+	if n := len(sigManifest(t, repo, d2).Layers); n != 1 {
+		t.Fatalf("cosign re-signing with Strata's key: %d signature layers, want 1 (payloads differ?)", n)
+	}
+	// with another key it appends a layer to the same signature image; both verify
+	c.sign(t, cosignKey, repo+"@"+d2)
 	if n := len(sigManifest(t, repo, d2).Layers); n != 2 {
-		t.Fatalf("after Strata and cosign signed: %d signature layers, want 2", n)
+		t.Fatalf("after Strata and cosign signed with two keys: %d signature layers, want 2", n)
+	}
+	if out, err := c.verify(t, cosignPub, repo+"@"+d2); err != nil {
+		t.Fatalf("cosign verify of its own signature next to Strata's: %v\n%s", err, out)
+	}
+	cosignPubKey, err := LoadPublicKey(cosignPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, repo+"@"+d2, VerifyOptions{Keys: []*ecdsa.PublicKey{cosignPubKey}}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := Verify(ctx, repo+"@"+d2, VerifyOptions{Keys: []*ecdsa.PublicKey{&own.PublicKey}}); err != nil {
 		t.Fatal(err)

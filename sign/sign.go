@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -69,11 +68,11 @@ func Sign(ctx context.Context, ref string, o SignOptions) (*Signed, error) {
 	if o.Key == nil {
 		return nil, fmt.Errorf("sign %s: no key given", ref)
 	}
-	c, err := newClient(ctx, o.Options)
+	c, err := newClient(ctx, o.Options, true)
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", ref, err)
 	}
-	target, err := c.resolve(ref)
+	target, _, err := c.resolve(ref)
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", ref, err)
 	}
@@ -86,42 +85,49 @@ func Sign(ctx context.Context, ref string, o SignOptions) (*Signed, error) {
 	return res, nil
 }
 
-// client reaches one registry with one puller, so the token and connections are reused.
+// client reaches registries with one puller (and, to sign, one pusher), so tokens and
+// connections are reused across calls.
 type client struct {
 	o      Options
 	remote []remote.Option
 }
 
-func newClient(ctx context.Context, o Options) (*client, error) {
+func newClient(ctx context.Context, o Options, push bool) (*client, error) {
 	opts := o.Registry.Remote(ctx)
 	p, err := remote.NewPuller(opts...)
 	if err != nil {
 		return nil, err
 	}
-	pu, err := remote.NewPusher(opts...)
-	if err != nil {
-		return nil, err
+	c := &client{o: o, remote: append(opts, remote.Reuse(p))}
+	if push {
+		pu, err := remote.NewPusher(opts...)
+		if err != nil {
+			return nil, err
+		}
+		c.remote = append(c.remote, remote.Reuse(pu))
 	}
-	return &client{o: o, remote: append(opts, remote.Reuse(p), remote.Reuse(pu))}, nil
+	return c, nil
 }
 
-// resolve turns REPO:TAG or REPO@DIGEST into REPO@DIGEST, checking the manifest exists.
-func (c *client) resolve(ref string) (name.Digest, error) {
+// resolve turns REPO:TAG or REPO@DIGEST into REPO@DIGEST, checking the manifest exists, and
+// returns the manifest's annotations (from the one GET that resolves it).
+func (c *client) resolve(ref string) (name.Digest, map[string]string, error) {
 	r, err := c.o.Registry.ParseReference(ref)
 	if err != nil {
-		return name.Digest{}, err
+		return name.Digest{}, nil, err
 	}
-	if d, ok := r.(name.Digest); ok {
-		return d, nil
-	}
-	desc, err := remote.Head(r, c.remote...)
+	desc, err := remote.Get(r, c.remote...)
 	if err != nil {
 		if registry.IsNotFound(err) {
-			return name.Digest{}, fmt.Errorf("%s is not in the registry", ref)
+			return name.Digest{}, nil, fmt.Errorf("%s is not in the registry", ref)
 		}
-		return name.Digest{}, fmt.Errorf("resolve %s: %w", ref, err)
+		return name.Digest{}, nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
-	return r.Context().Digest(desc.Digest.String()), nil
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	_ = json.Unmarshal(desc.Manifest, &m) // annotations are informative; the digest is what counts
+	return r.Context().Digest(desc.Digest.String()), m.Annotations, nil
 }
 
 // signatureRef is REPO:sha256-<hex>.sig for target.
@@ -140,12 +146,6 @@ func emptySignatures() v1.Image {
 }
 
 func (c *client) sign(target name.Digest, o SignOptions) (*Signed, error) {
-	if _, err := remote.Head(target, c.remote...); err != nil {
-		if registry.IsNotFound(err) {
-			return nil, errors.New("the manifest is not in the registry")
-		}
-		return nil, fmt.Errorf("check manifest: %w", err)
-	}
 	payload, err := json.Marshal(NewPayload(target.Context().Name(), target.DigestStr(), o.Annotations))
 	if err != nil {
 		return nil, fmt.Errorf("payload: %w", err)

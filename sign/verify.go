@@ -53,6 +53,8 @@ type Verified struct {
 	Identity string `json:"identity"`
 	// Optional holds the payload's optional claims.
 	Optional map[string]any `json:"optional,omitempty"`
+	// Annotations are the verified manifest's annotations (covered by its digest).
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Verify checks that the manifest ref (REPO:TAG or REPO@DIGEST) names carries a valid
@@ -60,25 +62,43 @@ type Verified struct {
 // signature verifies with a key over a payload that names this very digest. A tag is
 // resolved once; the digest verified is the one reported.
 func Verify(ctx context.Context, ref string, o VerifyOptions) (*Verified, error) {
-	if len(o.Keys) == 0 {
+	v, err := NewVerifier(ctx, o.Options)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", ref, err)
+	}
+	return v.Verify(ref, o.Keys...)
+}
+
+// Verifier verifies many manifests over shared registry connections; safe for concurrent use.
+type Verifier struct{ c *client }
+
+// NewVerifier returns a Verifier using ctx for all its requests.
+func NewVerifier(ctx context.Context, o Options) (*Verifier, error) {
+	c, err := newClient(ctx, o, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{c: c}, nil
+}
+
+// Verify is the package's Verify with the Verifier's connections.
+func (vf *Verifier) Verify(ref string, keys ...*ecdsa.PublicKey) (*Verified, error) {
+	if len(keys) == 0 {
 		return nil, fmt.Errorf("verify %s: no trusted public key given", ref)
 	}
-	c, err := newClient(ctx, o.Options)
+	target, ann, err := vf.c.resolve(ref)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", ref, err)
 	}
-	target, err := c.resolve(ref)
-	if err != nil {
-		return nil, fmt.Errorf("verify %s: %w", ref, err)
-	}
-	v, err := c.verify(target, o.Keys)
+	v, err := vf.c.verify(target, keys)
 	if err != nil {
 		if ref != target.String() {
 			return nil, fmt.Errorf("verify %s (%s): %w", ref, target.DigestStr(), err)
 		}
 		return nil, fmt.Errorf("verify %s: %w", ref, err)
 	}
-	o.log().Debug("verified", "ref", v.Ref, "key", v.KeyID)
+	v.Annotations = ann
+	vf.c.o.log().Debug("verified", "ref", v.Ref, "key", v.KeyID)
 	return v, nil
 }
 

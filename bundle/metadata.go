@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -82,6 +83,28 @@ func (m *Metadata) ImageNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// EachImage calls fn for every image of the lock, at most 8 at a time, and joins the errors,
+// each prefixed with "image NAME: ", in name order.
+func (m *Metadata) EachImage(fn func(name string, im Image) error) error {
+	names := m.ImageNames()
+	errs := make([]error, len(names))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := fn(n, m.Images[n]); err != nil {
+				errs[i] = fmt.Errorf("image %s: %w", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // CIURL is the most useful CI link: the pipeline, else the job.

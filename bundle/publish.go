@@ -228,33 +228,20 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 
 // checkImages verifies, concurrently, that every image of the lock is in its repository.
 func checkImages(ctx context.Context, ro registry.Options, meta *Metadata) error {
-	names := meta.ImageNames()
-	errs := make([]error, len(names))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			im := meta.Images[n]
-			ir, err := ro.Repository(im.Repo)
-			if err != nil {
-				errs[i] = fmt.Errorf("image %s: %w", n, err)
-				return
-			}
-			_, err = ir.Resolve(ctx, im.Digest)
-			switch {
-			case errors.Is(err, errdef.ErrNotFound):
-				errs[i] = fmt.Errorf("image %s (%s) is not in the registry: %w", n, im.Ref, err)
-			case err != nil: // e.g. refused or rate-limited: the image may well be there
-				errs[i] = fmt.Errorf("image %s (%s): check it is in the registry: %w", n, im.Ref, err)
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return meta.EachImage(func(_ string, im Image) error {
+		ir, err := ro.Repository(im.Repo)
+		if err != nil {
+			return err
+		}
+		_, err = ir.Resolve(ctx, im.Digest)
+		switch {
+		case errors.Is(err, errdef.ErrNotFound):
+			return fmt.Errorf("%s is not in the registry: %w", im.Ref, err)
+		case err != nil: // e.g. refused or rate-limited: the image may well be there
+			return fmt.Errorf("%s: check it is in the registry: %w", im.Ref, err)
+		}
+		return nil
+	})
 }
 
 // buildArtifact rewrites Chart.yaml (name, version) and values.yaml (strata.*), adds the

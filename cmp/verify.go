@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"strata.dev/strata/bundle"
@@ -178,24 +177,11 @@ func pullVerified(ctx context.Context, o Options, m *bundle.Metadata, ref string
 
 // verifyImages checks, concurrently, that every image of the lock is signed by the rule's image keys.
 func verifyImages(vf *sign.Verifier, m *bundle.Metadata, rule *sign.Rule) error {
-	names := m.ImageNames()
-	errs := make([]error, len(names))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			im := m.Images[n]
-			if _, err := vf.Verify(im.Repo+"@"+im.Digest, rule.ImagePublicKeys...); err != nil {
-				errs[i] = fmt.Errorf("image %s: %w", n, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err := m.EachImage(func(_ string, im bundle.Image) error {
+		_, err := vf.Verify(im.Repo+"@"+im.Digest, rule.ImagePublicKeys...)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("refused by %s (images: true): %w", rule.Where, err)
 	}
 	return nil

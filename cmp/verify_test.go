@@ -12,12 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/cmp"
-	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/sign"
 	"strata.dev/strata/stages"
@@ -38,20 +34,7 @@ type signedFixture struct {
 
 func newSignedFixture(t testing.TB, version string) *signedFixture {
 	t.Helper()
-	ctx := context.Background()
-	var ro registry.Options
-	stagesRepo := testenv.Repo(t, "stages")
-	rep := &stages.Report{Project: "app", Repo: stagesRepo, Commit: strings.Repeat("ef", 20)}
-	for i, n := range []string{"web", "worker"} {
-		img, _ := random.Image(64, 1)
-		tag := fmt.Sprintf("%056x-%d", i+1, time.Now().UnixMilli())
-		ref, _ := ro.ParseReference(stagesRepo + ":" + tag)
-		if err := remote.Write(ref, img, ro.Remote(ctx)...); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		rep.Images = append(rep.Images, stages.ImageReport{Name: n, Repo: stagesRepo, Tag: tag, Ref: stagesRepo + ":" + tag, ManifestDigest: d.String()})
-	}
+	rep := testenv.BuildReport(t, "app", "web", "worker")
 	f := &signedFixture{regPath: testenv.Repo(t, "bundles"), report: rep, tmp: t.TempDir()}
 	f.repo = f.regPath + "/app"
 	f.publish(t, version, "2026-11-22T10:00:00Z")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -195,19 +196,26 @@ Prints REPO@DIGEST of the bundle.`,
 				if p.Metadata == nil || len(p.Metadata.Images) == 0 {
 					return fmt.Errorf("bundle verify %s: --images: the bundle has no images lock (%s)", v.Ref, bundle.MetadataFile)
 				}
+				vf, err := sign.NewVerifier(ctx, so)
+				if err != nil {
+					return err
+				}
 				res.Images = map[string]*sign.Verified{}
-				var failed []string
-				for _, n := range p.Metadata.ImageNames() {
-					im := p.Metadata.Images[n]
-					iv, err := sign.Verify(ctx, im.Repo+"@"+im.Digest, sign.VerifyOptions{Options: so, Keys: ipubs})
+				var mu sync.Mutex
+				failed := 0
+				err = p.Metadata.EachImage(func(n string, im bundle.Image) error {
+					iv, err := vf.Verify(im.Repo+"@"+im.Digest, ipubs...)
+					mu.Lock()
+					defer mu.Unlock()
 					if err != nil {
-						failed = append(failed, fmt.Sprintf("image %s: %v", n, err))
-						continue
+						failed++
+						return err
 					}
 					res.Images[n] = iv
-				}
-				if len(failed) > 0 {
-					return fmt.Errorf("bundle verify %s: %d of %d images fail: %s", v.Ref, len(failed), len(p.Metadata.Images), strings.Join(failed, "; "))
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("bundle verify %s: %d of %d images fail: %w", v.Ref, failed, len(p.Metadata.Images), err)
 				}
 			}
 			return a.printResult(asJSON, res, v.Ref)

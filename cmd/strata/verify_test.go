@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,11 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"strata.dev/strata/bundle"
-	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/sign"
 	"strata.dev/strata/stages"
@@ -43,23 +38,10 @@ func writeKeyPair(t *testing.T, dir, name, pw string) (key, pub string) {
 	return key, pub
 }
 
-// signingReport pushes two random images and writes a build report naming them.
-func signingReport(t *testing.T, dir string) (string, stages.Report) {
+// signingReport pushes two images and writes a build report naming them.
+func signingReport(t *testing.T, dir string) (string, *stages.Report) {
 	t.Helper()
-	ctx := context.Background()
-	stagesRepo := testenv.Repo(t, "stages")
-	var ro registry.Options
-	rep := stages.Report{Project: "app", Repo: stagesRepo, Commit: strings.Repeat("cd", 20)}
-	for i, n := range []string{"web", "worker"} {
-		img, _ := random.Image(128, 1)
-		tag := fmt.Sprintf("%056x-%d", i+1, time.Now().UnixMilli())
-		ref, _ := ro.ParseReference(stagesRepo + ":" + tag)
-		if err := remote.Write(ref, img, ro.Remote(ctx)...); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		rep.Images = append(rep.Images, stages.ImageReport{Name: n, Repo: stagesRepo, Tag: tag, Ref: stagesRepo + ":" + tag, ManifestDigest: d.String()})
-	}
+	rep := testenv.BuildReport(t, "app", "web", "worker")
 	file := filepath.Join(dir, "build.json")
 	b, _ := json.Marshal(rep)
 	if err := os.WriteFile(file, b, 0o644); err != nil {

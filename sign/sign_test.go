@@ -218,3 +218,46 @@ func TestPayloadFormat(t *testing.T) {
 		t.Fatalf("foreign type: %v", err)
 	}
 }
+
+func TestCopySignatures(t *testing.T) {
+	ctx := context.Background()
+	src := testenv.Repo(t, "src")
+	dst := testenv.Repo(t, "dst")
+	d := pushImage(t, src, "v1")
+	pushImage(t, dst, "v0")
+	k1, k2 := newKey(t), newKey(t)
+	if n, err := CopySignatures(ctx, src+"@"+d, dst, Options{}); err != nil || n != 0 {
+		t.Fatalf("unsigned: %d %v", n, err)
+	}
+	if _, err := Sign(ctx, src+"@"+d, SignOptions{Key: k1}); err != nil {
+		t.Fatal(err)
+	}
+	// the image itself goes to dst by digest, as bundle copy does
+	srcRef, _ := name.NewDigest(src+"@"+d, name.Insecure)
+	img, err := remote.Image(srcRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstRef, _ := name.NewTag(dst+":v1", name.Insecure)
+	if err := remote.Write(dstRef, img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sign(ctx, dst+"@"+d, SignOptions{Key: k2}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := CopySignatures(ctx, src+"@"+d, dst, Options{})
+	if err != nil || n != 1 {
+		t.Fatalf("copy: %d %v", n, err)
+	}
+	if len(sigManifest(t, dst, d).Layers) != 2 {
+		t.Fatal("the destination's own signature was not kept")
+	}
+	for _, k := range []*ecdsa.PrivateKey{k1, k2} {
+		if _, err := Verify(ctx, dst+":v1", VerifyOptions{Keys: []*ecdsa.PublicKey{&k.PublicKey}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := CopySignatures(ctx, src+"@"+d, dst, Options{}); err != nil || n != 0 {
+		t.Fatalf("copy again: %d %v", n, err)
+	}
+}

@@ -188,8 +188,9 @@ func addRenderFlags(f *pflag.FlagSet, o *bundle.RenderOptions) {
 
 func newBundleCopyCmd(a *app) *cobra.Command {
 	var (
-		o      bundle.CopyOptions
-		asJSON bool
+		o       bundle.CopyOptions
+		asJSON  bool
+		signKey string
 	)
 	c := &cobra.Command{
 		Use:   "copy --from (REF | archive:FILE.tar) --to (REPO[:TAG] | archive:FILE.tar)",
@@ -202,12 +203,20 @@ the destination are skipped; blobs in another repository of the same registry ar
 An archive holds the bundle as published; it is rewritten when copied on to a registry.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			signer, err := newPublishSigner(signKey)
+			if err != nil {
+				return fmt.Errorf("bundle copy: %w", err)
+			}
 			o.Registry, o.Log = a.registry(), a.log
 			res, err := bundle.Copy(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			return a.printResult(asJSON, res, res.Ref+"@"+res.Digest)
+			signed, err := carrySignatures(cmd, a, o, res, signer)
+			if err != nil {
+				return err
+			}
+			return a.printResult(asJSON, signed, res.Ref+"@"+res.Digest)
 		},
 	}
 	f := c.Flags()
@@ -215,6 +224,7 @@ An archive holds the bundle as published; it is rewritten when copied on to a re
 	f.StringVar(&o.To, "to", "", "destination REPO[:TAG] or archive:FILE.tar")
 	f.StringVar(&o.ImagesRepo, "images-repo", "", "destination repository of the images (default: the bundle's)")
 	f.BoolVar(&o.Force, "force", false, "replace an existing destination tag whose content differs")
+	f.StringVar(&signKey, "sign-key", "", "sign the bundle at a registry destination (it is rewritten there; see docs/signing.md)")
 	f.Int64Var(&o.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")
 	f.Int64Var(&o.MaxArchiveBytes, "max-archive-bytes", bundle.DefaultMaxArchiveBytes, "refuse archives holding more than this")
 	a.addRegistryFlags(f)

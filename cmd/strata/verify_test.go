@@ -144,6 +144,24 @@ func TestSignAndVerifyCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &bv); err != nil || len(bv.Images) != 2 || bv.Images["web"].Digest != rep.Images[0].ManifestDigest {
 		t.Fatalf("bundle verify --images --json: %v\n%s", err, out)
 	}
+
+	// bundle copy carries the images' signatures and signs the rewritten bundle at the destination
+	dst := testenv.Repo(t, "copied") + "/app"
+	out, _, err = run(t, "bundle", "copy", "--from", repo+":1.0.0", "--to", dst, "--sign-key", key, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc struct {
+		Digest           string       `json:"digest"`
+		SignaturesCopied int          `json:"signaturesCopied"`
+		Signature        *sign.Signed `json:"signature"`
+	}
+	if err := json.Unmarshal([]byte(out), &sc); err != nil || sc.SignaturesCopied != 2 || sc.Signature == nil || sc.Signature.Digest != sc.Digest {
+		t.Fatalf("bundle copy --sign-key: %v\n%s", err, out)
+	}
+	if _, _, err := run(t, "bundle", "verify", dst+":1.0.0", "--key", pub, "--images", "--image-key", "env://IMAGE_PUB"); err != nil {
+		t.Fatalf("verify the copy: %v", err)
+	}
 }
 
 func runErr(t *testing.T, args ...string) (string, error) {

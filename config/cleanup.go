@@ -10,13 +10,13 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// werfCleanupKeys are werf's cleanup keys: accepted (a werf.yaml must still build) and listed in
-// Policy.Werf, since Strata does not translate them into its rules yet.
-var werfCleanupKeys = []string{"keepPolicies", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy",
-	"disableBuiltWithinLastNHoursPolicy", "keepImagesBuiltWithinLastNHours"}
+// werfCleanupKeys are werf's cleanup keys without an exact Strata equivalent: accepted (a
+// werf.yaml must still build) and listed in Policy.Werf, which `strata cleanup` refuses.
+// keepImagesBuiltWithinLastNHours and disableBuiltWithinLastNHoursPolicy are translated.
+var werfCleanupKeys = []string{"keepPolicies", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy"}
 
-func (p parser) policy(n *yaml.Node) (Policy, error) {
-	pol := DefaultPolicy()
+func (p parser) policy(n *yaml.Node) (pol Policy, err error) {
+	pol = DefaultPolicy()
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return pol, nil
 	}
@@ -34,6 +34,31 @@ func (p parser) policy(n *yaml.Node) (Policy, error) {
 			return
 		},
 	}
+	// werf: keep images built within the last N hours (default 2), unless the policy is disabled.
+	var werfHours *int
+	werfDisabled := false
+	h["keepImagesBuiltWithinLastNHours"] = func(v *yaml.Node) error {
+		x, err := strconv.Atoi(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil || x < 0 {
+			return p.errf(v, "cleanup.keepImagesBuiltWithinLastNHours", "want a whole number of hours ≥ 0, got %s", kindName(v))
+		}
+		werfHours = &x
+		return nil
+	}
+	h["disableBuiltWithinLastNHoursPolicy"] = func(v *yaml.Node) error {
+		if v.Kind != yaml.ScalarNode || v.Decode(&werfDisabled) != nil {
+			return p.errf(v, "cleanup.disableBuiltWithinLastNHoursPolicy", "want true or false, got %s", kindName(v))
+		}
+		return nil
+	}
+	defer func() {
+		if werfHours != nil {
+			pol.KeepBuiltWithin = time.Duration(*werfHours) * time.Hour
+		}
+		if werfDisabled {
+			pol.KeepBuiltWithin = 0
+		}
+	}()
 	for _, k := range werfCleanupKeys {
 		k := k
 		h[k] = func(v *yaml.Node) error {
@@ -41,7 +66,11 @@ func (p parser) policy(n *yaml.Node) (Policy, error) {
 			return nil
 		}
 	}
-	return pol, p.mapping(n, "cleanup", h)
+	err = p.mapping(n, "cleanup", h)
+	if err == nil && werfHours != nil && hasKey(n, "keepBuiltWithin") {
+		err = p.errf(n, "cleanup", "keepBuiltWithin and werf's keepImagesBuiltWithinLastNHours say the same thing: keep one")
+	}
+	return pol, err
 }
 
 var ruleKeys = []string{"match", "last", "within"}
@@ -150,6 +179,8 @@ func cutUnit(s string) (int, byte, bool) {
 // FormatDuration prints a policy duration the way it is written: 7d, 2h, 90m.
 func FormatDuration(d time.Duration) string {
 	switch {
+	case d == 0:
+		return "0"
 	case d%(24*time.Hour) == 0:
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	case d%time.Hour == 0:

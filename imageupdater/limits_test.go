@@ -154,8 +154,10 @@ func TestCancellationStopsTheController(t *testing.T) {
 				t.Fatal("the check never reached the registry")
 			}
 			cancel()
+			cancelled := time.Now()
 			select {
 			case err := <-done:
+				t.Logf("Run returned %v after cancellation", time.Since(cancelled).Round(time.Millisecond))
 				if once && (err == nil || !strings.Contains(err.Error(), "interrupted")) {
 					t.Errorf("--once after cancel: %v, want an interrupted error", err)
 				}

@@ -164,6 +164,7 @@ var equivalenceCorpus = []equivalenceCase{
 	{chart: "schema", opts: RenderOptions{Set: []string{"replicas=many"}}, wantErr: true},
 	{chart: "library", wantErr: true},
 	{chart: "missingdep", wantErr: true},
+	{chart: "badannotation", wantErr: true},
 	{chart: "platform", minObjects: 50},
 	{chart: "monitoring", opts: RenderOptions{APIVersions: []string{"monitoring.coreos.com/v1"}}, minObjects: 50},
 	{chart: "forge", minObjects: 50},

@@ -3,16 +3,21 @@ package bundle
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
+	"sort"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/releaseutil"
 )
 
-// piece is one rendered YAML document and the chart file it came from.
-type piece struct{ source, content string }
+// piece is one rendered YAML document and the chart file it came from; template tells a
+// template's output (which Helm's manifest rules apply to) from a CRD file's.
+type piece struct {
+	source, content string
+	template        bool
+}
 
 // renderTemplates renders a chart as `helm template --include-crds` does (Helm's client-only
 // dry-run install: same release options, capabilities, schema validation, dependency handling,
@@ -47,35 +52,36 @@ func renderTemplates(ctx context.Context, chrt *chart.Chart, vals map[string]any
 	if err != nil {
 		return nil, err
 	}
-	for f := range files {
-		if strings.HasSuffix(f, "NOTES.txt") {
-			delete(files, f)
+	// Helm's manifest sort (releaseutil.SortManifests) parses every document once for its kind
+	// and hook annotations, and Render parses it again: the documents are split here as Helm
+	// splits them, and Render applies Helm's checks and hook rules to the one parse it makes.
+	var names []string
+	for f, content := range files {
+		if strings.HasSuffix(f, "NOTES.txt") || strings.HasPrefix(path.Base(f), "_") || strings.TrimSpace(content) == "" {
+			continue
 		}
+		names = append(names, f)
 	}
-	hooks, manifests, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
-	if err != nil {
-		return nil, err
-	}
+	sort.Strings(names)
 
 	// `helm template` prints every document followed by a line break (Helm's split trimmed it
 	// off, and with it the last line break of a block scalar that ends the document), and CRD
 	// files whole; Argo CD splits that stream at "---" lines. The pieces are what it gets.
 	var pieces []piece
 	var size int64
-	add := func(source, content string) {
+	add := func(source, content string, template bool) {
 		size += int64(len(content)) + 1
 		for _, doc := range splitStream(content + "\n") {
-			pieces = append(pieces, piece{source, doc})
+			pieces = append(pieces, piece{source, doc, template})
 		}
 	}
 	for _, crd := range chrt.CRDObjects() {
-		add(crd.Filename, string(crd.File.Data))
+		add(crd.Filename, string(crd.File.Data), false)
 	}
-	for _, m := range manifests {
-		add(m.Name, m.Content)
-	}
-	for _, h := range hooks {
-		add(h.Path, h.Manifest)
+	for _, f := range names {
+		for _, doc := range splitManifests(files[f]) {
+			add(f, doc, true)
+		}
 	}
 	if size > l.maxOut {
 		return nil, fmt.Errorf("output of %d bytes is larger than the limit of %d bytes: %w", size, l.maxOut, ErrLimit)
@@ -96,6 +102,53 @@ func checkDependencies(chrt *chart.Chart) error {
 		return fmt.Errorf("found in Chart.yaml, but missing in charts/ directory: %s (run `helm dependency build`)", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// splitManifests splits a rendered template into documents exactly as Helm does
+// (releaseutil.SplitManifests: the regular expression `(?:^|\s*\n)---\s*` on the trimmed text,
+// each document trimmed, empty ones dropped), without the regular expression, which was a
+// quarter of the time of rendering large charts.
+func splitManifests(s string) []string {
+	s = strings.TrimSpace(s)
+	var docs []string
+	keep := func(d string) {
+		if d != "" {
+			docs = append(docs, strings.TrimSpace(d))
+		}
+	}
+	start, pos := 0, 0
+	if strings.HasPrefix(s, "---") {
+		keep("")
+		start, pos = skipSpace(s, 3), skipSpace(s, 3)
+	}
+	for {
+		i := strings.Index(s[pos:], "\n---")
+		if i < 0 {
+			break
+		}
+		i += pos
+		j := i
+		for j > pos && isRegexpSpace(s[j-1]) {
+			j--
+		}
+		keep(s[start:j])
+		start = skipSpace(s, i+4)
+		pos = start
+	}
+	keep(s[start:])
+	return docs
+}
+
+// isRegexpSpace is Go's regexp \s: [\t\n\f\r ].
+func isRegexpSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && isRegexpSpace(s[i]) {
+		i++
+	}
+	return i
 }
 
 // splitStream splits a YAML stream into documents as Kubernetes' YAML reader does (which Argo

@@ -23,6 +23,7 @@ import (
 	yamlv2 "go.yaml.in/yaml/v2"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
@@ -168,6 +169,19 @@ func renderFiles(ctx context.Context, o RenderOptions, files []*loader.BufferedF
 		if obj.m == nil {
 			return nil // a null document, which Argo CD skips too
 		}
+		if p.template {
+			keep, hook, err := helmManifestRules(p.source, obj.m)
+			if err != nil {
+				return fmt.Errorf("render chart %s: %w", o.ChartDir, err)
+			}
+			if !keep {
+				return nil
+			}
+			if hook {
+				obj.seq = len(pieces) // after the other objects when all else is equal, as Helm lists hooks
+			}
+		}
+		obj.seq += i
 		annotate(obj.m, ann)
 		decoded[i] = &obj
 		return nil
@@ -183,9 +197,6 @@ func renderFiles(ctx context.Context, o RenderOptions, files []*loader.BufferedF
 	}
 	if len(objs) == 0 {
 		return nil, fmt.Errorf("render chart %s: the chart rendered no Kubernetes objects (release %q, namespace %q)", o.ChartDir, name, ns)
-	}
-	for i := range objs {
-		objs[i].seq = i
 	}
 	sort.SliceStable(objs, func(i, j int) bool { return objs[i].less(objs[j]) })
 
@@ -498,6 +509,67 @@ func numberValue(n string) any {
 		return f
 	}
 	return n
+}
+
+// helmHookEvents are the hook names Helm knows (release.HookEvent, and Helm 2's test-success).
+var helmHookEvents = map[string]bool{"test-success": true}
+
+func init() {
+	for _, e := range []release.HookEvent{release.HookPreInstall, release.HookPostInstall, release.HookPreDelete,
+		release.HookPostDelete, release.HookPreUpgrade, release.HookPostUpgrade, release.HookPreRollback,
+		release.HookPostRollback, release.HookTest} {
+		helmHookEvents[e.String()] = true
+	}
+}
+
+// helmManifestRules applies to a template's object what Helm's manifest sort does: it refuses
+// a metadata or annotations that is not a mapping and a name or annotation that is a mapping or
+// a list (Helm reads them into strings, which takes any scalar), tells hooks (helm.sh/hook) and
+// drops hooks of an unknown name, as helm template does.
+func helmManifestRules(source string, m map[string]any) (keep, hook bool, err error) {
+	md, ok := m["metadata"].(map[string]any)
+	if !ok {
+		if m["metadata"] != nil {
+			return false, false, fmt.Errorf("YAML parse error on %s: metadata is not a mapping", source)
+		}
+		return true, false, nil
+	}
+	if !scalar(md["name"]) {
+		return false, false, fmt.Errorf("YAML parse error on %s: metadata.name is not a string", source)
+	}
+	as, ok := md["annotations"].(map[string]any)
+	if !ok {
+		if md["annotations"] != nil {
+			return false, false, fmt.Errorf("YAML parse error on %s: metadata.annotations is not a mapping", source)
+		}
+		return true, false, nil
+	}
+	for k, v := range as {
+		if !scalar(v) {
+			return false, false, fmt.Errorf("YAML parse error on %s: annotation %s is not a string", source, k)
+		}
+	}
+	v, ok := as[release.HookAnnotation]
+	if !ok {
+		return true, false, nil
+	}
+	types, _ := v.(string)
+	for _, t := range strings.Split(types, ",") {
+		if !helmHookEvents[strings.ToLower(strings.TrimSpace(t))] {
+			return false, false, nil // Helm skips a hook it does not know
+		}
+	}
+	return true, true, nil
+}
+
+// scalar tells whether v (decoded) reads into a Go string through sigs.k8s.io/yaml: anything
+// but a mapping or a list.
+func scalar(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return false
+	}
+	return true
 }
 
 func annotations(meta *Metadata, bundleRef string) map[string]string {

@@ -14,6 +14,7 @@ func newBuildCmd(a *app) *cobra.Command {
 		o        build.Options
 		syncSpec string
 		report   string
+		signKey  string
 	)
 	c := &cobra.Command{
 		Use:   "build [IMAGE...]",
@@ -28,6 +29,10 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 --report FILE writes the JSON report 'strata bundle publish --build-report' reads.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			signer, err := newPublishSigner(signKey)
+			if err != nil {
+				return fmt.Errorf("build: %w", err)
+			}
 			o.Images, o.Registry, o.Log, o.Output = args, a.registry(), a.log, a.progress()
 			locker, err := a.locker(ctx, syncSpec)
 			if err != nil {
@@ -36,6 +41,9 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 			o.Locker = locker
 			rep, err := build.Run(ctx, o)
 			if err != nil {
+				return err
+			}
+			if err := signer.signImages(cmd, a, o.Registry, rep); err != nil {
 				return err
 			}
 			switch report {
@@ -67,6 +75,7 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	f.StringVar(&o.Env, "env", "", "the config templates' .Env (werf's --env)")
 	f.StringVar(&o.Network, "network", "host", "network of shell-stage containers and Dockerfile builds: host or none")
 	f.StringVar(&report, "report", "", "write the JSON build report to this file")
+	f.StringVar(&signKey, "sign-key", "", "sign every final image with this key (cosign.key, PEM ECDSA P-256 or env://NAME; see docs/signing.md)")
 	addSyncFlag(f, &syncSpec, syncUsage)
 	a.addRegistryFlags(f)
 	return c

@@ -13,6 +13,7 @@ import (
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/sign"
+	"strata.dev/strata/stages"
 )
 
 // Password variables of encrypted signing keys, in order.
@@ -344,4 +345,20 @@ func refRepo(ref string) string {
 		ref = ref[:i]
 	}
 	return ref
+}
+
+// signImages signs every final image of a build report (strata build --sign-key); a nil
+// signer signs nothing.
+func (p *publishSigner) signImages(cmd *cobra.Command, a *app, ro registry.Options, rep *stages.Report) error {
+	if p == nil {
+		return nil
+	}
+	for _, im := range rep.Images {
+		if _, err := sign.Sign(cmd.Context(), im.Repo+"@"+im.ManifestDigest, sign.SignOptions{
+			Options: sign.Options{Registry: ro, Log: a.log}, Key: p.key,
+		}); err != nil {
+			return fmt.Errorf("build: image %s was built but not signed (build again to retry): %w", im.Name, err)
+		}
+	}
+	return nil
 }

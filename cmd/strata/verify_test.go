@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -194,4 +195,56 @@ func TestCosignVerifiesPublishedBundle(t *testing.T) {
 	if _, d, _ := strings.Cut(strings.TrimSpace(out), "@"); !strings.Contains(string(b), d) {
 		t.Fatalf("cosign verify output lacks %s:\n%s", d, b)
 	}
+}
+
+// strata build --sign-key signs every final image; building again (everything reused) adds no
+// second signature.
+func TestBuildSignKey(t *testing.T) {
+	base := testenv.BaseImage(t)
+	dir := t.TempDir()
+	cfg := "project: signed\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ndocker:\n  USER: \"1000\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "strata.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x"}} {
+		c := exec.Command("git", args...)
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	key, pub := writeKeyPair(t, t.TempDir(), "ci", "pw")
+	t.Setenv("STRATA_SIGN_PASSWORD", "pw")
+	repo := testenv.Repo(t, "stages")
+	report := filepath.Join(t.TempDir(), "report.json")
+	for i := 0; i < 2; i++ {
+		if _, stderr, err := run(t, "build", "-q", "--dir", dir, "--repo", repo, "--report", report, "--sign-key", key); err != nil {
+			t.Fatalf("strata build --sign-key: %v\n%s", err, stderr)
+		}
+	}
+	rep, err := stages.ReadReport(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "verify", rep.Images[0].Ref, "--key", pub, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v sign.Verified
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Digest != rep.Images[0].ManifestDigest {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	s, err := sign.Sign(context.Background(), v.Ref, sign.SignOptions{Key: mustKey(t, key, "pw")})
+	if err != nil || !s.Unchanged || s.Signatures != 1 {
+		t.Fatalf("after two builds: %+v %v", s, err)
+	}
+}
+
+func mustKey(t *testing.T, file, pw string) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := sign.LoadPrivateKey(file, []byte(pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -2,16 +2,19 @@ package argocdtest
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -413,4 +416,78 @@ func TestForcedRepublishNeedsHardRefreshAndSelfHeal(t *testing.T) {
 		return syncedAt("1.0.0")(app) && err == nil && cm.Annotations[bundle.AnnotationCommit] == newer.commit
 	})
 	checkLive(t, a, dest, "repub", "hello", newer.commit)
+}
+
+// A private registry (htpasswd): Argo CD reaches bundles with the credentials of the repository
+// Secret types it documents — type helm + enableOCI for a Helm-OCI source, type oci for an
+// oci:// source — and a wrong password is a ComparisonError naming the authentication failure.
+//
+// Not parallel: Publish takes the credentials from DOCKER_CONFIG (registry.Options.Keychain does
+// not reach its oras-go client).
+func TestPrivateRegistrySyncs(t *testing.T) {
+	a := argoCD(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := testenv.StartRegistry(t, "auth:\n  htpasswd: {realm: strata, path: "+htpasswd+"}\n")
+	dockerConfig := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(`{"auths":{"`+reg+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dockerConfig)
+	pub := func(name string) published {
+		p := published{base: reg + "/strata-test/" + testenv.UniqueName(t, name), chart: "bundle"}
+		return republish(t, p, "testdata/bundle", "1.0.0", strings.Repeat("c0ffee", 7)[:40], false, false)
+	}
+	ctx := context.Background()
+	add := func(fields map[string]string) {
+		t.Helper()
+		if err := a.AddRepository(ctx, testenv.UniqueName(t, "repo"), fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plugin := &v1alpha1.ApplicationSourcePlugin{Name: "strata"}
+
+	helm := pub("helm")
+	add(map[string]string{"type": "helm", "name": "private-helm", "url": helm.base, "enableOCI": "true",
+		"insecureOCIForceHttp": "true", "username": "ci", "password": "s3cret"})
+	helmDest := createApp(t, a, a.Namespace, "private-helm", &v1alpha1.ApplicationSource{
+		RepoURL: helm.base, Chart: "bundle", TargetRevision: "1.0.0", Plugin: plugin})
+
+	oci := pub("oci")
+	ociURL := "oci://" + oci.base + "/bundle"
+	add(map[string]string{"type": "oci", "name": "private-oci", "url": ociURL,
+		"insecureOCIForceHttp": "true", "username": "ci", "password": "s3cret"})
+	ociDest := createApp(t, a, a.Namespace, "private-oci", &v1alpha1.ApplicationSource{
+		RepoURL: ociURL, Path: ".", TargetRevision: "1.0.0", Plugin: plugin})
+
+	wrong := pub("wrong")
+	add(map[string]string{"type": "helm", "name": "private-wrong", "url": wrong.base, "enableOCI": "true",
+		"insecureOCIForceHttp": "true", "username": "ci", "password": "not-it"})
+	createApp(t, a, a.Namespace, "private-wrong", &v1alpha1.ApplicationSource{
+		RepoURL: wrong.base, Chart: "bundle", TargetRevision: "1.0.0", Plugin: plugin})
+
+	waitApp(t, a, a.Namespace, "private-helm", "Synced on 1.0.0", syncedAt("1.0.0"))
+	checkLive(t, a, helmDest, "private-helm", "hello", helm.commit)
+	waitApp(t, a, a.Namespace, "private-oci", "Synced on "+oci.res.Digest, syncedAt(oci.res.Digest))
+	checkLive(t, a, ociDest, "private-oci", "hello", oci.commit)
+	var msg string
+	waitApp(t, a, a.Namespace, "private-wrong", "in ComparisonError", func(app *v1alpha1.Application) bool {
+		for _, c := range app.Status.Conditions {
+			if c.Type == v1alpha1.ApplicationConditionComparisonError {
+				msg = c.Message
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(strings.ToLower(msg), "unauthorized") && !strings.Contains(msg, "401") {
+		t.Errorf("wrong password: ComparisonError does not say unauthorized:\n%s", msg)
+	}
 }

@@ -2,7 +2,13 @@ package build
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/moby/patternmatcher"
+
+	"strata.dev/strata/internal/git"
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
@@ -97,5 +103,171 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 	g.commit("back", map[string]string{"strata.yaml": cfg("one", "x"), "svc/data.txt": "d1"})
 	if s := run(noEngine); s.Digest != first.Digest || s.Status != stages.StatusReused || s.Tag != first.Tag {
 		t.Errorf("back to the first inputs: %+v, want %s reused", s, first.Tag)
+	}
+}
+
+// Only the stages the target depends on are read: a change to a file outside every COPY/ADD
+// source, to an unrelated stage's sources or to a .dockerignore'd file reuses the stage
+// without the engine; a change to a source (also one a COPY --from stage reads) rebuilds it.
+func TestDockerfileDigestCoversOnlyReadFiles(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "dockerfile-reads")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"strata.yaml": "project: dfr\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\ncontext: .\ntarget: app\n",
+		"Dockerfile": "ARG DIR=src\n" +
+			"FROM " + base + " AS tools\nCOPY tools/ /tools/\n" +
+			"FROM " + base + " AS unrelated\nCOPY other/ /other/\n" +
+			"FROM " + base + " AS app\nARG DIR\nCOPY ${DIR}/*.txt /app/\nCOPY --from=tools /tools /tools\n",
+		".dockerignore": "src/ignored*\n",
+		"src/a.txt":     "a1", "src/b.md": "b1", "src/ignored.txt": "i1",
+		"tools/t.sh": "t1", "other/o.txt": "o1", "README.md": "r1",
+	})
+	ctx := context.Background()
+	locker := fileLocker(t)
+	run := func(dockerHost string) stages.StageReport {
+		t.Helper()
+		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Image("app").Stages[0]
+	}
+	first := run(host)
+	if first.Status != stages.StatusBuilt {
+		t.Fatalf("first build: %+v", first)
+	}
+	fs := files(t, repo+":"+first.Tag, reg)
+	if fs["/app/a.txt"] != "a1" || fs["/tools/t.sh"] != "t1" {
+		t.Errorf("image files: /app/a.txt %q /tools/t.sh %q", fs["/app/a.txt"], fs["/tools/t.sh"])
+	}
+	for _, p := range []string{"/app/ignored.txt", "/app/b.md", "/other/o.txt"} {
+		if _, ok := fs[p]; ok {
+			t.Errorf("%s in the image", p)
+		}
+	}
+
+	g.commit("unread", map[string]string{"README.md": "r2", "src/b.md": "b2", "other/o.txt": "o2", "src/ignored.txt": "i2"})
+	if s := run(noEngine); s.Status != stages.StatusReused || s.Digest != first.Digest || s.Tag != first.Tag {
+		t.Fatalf("change of unread files: %+v, want %s reused without the engine", s, first.Tag)
+	}
+
+	g.commit("tools", map[string]string{"tools/t.sh": "t2"})
+	tools := run(host)
+	if tools.Status != stages.StatusBuilt || tools.Digest == first.Digest {
+		t.Fatalf("change of a COPY --from stage's source: %+v", tools)
+	}
+	if fs := files(t, repo+":"+tools.Tag, reg); fs["/tools/t.sh"] != "t2" {
+		t.Errorf("/tools/t.sh %q after the change", fs["/tools/t.sh"])
+	}
+
+	g.commit("source", map[string]string{"src/a.txt": "a2"})
+	src := run(host)
+	if src.Status != stages.StatusBuilt || src.Digest == tools.Digest {
+		t.Fatalf("change of a COPY source: %+v", src)
+	}
+	if fs := files(t, repo+":"+src.Tag, reg); fs["/app/a.txt"] != "a2" {
+		t.Errorf("/app/a.txt %q after the change", fs["/app/a.txt"])
+	}
+	// Same inputs in another run (another process would compute the same): same digest, reused.
+	if s := run(noEngine); s.Status != stages.StatusReused || s.Digest != src.Digest || s.Tag != src.Tag {
+		t.Errorf("rerun: %+v, want %s reused", s, src.Tag)
+	}
+}
+
+func TestDockerfileReads(t *testing.T) {
+	for _, tc := range []struct {
+		name, df, target string
+		args             map[string]string
+		whole            bool
+		sources          []string
+		external         []string
+		err              string
+	}{
+		{name: "copy dot", df: "FROM b\nCOPY . /app\n", whole: true, external: []string{"FROM b"}},
+		{name: "wildcards and dirs", df: "FROM b\nCOPY go.mod go.sum ./\nCOPY cmd/ /src/cmd/\nADD ./web/*.js /w/\n",
+			sources: []string{"cmd", "go.mod", "go.sum", "web/*.js"}, external: []string{"FROM b"}},
+		{name: "target ignores unrelated stage", target: "app",
+			df:      "FROM b AS deps\nCOPY deps.txt /\nFROM b AS other\nCOPY other/ /o\nFROM deps AS app\nCOPY app/ /a\nFROM b AS last\nCOPY last /l\n",
+			sources: []string{"app", "deps.txt"}, external: []string{"FROM b"}},
+		{name: "last stage by default",
+			df:      "FROM b AS deps\nCOPY deps.txt /\nFROM b\nCOPY --from=0 /deps.txt /\nCOPY --from=img:1 /x /x\n",
+			sources: []string{"deps.txt"}, external: []string{"COPY --from img:1", "FROM b"}},
+		{name: "urls and git", df: "FROM b\nADD --checksum=sha256:abc https://example.com/x.tgz /x\nADD https://github.com/moby/buildkit.git#v0.10.1 /bk\n",
+			external: []string{"ADD https://example.com/x.tgz sha256:abc", "ADD https://github.com/moby/buildkit.git#v0.10.1 ", "FROM b"}},
+		{name: "heredoc", df: "FROM b\nCOPY <<EOF /x\nhello\nEOF\nRUN <<EOF\necho hi\nEOF\n", external: []string{"FROM b"}},
+		{name: "run mounts", df: "FROM b AS m\nCOPY m.txt /\nFROM b\nRUN --mount=type=bind,source=go.sum,target=/g --mount=type=cache,target=/c --mount=from=m,source=/m.txt,target=/m true\n",
+			sources: []string{"go.sum", "m.txt"}, external: []string{"FROM b"}},
+		{name: "bind mount of the context", df: "FROM b\nRUN --mount=target=/src make\n", whole: true, external: []string{"FROM b"}},
+		{name: "arg default", df: "ARG DIR=src\nARG BASE=b\nFROM ${BASE}\nARG DIR\nCOPY $DIR/x /x\n",
+			sources: []string{"src/x"}, external: []string{"FROM b"}},
+		{name: "build arg", df: "ARG DIR=src\nFROM b\nARG DIR\nENV SUB=y\nCOPY ${DIR}/${SUB} /x\n", args: map[string]string{"DIR": "lib"},
+			sources: []string{"lib/y"}, external: []string{"FROM b"}},
+		{name: "unknown variable", df: "FROM b\nCOPY $HOME/x /x\n", whole: true, external: []string{"FROM b"}},
+		{name: "onbuild", df: "FROM b\nONBUILD COPY x /x\n", whole: true, external: []string{"FROM b"}},
+		{name: "missing target", df: "FROM b AS one\n", target: "two", err: `target stage "two" is not in the Dockerfile`},
+		{name: "no from", df: "ARG X=1\n", err: "no FROM"},
+		{name: "bad instruction", df: "FROM b\nCOPY\n", err: "line 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := readsOf([]byte(tc.df), tc.target, tc.args)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.whole != tc.whole || !slices.Equal(r.sources, tc.sources) || !slices.Equal(r.external, tc.external) {
+				t.Errorf("reads: whole %v sources %q external %q\nwant:  whole %v sources %q external %q", r.whole, r.sources, r.external, tc.whole, tc.sources, tc.external)
+			}
+		})
+	}
+}
+
+func TestContextReads(t *testing.T) {
+	list := []git.File{
+		{Path: "svc/.dockerignore", Mode: "100644", Hash: "1"},
+		{Path: "svc/a.log", Mode: "100644", Hash: "2"},
+		{Path: "svc/keep.log", Mode: "100644", Hash: "3"},
+		{Path: "svc/node_modules/x/y.js", Mode: "100644", Hash: "4"},
+		{Path: "svc/lib", Mode: "120000", Hash: "7"},
+		{Path: "svc/src/a.go", Mode: "100644", Hash: "5"},
+		{Path: "svc/src/b.go", Mode: "100644", Hash: "6"},
+		{Path: "svc/sub", Mode: "160000", Hash: "8"},
+		{Path: "other/z.go", Mode: "100644", Hash: "9"},
+	}
+	pm, err := patternmatcher.New([]string{"*.log", "!keep.log", "node_modules"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := func(reads dockerfileReads) []string {
+		fs, all, err := contextReads(list, "svc", pm, &reads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 5 {
+			t.Errorf("context of %d files, want 5", len(all))
+		}
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.dest)
+		}
+		return out
+	}
+	whole := []string{"/.dockerignore", "/keep.log", "/lib", "/src/a.go", "/src/b.go"}
+	if got := dests(dockerfileReads{whole: true}); !slices.Equal(got, whole) {
+		t.Errorf("whole context %q, want %q", got, whole)
+	}
+	if got := dests(dockerfileReads{sources: []string{"*.log", "src/a.go"}}); !slices.Equal(got, []string{"/keep.log", "/src/a.go"}) {
+		t.Errorf("sources %q", got)
+	}
+	// A source below a symbolic link may read anything: the whole context.
+	if got := dests(dockerfileReads{sources: []string{"lib/x.go"}}); !slices.Equal(got, whole) {
+		t.Errorf("source below a link %q, want %q", got, whole)
 	}
 }

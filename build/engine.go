@@ -3,15 +3,12 @@ package build
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	dockerregistry "github.com/docker/docker/api/types/registry"
@@ -24,7 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/version"
 	"strata.dev/strata/stages"
 )
@@ -247,174 +243,6 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (t *tailBuffer) String() string { return string(t.b) }
-
-// dockerfileInputs are the git inputs of a Dockerfile image.
-type dockerfileInputs struct {
-	contextDir string // repository path of the context ("" = root)
-	dockerfile []byte
-	dfRel      string // Dockerfile path inside the build context tar
-	ignore     []byte
-	files      []mappingFile
-}
-
-func (b *builder) readBlob(ctx context.Context, files []git.File, p string) ([]byte, bool, error) {
-	for _, f := range files {
-		if f.Path == p {
-			var out []byte
-			err := b.git.Blobs(ctx, []string{f.Hash}, func(_ string, d []byte) error { out = d; return nil })
-			return out, true, err
-		}
-	}
-	return nil, false, nil
-}
-
-func (b *builder) dockerfileInputs(ctx context.Context, im *Image) (*dockerfileInputs, error) {
-	files, err := b.git.Files(ctx, b.head)
-	if err != nil {
-		return nil, err
-	}
-	// context is relative to the project directory (the config's); dockerfile is relative to
-	// context, as in werf, Docker, Compose and Bake.
-	in := &dockerfileInputs{}
-	if c := path.Join(b.cfgDir, im.Context); c != "." {
-		in.contextDir = c
-	}
-	dfPath := path.Join(b.cfgDir, im.Context, im.Dockerfile)
-	if rel, ok := relTo(b.cfgDir, dfPath); !ok || rel == ".." || strings.HasPrefix(rel, "../") || strings.HasPrefix(dfPath, "../") {
-		return nil, fmt.Errorf("dockerfile %s: %s is outside the project directory", im.Dockerfile, dfPath)
-	}
-	df, ok, err := b.readBlob(ctx, files, dfPath)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		if in.contextDir != "" && !hasDir(files, in.contextDir) {
-			return nil, fmt.Errorf("context %s: no directory %s in commit %s", im.Context, in.contextDir, shortDigest(b.head))
-		}
-		return nil, fmt.Errorf("dockerfile %s: %s is not in commit %s (dockerfile is relative to context %q)", im.Dockerfile, dfPath, shortDigest(b.head), im.Context)
-	}
-	in.dockerfile = df
-	ignPath := path.Join(in.contextDir, ".dockerignore")
-	if in.ignore, _, err = b.readBlob(ctx, files, ignPath); err != nil {
-		return nil, err
-	}
-	ign := parseDockerignore(string(in.ignore))
-	for _, f := range files {
-		if f.Mode == "160000" {
-			continue
-		}
-		rel, ok := relTo(in.contextDir, f.Path)
-		if !ok || ign.ignored(rel) {
-			continue
-		}
-		in.files = append(in.files, mappingFile{File: f, dest: "/" + rel})
-	}
-	if rel, ok := relTo(in.contextDir, dfPath); ok {
-		in.dfRel = rel
-	} else {
-		in.dfRel = ".strata.Dockerfile"
-	}
-	return in, nil
-}
-
-func (b *builder) dockerfileStage(im *Image) stageSpec {
-	var inputs *dockerfileInputs
-	return stageSpec{name: "dockerfile",
-		digest: func(ctx context.Context, _ *state) (string, bool, error) {
-			in, err := b.dockerfileInputs(ctx, im)
-			if err != nil {
-				return "", false, err
-			}
-			inputs = in
-			d := newDigester("dockerfile")
-			d.add(b.cfg.CacheVersion, string(in.dockerfile), im.Target, string(in.ignore), in.dfRel)
-			d.dict("args", im.Args)
-			for _, f := range in.files {
-				d.add(f.dest, f.Mode, f.Hash)
-			}
-			return d.sum(), true, nil
-		},
-		build: func(ctx context.Context, _ *state, digest string) (v1.Image, string, error) {
-			cli, err := b.readyEngine(ctx, "Dockerfile image "+im.Name)
-			if err != nil {
-				return nil, "", err
-			}
-			files := inputs.files
-			if inputs.dfRel == ".strata.Dockerfile" {
-				files = append(append([]mappingFile(nil), files...), mappingFile{File: git.File{Path: path.Join(b.cfgDir, im.Context, im.Dockerfile), Mode: "100644"}, dest: "/.strata.Dockerfile"})
-				for i, f := range files {
-					if f.dest == "/.strata.Dockerfile" {
-						h, err := b.blobHash(ctx, path.Join(b.cfgDir, im.Context, im.Dockerfile))
-						if err != nil {
-							return nil, "", err
-						}
-						files[i].Hash = h
-					}
-				}
-			}
-			tarData, err := gitTar(ctx, b.git, files, false)
-			if err != nil {
-				return nil, "", err
-			}
-			args := map[string]*string{}
-			for k, v := range im.Args {
-				args[k] = &v
-			}
-			resp, err := cli.ImageBuild(ctx, bytes.NewReader(tarData), build.ImageBuildOptions{
-				Dockerfile: inputs.dfRel, BuildArgs: args, Target: im.Target, NetworkMode: b.o.Network,
-				Remove: true, ForceRemove: true, Labels: map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest},
-			})
-			if err != nil {
-				return nil, "", fmt.Errorf("docker build: %w", err)
-			}
-			defer resp.Body.Close()
-			var id string
-			err = jsonmessage.DisplayJSONMessagesStream(resp.Body, b.o.Output, 0, false, func(m jsonmessage.JSONMessage) {
-				var aux struct{ ID string }
-				if m.Aux != nil && json.Unmarshal(*m.Aux, &aux) == nil && aux.ID != "" {
-					id = aux.ID
-				}
-			})
-			if err != nil {
-				return nil, "", fmt.Errorf("docker build: %w", err)
-			}
-			if id == "" {
-				return nil, "", fmt.Errorf("docker build: no image id in the response")
-			}
-			defer cli.ImageRemove(context.WithoutCancel(ctx), id, image.RemoveOptions{PruneChildren: true})
-			saved, cleanup, err := b.saveImage(ctx, cli, id)
-			if err != nil {
-				return nil, "", err
-			}
-			// Load fully before the saved file goes away.
-			defer cleanup()
-			img, err := materialize(saved)
-			return img, "", err
-		}}
-}
-
-// hasDir reports whether some file of the listing is under repository directory dir.
-func hasDir(files []git.File, dir string) bool {
-	for _, f := range files {
-		if strings.HasPrefix(f.Path, dir+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-func (b *builder) blobHash(ctx context.Context, p string) (string, error) {
-	files, err := b.git.Files(ctx, b.head)
-	if err != nil {
-		return "", err
-	}
-	for _, f := range files {
-		if f.Path == p {
-			return f.Hash, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not in commit %s", p, shortDigest(b.head))
-}
 
 // materialize copies an image's layers into memory so it outlives its source file.
 func materialize(img v1.Image) (v1.Image, error) {

@@ -99,35 +99,3 @@ func mappingSelects(g GitMapping, inc, exc matcher, p string) (string, bool) {
 	}
 	return rel, true
 }
-
-// dockerignore is a parsed .dockerignore: the last matching pattern wins, "!" re-includes.
-type dockerignore struct {
-	globs [][]string
-	neg   []bool
-}
-
-func parseDockerignore(data string) dockerignore {
-	var d dockerignore
-	for _, l := range strings.Split(data, "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		neg := strings.HasPrefix(l, "!")
-		l = strings.TrimPrefix(l, "!")
-		d.globs = append(d.globs, newMatcher([]string{l})[0])
-		d.neg = append(d.neg, neg)
-	}
-	return d
-}
-
-func (d dockerignore) ignored(rel string) bool {
-	ign := false
-	segs := strings.Split(rel, "/")
-	for i, g := range d.globs {
-		if segMatch(g, segs) {
-			ign = !d.neg[i]
-		}
-	}
-	return ign
-}

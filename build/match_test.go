@@ -26,12 +26,3 @@ func TestMatcher(t *testing.T) {
 		}
 	}
 }
-
-func TestDockerignore(t *testing.T) {
-	d := parseDockerignore("# c\n*.log\n!keep.log\nnode_modules\n")
-	for p, want := range map[string]bool{"a.log": true, "keep.log": false, "node_modules/x/y": true, "src/a.go": false} {
-		if got := d.ignored(p); got != want {
-			t.Errorf("ignored(%q) = %v, want %v", p, got, want)
-		}
-	}
-}

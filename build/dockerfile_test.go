@@ -36,20 +36,7 @@ func TestDockerfileTargetArgsAndContext(t *testing.T) {
 			"FROM " + base + " AS two\nARG V=default\nRUN echo \"two-$V\" > /which\n",
 		"svc/data.txt": "d1", "svc/.dockerignore": "*.md\n", "svc/README.md": "r1", "outside.txt": "o1",
 	})
-	ctx := context.Background()
-	locker := fileLocker(t)
-	run := func(dockerHost string) stages.StageReport {
-		t.Helper()
-		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc := rep.Image("svc")
-		if len(svc.Stages) != 1 || svc.Stages[0].Name != "dockerfile" {
-			t.Fatalf("stages %+v", svc.Stages)
-		}
-		return svc.Stages[0]
-	}
+	run := dockerfileRunner(t, g, repo, reg, "svc")
 	content := func(s stages.StageReport, which, data string) {
 		t.Helper()
 		fs := files(t, repo+":"+s.Tag, reg)
@@ -125,16 +112,7 @@ func TestDockerfileDigestCoversOnlyReadFiles(t *testing.T) {
 		"src/a.txt":     "a1", "src/b.md": "b1", "src/ignored.txt": "i1",
 		"tools/t.sh": "t1", "other/o.txt": "o1", "README.md": "r1",
 	})
-	ctx := context.Background()
-	locker := fileLocker(t)
-	run := func(dockerHost string) stages.StageReport {
-		t.Helper()
-		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep.Image("app").Stages[0]
-	}
+	run := dockerfileRunner(t, g, repo, reg, "app")
 	first := run(host)
 	if first.Status != stages.StatusBuilt {
 		t.Fatalf("first build: %+v", first)
@@ -269,5 +247,23 @@ func TestContextReads(t *testing.T) {
 	// A source below a symbolic link may read anything: the whole context.
 	if got := dests(dockerfileReads{sources: []string{"lib/x.go"}}); !slices.Equal(got, whole) {
 		t.Errorf("source below a link %q, want %q", got, whole)
+	}
+}
+
+// dockerfileRunner returns a function building g's project with an engine at dockerHost and
+// returning the one stage of Dockerfile image name.
+func dockerfileRunner(t *testing.T, g *gitRepo, repo string, reg registry.Options, name string) func(dockerHost string) stages.StageReport {
+	locker := fileLocker(t)
+	return func(dockerHost string) stages.StageReport {
+		t.Helper()
+		rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		im := rep.Image(name)
+		if len(im.Stages) != 1 || im.Stages[0].Name != "dockerfile" {
+			t.Fatalf("stages %+v", im.Stages)
+		}
+		return im.Stages[0]
 	}
 }

@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -189,6 +188,7 @@ func renderFiles(ctx context.Context, o RenderOptions, files []*loader.BufferedF
 	if err != nil {
 		return nil, err
 	}
+	pieces = nil // the rendered text (it holds Helm's output) is no longer needed
 	var objs []object
 	for _, obj := range decoded {
 		if obj != nil {
@@ -207,20 +207,30 @@ func renderFiles(ctx context.Context, o RenderOptions, files []*loader.BufferedF
 			return fmt.Errorf("render chart %s: %s: %w", o.ChartDir, objs[i].source, err)
 		}
 		encoded[i] = y
+		objs[i].m = nil // the encoding is all that is left to keep
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	var out bytes.Buffer
+	// One allocation of the output's size: no copies of a growing buffer.
+	const header = "---\n# Source: \n"
+	size := 0
 	for i, obj := range objs {
-		fmt.Fprintf(&out, "---\n# Source: %s\n", obj.source)
-		out.Write(encoded[i])
-		if int64(out.Len()) > maxOut {
-			return nil, fmt.Errorf("render chart %s: output is larger than the limit of %d bytes: %w", o.ChartDir, maxOut, ErrLimit)
-		}
+		size += len(header) + len(obj.source) + len(encoded[i])
 	}
-	return out.Bytes(), nil
+	if int64(size) > maxOut {
+		return nil, fmt.Errorf("render chart %s: output is larger than the limit of %d bytes: %w", o.ChartDir, maxOut, ErrLimit)
+	}
+	out := make([]byte, 0, size)
+	for i, obj := range objs {
+		out = append(out, "---\n# Source: "...)
+		out = append(out, obj.source...)
+		out = append(out, '\n')
+		out = append(out, encoded[i]...)
+		encoded[i] = nil
+	}
+	return out, nil
 }
 
 // parallel calls f(0) ... f(n-1) on up to GOMAXPROCS goroutines and returns the error of the

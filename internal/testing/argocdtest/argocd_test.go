@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func argoCD(t *testing.T) *ArgoCD {
+func argoCD(t testing.TB) *ArgoCD {
 	t.Helper()
 	shared.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -75,14 +75,14 @@ type published struct {
 }
 
 // publish publishes the chart dir as REGISTRY/strata-test/<unique>/bundle:version.
-func publish(t *testing.T, chartDir, version string, skipRenderCheck bool) published {
+func publish(t testing.TB, chartDir, version string, skipRenderCheck bool) published {
 	t.Helper()
 	return republish(t, published{base: testenv.Repo(t, "bundles"), chart: "bundle"}, chartDir, version,
 		strings.Repeat("c0ffee", 7)[:40], false, skipRenderCheck)
 }
 
 // republish publishes into p's repository for commit; force replaces an existing version.
-func republish(t *testing.T, p published, chartDir, version, commit string, force, skipRenderCheck bool) published {
+func republish(t testing.TB, p published, chartDir, version, commit string, force, skipRenderCheck bool) published {
 	t.Helper()
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	res, err := bundle.Publish(context.Background(), bundle.PublishOptions{
@@ -101,7 +101,7 @@ func republish(t *testing.T, p published, chartDir, version, commit string, forc
 
 // helmSource is a Helm-OCI source (chart:) rendered by the strata plugin, and registers the
 // repository the way Argo CD documents it for Helm-OCI: type helm, enableOCI.
-func (p published) helmSource(t *testing.T, a *ArgoCD) *v1alpha1.ApplicationSource {
+func (p published) helmSource(t testing.TB, a *ArgoCD) *v1alpha1.ApplicationSource {
 	t.Helper()
 	if err := a.AddRepository(context.Background(), testenv.UniqueName(t, "repo"), map[string]string{
 		"type": "helm", "name": "bundles", "url": p.base, "enableOCI": "true", "insecureOCIForceHttp": "true",
@@ -116,7 +116,7 @@ func (p published) helmSource(t *testing.T, a *ArgoCD) *v1alpha1.ApplicationSour
 
 // ociSource is an oci:// source (Argo CD ≥ 3.1) rendered by the strata plugin; its repository is
 // of type oci.
-func (p published) ociSource(t *testing.T, a *ArgoCD) *v1alpha1.ApplicationSource {
+func (p published) ociSource(t testing.TB, a *ArgoCD) *v1alpha1.ApplicationSource {
 	t.Helper()
 	url := "oci://" + p.base + "/" + p.chart
 	if err := a.AddRepository(context.Background(), testenv.UniqueName(t, "repo"), map[string]string{
@@ -132,7 +132,7 @@ func (p published) ociSource(t *testing.T, a *ArgoCD) *v1alpha1.ApplicationSourc
 
 // createApp creates an auto-syncing Application in namespace ns (a control-plane or an allowed
 // app namespace) deploying src to a fresh destination namespace, which it returns.
-func createApp(t *testing.T, a *ArgoCD, ns, name string, src *v1alpha1.ApplicationSource) (dest string) {
+func createApp(t testing.TB, a *ArgoCD, ns, name string, src *v1alpha1.ApplicationSource) (dest string) {
 	t.Helper()
 	ctx := context.Background()
 	dest = testenv.UniqueName(t, "dest")
@@ -159,7 +159,7 @@ func createApp(t *testing.T, a *ArgoCD, ns, name string, src *v1alpha1.Applicati
 
 // waitApp polls the Application until done says so, failing the test after 2 minutes with its
 // status and the tails of Argo CD's logs.
-func waitApp(t *testing.T, a *ArgoCD, ns, name, what string, done func(*v1alpha1.Application) bool) *v1alpha1.Application {
+func waitApp(t testing.TB, a *ArgoCD, ns, name, what string, done func(*v1alpha1.Application) bool) *v1alpha1.Application {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	app := &v1alpha1.Application{}
@@ -190,7 +190,7 @@ func syncedAt(rev string) func(*v1alpha1.Application) bool {
 
 // checkLive checks the objects the sync created: the ConfigMap's data and, on every object, the
 // commit annotations and Argo CD links Strata adds.
-func checkLive(t *testing.T, a *ArgoCD, dest, release, greeting, commit string) {
+func checkLive(t testing.TB, a *ArgoCD, dest, release, greeting, commit string) {
 	t.Helper()
 	ctx := context.Background()
 	cm, err := a.Kube.CoreV1().ConfigMaps(dest).Get(ctx, release+"-config", metav1.GetOptions{})
@@ -219,7 +219,7 @@ func checkLive(t *testing.T, a *ArgoCD, dest, release, greeting, commit string) 
 }
 
 // refresh asks the controller for a hard refresh and waits until it has been done.
-func refresh(t *testing.T, a *ArgoCD, ns, name string) *v1alpha1.Application {
+func refresh(t testing.TB, a *ArgoCD, ns, name string) *v1alpha1.Application {
 	t.Helper()
 	return refreshKind(t, a, ns, name, "hard")
 }
@@ -227,7 +227,7 @@ func refresh(t *testing.T, a *ArgoCD, ns, name string) *v1alpha1.Application {
 // refreshKind asks for a "normal" or "hard" refresh and waits until it has been done: the
 // controller removes the annotation in the same patch that writes the refreshed status
 // (persistAppStatus). reconciledAt alone cannot tell: it has a resolution of one second.
-func refreshKind(t *testing.T, a *ArgoCD, ns, name, kind string) *v1alpha1.Application {
+func refreshKind(t testing.TB, a *ArgoCD, ns, name, kind string) *v1alpha1.Application {
 	t.Helper()
 	sent := time.Now().Truncate(time.Second)
 	patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"` + kind + `"}}}`)

@@ -60,14 +60,14 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// after a lost response, the upload session of a blob PUT is gone: a 404 on the next try
 		lostUpload := attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound
 		if !transient(resp, err) && !lostUpload {
-			return resp, err
+			return redactRequest(resp), err
 		}
 		if r, ok := t.uploadLanded(req); ok {
 			discard(resp)
 			return r, nil
 		}
 		if !replayable || lostUpload || attempt == maxAttempts {
-			return resp, err
+			return redactRequest(resp), err
 		}
 		wait := backoff(attempt, resp)
 		discard(resp)
@@ -101,6 +101,20 @@ func readSmallBody(resp *http.Response) (*http.Response, error) {
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	return resp, nil
+}
+
+// redactRequest drops the upload state (_state, a signed token) from the URL of a failed
+// response's request, which oras-go names in its errors.
+func redactRequest(resp *http.Response) *http.Response {
+	if resp == nil || resp.StatusCode < 400 || resp.Request == nil || !resp.Request.URL.Query().Has("_state") {
+		return resp
+	}
+	r := resp.Request.Clone(resp.Request.Context())
+	q := r.URL.Query()
+	q.Set("_state", "REDACTED")
+	r.URL.RawQuery = q.Encode()
+	resp.Request = r
+	return resp
 }
 
 // replayableRequest returns req ready to be sent more than once, and whether it can be: no body,

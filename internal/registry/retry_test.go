@@ -174,3 +174,20 @@ func TestRetryTruncatedManifest(t *testing.T) {
 		t.Errorf("%d manifest GETs, want 2 (cut short, then whole)", n)
 	}
 }
+
+// The upload state token (_state) of a failed upload is not printed in the error.
+func TestRetryErrorRedactsUploadState(t *testing.T) {
+	p := proxy(t, &faultproxy.Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Status: http.StatusBadRequest, Always: true})
+	r, err := registry.Options{}.Repository(p.Via(testenv.Repo(t, "redact")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, desc := randomBlob(t)
+	err = r.Push(context.Background(), desc, bytes.NewReader(b))
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "/blobs/uploads/") {
+		t.Fatalf("push refused with 400: %v", err)
+	}
+	if strings.Contains(err.Error(), "_state=") && !strings.Contains(err.Error(), "_state=REDACTED") {
+		t.Errorf("the upload state is printed: %v", err)
+	}
+}

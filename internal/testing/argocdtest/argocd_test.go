@@ -218,6 +218,22 @@ func checkLive(t testing.TB, a *ArgoCD, dest, release, greeting, commit string) 
 	}
 }
 
+// comparisonError waits for the Application's ComparisonError condition and returns its message.
+func comparisonError(t testing.TB, a *ArgoCD, ns, name string) string {
+	t.Helper()
+	var msg string
+	waitApp(t, a, ns, name, "in ComparisonError", func(app *v1alpha1.Application) bool {
+		for _, c := range app.Status.Conditions {
+			if c.Type == v1alpha1.ApplicationConditionComparisonError {
+				msg = c.Message
+				return true
+			}
+		}
+		return false
+	})
+	return msg
+}
+
 // refresh asks the controller for a hard refresh and waits until it has been done.
 func refresh(t testing.TB, a *ArgoCD, ns, name string) *v1alpha1.Application {
 	t.Helper()
@@ -346,16 +362,7 @@ func TestBrokenBundleIsAComparisonError(t *testing.T) {
 	a := argoCD(t)
 	p := publish(t, "testdata/broken", "1.0.0", true)
 	dest := createApp(t, a, a.Namespace, "broken", p.helmSource(t, a))
-	var msg string
-	waitApp(t, a, a.Namespace, "broken", "in ComparisonError", func(app *v1alpha1.Application) bool {
-		for _, c := range app.Status.Conditions {
-			if c.Type == v1alpha1.ApplicationConditionComparisonError {
-				msg = c.Message
-				return true
-			}
-		}
-		return false
-	})
+	msg := comparisonError(t, a, a.Namespace, "broken")
 	for _, want := range []string{"strata", "templates/broken.yaml", "this bundle is broken on purpose"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("ComparisonError lacks %q:\n%s", want, msg)
@@ -477,16 +484,7 @@ func TestPrivateRegistrySyncs(t *testing.T) {
 	checkLive(t, a, helmDest, "private-helm", "hello", helm.commit)
 	waitApp(t, a, a.Namespace, "private-oci", "Synced on "+oci.res.Digest, syncedAt(oci.res.Digest))
 	checkLive(t, a, ociDest, "private-oci", "hello", oci.commit)
-	var msg string
-	waitApp(t, a, a.Namespace, "private-wrong", "in ComparisonError", func(app *v1alpha1.Application) bool {
-		for _, c := range app.Status.Conditions {
-			if c.Type == v1alpha1.ApplicationConditionComparisonError {
-				msg = c.Message
-				return true
-			}
-		}
-		return false
-	})
+	msg := comparisonError(t, a, a.Namespace, "private-wrong")
 	if !strings.Contains(strings.ToLower(msg), "unauthorized") && !strings.Contains(msg, "401") {
 		t.Errorf("wrong password: ComparisonError does not say unauthorized:\n%s", msg)
 	}

@@ -83,7 +83,7 @@ func resolveCredential(ctx context.Context, kube kubernetes.Interface, s, host s
 	}
 	raw, ok := sec.Data[".dockerconfigjson"]
 	if !ok {
-		return auth.EmptyCredential, fmt.Errorf("credentials %s: secret has no .dockerconfigjson (type kubernetes.io/dockerconfigjson)", s)
+		return repositoryCredential(s, sec.Data, host)
 	}
 	var cfg struct {
 		Auths map[string]struct {
@@ -109,6 +109,22 @@ func resolveCredential(ctx context.Context, kube kubernetes.Interface, s, host s
 		return auth.Credential{Username: a.Username, Password: a.Password}, nil
 	}
 	return auth.EmptyCredential, fmt.Errorf("credentials %s: .dockerconfigjson has no entry for %s", s, host)
+}
+
+// repositoryCredential reads an Argo CD repository (or repo-creds) Secret: keys username and
+// password, and url naming the registry they are for (checked against host when present, so a
+// Secret of another registry never sends its password here).
+func repositoryCredential(src string, data map[string][]byte, host string) (auth.Credential, error) {
+	u, p := string(data["username"]), string(data["password"])
+	if u == "" || p == "" {
+		return auth.EmptyCredential, fmt.Errorf("credentials %s: secret has neither .dockerconfigjson (type kubernetes.io/dockerconfigjson) nor username and password (an Argo CD repository Secret)", src)
+	}
+	if url := strings.TrimSpace(string(data["url"])); url != "" {
+		if got := registryKey(strings.TrimPrefix(url, "oci://")); got != host {
+			return auth.EmptyCredential, fmt.Errorf("credentials %s: the repository Secret is for %s (url %q), not %s", src, got, url, host)
+		}
+	}
+	return auth.Credential{Username: u, Password: p}, nil
 }
 
 // registryKey normalises a docker config auths key (https://host/v1/ forms) to host[:port].

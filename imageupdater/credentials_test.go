@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -46,30 +47,45 @@ func TestPullSecretsOnAuthenticatedRegistry(t *testing.T) {
 	}
 	mk("regcred", map[string][]byte{".dockerconfigjson": cfg}, corev1.SecretTypeDockerConfigJson)
 	mk("plain", map[string][]byte{"creds": []byte("ci:p4ss"), "wrong": []byte("ci:nope")}, corev1.SecretTypeOpaque)
+	// An Argo CD repository Secret (Helm-OCI form) reused as the pull secret, and one for another registry.
+	repoSecret := func(name, url string) {
+		if _, err := k.kube.CoreV1().Secrets(k.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"argocd.argoproj.io/secret-type": "repository"}}, Type: corev1.SecretTypeOpaque,
+			StringData: map[string]string{"type": "helm", "enableOCI": "true", "url": url, "username": "ci", "password": "p4ss"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repoSecret("argocd-repo", repo[:strings.LastIndex(repo, "/")])
+	repoSecret("argocd-other", "oci://other.example:5000/charts")
 	t.Setenv("IU_TEST_REGISTRY_CREDS", "ci:p4ss")
 
 	k.app(t, "pullsecret", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "pullsecret:" + k.ns + "/regcred"}, helmSource(repo, "1.0.0"))
 	k.app(t, "secret", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "secret:" + k.ns + "/plain#creds"}, helmSource(repo, "1.0.0"))
 	k.app(t, "env", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "env:IU_TEST_REGISTRY_CREDS"}, helmSource(repo, "1.0.0"))
 	k.app(t, "wrong", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "secret:" + k.ns + "/plain#wrong"}, helmSource(repo, "1.0.0"))
+	k.app(t, "argocd-repo", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "pullsecret:" + k.ns + "/argocd-repo"}, helmSource(repo, "1.0.0"))
+	k.app(t, "argocd-other", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "pullsecret:" + k.ns + "/argocd-other"}, helmSource(repo, "1.0.0"))
 	k.app(t, "anonymous", map[string]string{AnnotationChartVersion: "1.x"}, helmSource(repo, "1.0.0"))
 
 	c, _, logs := k.startController(t, nil)
 	res := c.runCycle(ctx)
-	if res.updated != 3 || res.failed != 2 {
-		t.Fatalf("cycle = %+v, want 3 updated, 2 failed", res)
+	if res.updated != 4 || res.failed != 3 {
+		t.Fatalf("cycle = %+v, want 4 updated, 3 failed", res)
 	}
-	for name, want := range map[string]string{"pullsecret": "1.2.0", "secret": "1.2.0", "env": "1.2.0", "wrong": "1.0.0", "anonymous": "1.0.0"} {
+	for name, want := range map[string]string{"pullsecret": "1.2.0", "secret": "1.2.0", "env": "1.2.0", "argocd-repo": "1.2.0", "wrong": "1.0.0", "argocd-other": "1.0.0", "anonymous": "1.0.0"} {
 		if got := revision(k.getApp(t, name), -1); got != want {
 			t.Errorf("%s: %q, want %q", name, got, want)
 		}
 	}
-	for _, name := range []string{"wrong", "anonymous"} {
+	for _, name := range []string{"wrong", "anonymous", "argocd-other"} {
 		if evs := k.events(t, name); len(evs) != 1 || evs[0].Reason != reasonRegistry {
 			t.Errorf("%s: events %+v, want one %s", name, evs, reasonRegistry)
 		}
 	}
-	if got := metricValue(t, c, `strata_image_updater_errors_total{reason="BundleRegistryError"}`); got != "2" {
-		t.Errorf("registry errors metric = %q, want 2\n%s", got, logs.String())
+	if evs := k.events(t, "argocd-other"); len(evs) == 1 && !strings.Contains(evs[0].Message, "the repository Secret is for other.example:5000") {
+		t.Errorf("argocd-other: event %q does not say the Secret is for another registry", evs[0].Message)
+	}
+	if got := metricValue(t, c, `strata_image_updater_errors_total{reason="BundleRegistryError"}`); got != "3" {
+		t.Errorf("registry errors metric = %q, want 3\n%s", got, logs.String())
 	}
 }

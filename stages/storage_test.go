@@ -1,8 +1,9 @@
-package stages
+package stages_test
 
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -11,13 +12,17 @@ import (
 
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
 )
+
+// The test is external (package stages_test): the test harness it uses imports stages.
 
 // A storage lists its tags (none for a repository never pushed to) and reads a stage's labels;
 // ByDigest keeps the stage tags only.
 func TestStorageTagsAndLabels(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(testenv.Repo(t, "stages"), registry.Options{})
+	digest := strings.Repeat("0123456789abcdef", 4)[:stages.DigestLen]
+	s, err := stages.Open(testenv.Repo(t, "stages"), registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +40,11 @@ func TestStorageTagsAndLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cf.Config.DeepCopy()
-	c.Labels = map[string]string{LabelProject: "p", LabelDigest: digest, CommitLabel(0): "c0"}
+	c.Labels = map[string]string{stages.LabelProject: "p", stages.LabelDigest: digest, stages.CommitLabel(0): "c0"}
 	if img, err = mutate.Config(img, *c); err != nil {
 		t.Fatal(err)
 	}
-	older, newer := Tag{digest, 1700000000000}.String(), Tag{digest, 1700000000001}.String()
+	older, newer := stages.Tag{Digest: digest, Millis: 1700000000000}.String(), stages.Tag{Digest: digest, Millis: 1700000000001}.String()
 	for _, tag := range []string{newer, older, "latest"} {
 		if err := remote.Write(s.Ref(tag), img, s.Remote(ctx)...); err != nil {
 			t.Fatal(err)
@@ -48,7 +53,7 @@ func TestStorageTagsAndLabels(t *testing.T) {
 	if tags, err = s.Tags(ctx); err != nil || !slices.Equal(tags, []string{older, newer, "latest"}) {
 		t.Fatalf("Tags = %v, %v", tags, err)
 	}
-	if got := ByDigest(tags); len(got) != 1 || !slices.Equal(got[digest], []int64{1700000000000, 1700000000001}) {
+	if got := stages.ByDigest(tags); len(got) != 1 || !slices.Equal(got[digest], []int64{1700000000000, 1700000000001}) {
 		t.Errorf("ByDigest = %v", got)
 	}
 
@@ -63,11 +68,11 @@ func TestStorageTagsAndLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if labels[LabelProject] != "p" || labels[LabelDigest] != digest || labels[CommitLabel(0)] != "c0" {
+	if labels[stages.LabelProject] != "p" || labels[stages.LabelDigest] != digest || labels[stages.CommitLabel(0)] != "c0" {
 		t.Errorf("Labels = %v", labels)
 	}
 
-	_, err = s.Read(ctx, Tag{digest, 1}.String())
+	_, err = s.Read(ctx, stages.Tag{Digest: digest, Millis: 1}.String())
 	if !registry.IsNotFound(err) {
 		t.Errorf("Read of a missing stage: %v, want not found", err)
 	}

@@ -224,3 +224,21 @@ func indent(s, pre string) string {
 	}
 	return b.String()
 }
+
+// Through Argo CD's own CMP server, the sidecar's STRATA_VERIFY_POLICY applies to
+// `strata cmp generate`: an unsigned bundle fails with the reason, a signed one renders.
+func TestGenerateThroughArgoCDServerVerifies(t *testing.T) {
+	f := newSignedFixture(t, "1.0.0")
+	t.Setenv("STRATA_VERIFY_POLICY", f.policy(t, "rules:\n  - repositories: [\""+f.regPath+"/*\"]\n    keys: ["+f.pubFile+"]\n"))
+	srv := startServer(t)
+	ctx := context.Background()
+	out, err := srv.Generate(ctx, "", f.dir, f.helmEnv())
+	if err == nil || !strings.Contains(err.Error(), "not signed") || len(out) != 0 {
+		t.Fatalf("unsigned bundle through the CMP server: %v (%d objects)", err, len(out))
+	}
+	f.sign(t, f.repo+":1.0.0")
+	out, err = srv.Generate(ctx, "", f.dir, f.helmEnv())
+	if err != nil || len(out) == 0 {
+		t.Fatalf("signed bundle through the CMP server: %v (%d objects)", err, len(out))
+	}
+}

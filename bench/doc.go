@@ -1,6 +1,8 @@
 // Package bench holds the benchmarks that span several packages (go test -bench; run.sh runs
 // them together with the per-package ones): an idle rebuild of a five-image project with
-// `strata build` against `docker pull` + `docker build --cache-from` of the same images, and 8
+// `strata build` against `docker pull` + `docker build --cache-from` of the same images, a
+// one-file change in the stapel image of a stapel + Dockerfile project (the Dockerfile image
+// reused without the engine) against the same docker workflow, and 8
 // cold concurrent builders against 1 per lock backend, each reported as a ratio measured in the
 // same run.
 package bench

@@ -16,7 +16,8 @@ run BenchmarkIdleRebuild ./bench/ 10x
 # build: one-file change in the stapel image of a stapel + Dockerfile project (the Dockerfile image
 # reused, no engine) vs docker pull + docker build --cache-from of both images (issue 20)
 run BenchmarkDockerfileReuse ./bench/ 5x
-# build: stage digests of a 20,000-file repository (target < 300 ms) and the dirty check on it
+# build: stage digests of a 20,000-file repository (target < 300 ms; stapel and Dockerfile images)
+# and the dirty check on it
 run 20k ./build/ 5x
 # synchronization: 8 cold concurrent builders vs 1 (ratio, duplicate pushes, discarded results)
 run BenchmarkSyncBuilders ./bench/ 1x

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"strata.dev/strata/bundle"
@@ -301,15 +302,8 @@ func TestHelmOCISourceSyncs(t *testing.T) {
 		{v1alpha1.ApplicationSourcePlugin{Name: "strata", Env: v1alpha1.Env{{Name: "SET", Value: "greeting=from-env"}},
 			Parameters: v1alpha1.ApplicationSourcePluginParameters{{Name: "set", OptionalMap: &v1alpha1.OptionalMap{Map: map[string]string{"greeting": "from-parameter"}}}}}, "from-parameter"},
 	} {
-		cur, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Get(context.Background(), "shop", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Spec.Source.Plugin = &step.plugin
 		start := time.Now()
-		if _, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		updateApp(t, a, a.Namespace, "shop", func(app *v1alpha1.Application) { app.Spec.Source.Plugin = &step.plugin })
 		defer func(greeting string) {
 			t.Logf("greeting %s live after %s", greeting, time.Since(start).Round(time.Millisecond))
 		}(step.greeting)
@@ -408,16 +402,9 @@ func TestForcedRepublishNeedsHardRefreshAndSelfHeal(t *testing.T) {
 	time.Sleep(3 * time.Second) // automated sync would have started by now
 	checkLive(t, a, dest, "repub", "hello", p.commit)
 
-	cur, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Get(context.Background(), "repub", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.SyncPolicy.Automated.SelfHeal = true
 	start := time.Now()
 	defer func() { t.Logf("selfHeal on → new commit live in %s", time.Since(start).Round(time.Millisecond)) }()
-	if _, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateApp(t, a, a.Namespace, "repub", func(app *v1alpha1.Application) { app.Spec.SyncPolicy.Automated.SelfHeal = true })
 	waitApp(t, a, a.Namespace, "repub", "self-healed to the new commit", func(app *v1alpha1.Application) bool {
 		cm, err := a.Kube.CoreV1().ConfigMaps(dest).Get(context.Background(), "repub-config", metav1.GetOptions{})
 		return syncedAt("1.0.0")(app) && err == nil && cm.Annotations[bundle.AnnotationCommit] == newer.commit
@@ -487,5 +474,25 @@ func TestPrivateRegistrySyncs(t *testing.T) {
 	msg := comparisonError(t, a, a.Namespace, "private-wrong")
 	if !strings.Contains(strings.ToLower(msg), "unauthorized") && !strings.Contains(msg, "401") {
 		t.Errorf("wrong password: ComparisonError does not say unauthorized:\n%s", msg)
+	}
+}
+
+// updateApp changes the named Application with change, re-reading it when the write conflicts: Argo
+// CD's controller writes the status of the same object concurrently (a plain Get then Update failed
+// with "the object has been modified" under load).
+func updateApp(tb testing.TB, a *ArgoCD, ns, name string, change func(*v1alpha1.Application)) {
+	tb.Helper()
+	apps := a.Argo.ArgoprojV1alpha1().Applications(ns)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := apps.Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(cur)
+		_, err = apps.Update(context.Background(), cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("update Application %s/%s: %v", ns, name, err)
 	}
 }

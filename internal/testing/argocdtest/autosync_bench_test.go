@@ -29,14 +29,9 @@ func BenchmarkPublishToSynced(b *testing.B) {
 	name := "bench-" + randomSuffix() // -count runs more than once on one Argo CD
 	dest := createApp(b, a, a.Namespace, name, p.helmSource(b, a))
 	waitApp(b, a, a.Namespace, name, "Synced on 1.0.0", syncedAt("1.0.0"))
-	cur, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cur.Annotations = map[string]string{imageupdater.AnnotationChartVersion: "1.x"}
-	if _, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	updateApp(b, a, a.Namespace, name, func(app *v1alpha1.Application) {
+		app.Annotations = map[string]string{imageupdater.AnnotationChartVersion: "1.x"}
+	})
 	live := func(version, commit string) {
 		b.Helper()
 		waitApp(b, a, a.Namespace, name, "Synced on "+version, func(app *v1alpha1.Application) bool {
@@ -67,14 +62,7 @@ func BenchmarkPublishToSynced(b *testing.B) {
 		version = fmt.Sprintf("1.%d.0", 2*i)
 		republish(b, p, "testdata/bundle", version, commit(2*i), false, false)
 		start = time.Now()
-		cur, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		cur.Spec.Source.TargetRevision = version
-		if _, err := a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
-			b.Fatal(err)
-		}
+		updateApp(b, a, a.Namespace, name, func(app *v1alpha1.Application) { app.Spec.Source.TargetRevision = version })
 		live(version, commit(2*i))
 		baseline = append(baseline, time.Since(start))
 	}

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 GOTESTFLAGS ?= -timeout 30m
 
-.PHONY: test test-go vet demo testenv-up testenv-down build
+.PHONY: test test-go vet demo testenv-up testenv-down build manifests-version
 
 # Whole test suite: environment up, vet + gofmt check + go test ./..., environment down.
 test:
@@ -32,3 +32,10 @@ testenv-up:
 
 testenv-down:
 	scripts/testenv.sh down
+
+# Release: pin the images of manifests/ to VERSION (make manifests-version VERSION=v1.2.3); the
+# images ghcr.io/strata-dev/strata-sidecar and strata-image-updater are pushed with that tag.
+manifests-version:
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || { echo "VERSION=vX.Y.Z needed, got '$(VERSION)'"; exit 1; }
+	sed -i -E '/name: ghcr.io\/strata-dev\/strata-(sidecar|image-updater)$$/{n;s/newTag: .*/newTag: $(VERSION)/}' \
+	  manifests/argocd/kustomization.yaml manifests/image-updater/kustomization.yaml

@@ -108,6 +108,7 @@ func TestComponentAddsSidecarToRepoServer(t *testing.T) {
 	if cm.Name != "strata-cmp-plugin" || cm.Namespace != "argocd" || cm.Data["plugin.yaml"] != string(manifests.PluginConfig()) {
 		t.Errorf("plugin ConfigMap %s/%s does not carry plugin.yaml", cm.Namespace, cm.Name)
 	}
+	checkSidecar(t, dep)
 	spec := dep.Spec.Template.Spec
 	byName := map[string]corev1.Container{}
 	for _, c := range spec.Containers {

@@ -198,6 +198,9 @@ func checkSidecar(t *testing.T, dep *appsv1.Deployment) {
 	if _, repo := byName["argocd-repo-server"]; !ok || !repo {
 		t.Fatalf("containers %v: want argocd-repo-server and strata-cmp", byName)
 	}
+	if got := dep.Spec.Template.Annotations["kubectl.kubernetes.io/default-container"]; got != "argocd-repo-server" {
+		t.Errorf("pod template annotation kubectl.kubernetes.io/default-container = %q, want argocd-repo-server (kubectl logs/exec without -c)", got)
+	}
 	copyutil := false
 	for _, c := range spec.InitContainers {
 		if c.Name == "copyutil" && strings.Contains(strings.Join(c.Args, " ")+strings.Join(c.Command, " "), "/var/run/argocd/argocd-cmp-server") {

@@ -32,6 +32,9 @@ APISERVER_PORT=${STRATA_TESTENV_APISERVER_PORT:-16443}
 KUBE_VERSION=v1.37.1
 STORAGE_DRIVER=${STRATA_TESTENV_STORAGE_DRIVER:-overlay2}
 WITH_ARGOCD=${STRATA_TESTENV_ARGOCD:-1}
+# The cosign CLI (scripts/cosign.sh, cached like the others) for the signing interop tests;
+# STRATA_TESTENV_COSIGN=0 skips it.
+WITH_COSIGN=${STRATA_TESTENV_COSIGN:-1}
 ARGOCD_VERSION=v3.3.10
 HELM_VERSION=v3.19.5
 BASE_IMAGE=127.0.0.1:$REGISTRY_PORT/library/busybox:latest
@@ -339,6 +342,9 @@ export STRATA_TEST_HELM=$dir/helm
 export STRATA_TEST_REDIS=$(command -v redis-server)
 EOF
   fi
+  if [ "$WITH_COSIGN" = 1 ]; then
+    echo "export STRATA_TEST_COSIGN=$W/bin/cosign"
+  fi
 }
 
 cmd_up() {
@@ -350,11 +356,15 @@ cmd_up() {
   # Independent pieces in parallel: the kube-apiserver build is the long one. If anything below
   # fails, the build is stopped too (nothing of ours keeps running half set up).
   build_kube_apiserver &
-  local kb=$! ab=
-  trap 'kill "$kb" $ab 2>/dev/null || true' EXIT
+  local kb=$! ab= cb=
+  trap 'kill "$kb" $ab $cb 2>/dev/null || true' EXIT
   if [ "$WITH_ARGOCD" = 1 ]; then
     build_argocd_tools &
     ab=$!
+  fi
+  if [ "$WITH_COSIGN" = 1 ]; then
+    STRATA_TESTENV_DIR=$W "$ROOT/scripts/cosign.sh" path >/dev/null &
+    cb=$!
   fi
   up_docker
   up_registry
@@ -362,6 +372,7 @@ cmd_up() {
   up_base_image
   wait "$kb" || die "kube-apiserver build failed"
   if [ -n "$ab" ]; then wait "$ab" || die "Argo CD / helm build failed"; fi
+  if [ -n "$cb" ]; then wait "$cb" || die "cosign build failed (scripts/cosign.sh)"; fi
   trap - EXIT
   up_apiserver
   print_env >"$W/env"
@@ -409,6 +420,9 @@ cmd_status() {
     local dir
     dir=$(argocd_tools_dir)
     if [ -x "$dir/argocd" ] && [ -x "$dir/helm" ]; then echo "argocd, helm: built ($dir)"; else echo "argocd, helm: not built"; rc=1; fi
+  fi
+  if [ "$WITH_COSIGN" = 1 ]; then
+    if [ -x "$W/bin/cosign" ]; then echo "cosign: built ($(readlink "$W/bin/cosign"))"; else echo "cosign: not built"; rc=1; fi
   fi
   return $rc
 }

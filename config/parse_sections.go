@@ -1,0 +1,343 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"strata.dev/strata/internal/suggest"
+)
+
+// The sections of an image document: shell stages, git mappings, imports, mounts, dependencies,
+// docker instructions.
+
+var userStages = []string{"beforeInstall", "install", "beforeSetup", "setup"}
+
+func (p parser) shell(n *yaml.Node, s *Shell) error {
+	s.StageCacheVersion = map[string]string{}
+	h := map[string]func(*yaml.Node) error{
+		"cacheVersion": func(v *yaml.Node) (err error) { s.CacheVersion, err = p.str(v, "shell.cacheVersion"); return },
+	}
+	dst := map[string]*[]string{"beforeInstall": &s.BeforeInstall, "install": &s.Install, "beforeSetup": &s.BeforeSetup, "setup": &s.Setup}
+	for _, st := range userStages {
+		st := st
+		h[st] = func(v *yaml.Node) (err error) { *dst[st], err = p.strList(v, "shell."+st, true); return }
+		h[st+"CacheVersion"] = func(v *yaml.Node) error {
+			x, err := p.str(v, "shell."+st+"CacheVersion")
+			s.StageCacheVersion[st] = x
+			return err
+		}
+	}
+	return p.mapping(n, "shell", h)
+}
+
+func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errf(n, "git", "want a list of mappings, got %s", kindName(n))
+	}
+	var out []GitMapping
+	for i, item := range n.Content {
+		f := fmt.Sprintf("git[%d]", i)
+		var g GitMapping
+		remote := false
+		str := func(dst *string, field string) func(*yaml.Node) error {
+			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
+		}
+		list := func(dst *[]string, field string) func(*yaml.Node) error {
+			return func(v *yaml.Node) (err error) { *dst, err = p.globList(v, f+"."+field); return }
+		}
+		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
+			"add": str(&g.Add, "add"), "to": str(&g.To, "to"), "owner": str(&g.Owner, "owner"), "group": str(&g.Group, "group"),
+			"includePaths": list(&g.IncludePaths, "includePaths"), "excludePaths": list(&g.ExcludePaths, "excludePaths"),
+			"stageDependencies": func(v *yaml.Node) error {
+				g.StageDependencies = map[string][]string{}
+				h := map[string]func(*yaml.Node) error{}
+				for _, st := range []string{"install", "beforeSetup", "setup"} {
+					st := st
+					h[st] = func(v *yaml.Node) (err error) {
+						g.StageDependencies[st], err = p.globList(v, f+".stageDependencies."+st)
+						return
+					}
+				}
+				return p.mapping(v, f+".stageDependencies", h)
+			},
+			"url": func(v *yaml.Node) error {
+				remote = true
+				return p.werfOnly(f + ".url (remote repositories)")(v)
+			},
+			"branch": p.werfOnly(f + ".branch"),
+			"tag":    p.werfOnly(f + ".tag"),
+			"commit": p.werfOnly(f + ".commit"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if g.Add == "" {
+			g.Add = "/"
+		}
+		if g.To == "" {
+			return nil, p.errf(item, f+".to", "missing (absolute path in the image)")
+		}
+		if !path.IsAbs(g.To) || !path.IsAbs(g.Add) {
+			return nil, p.errf(item, f, "add and to must be absolute paths")
+		}
+		g.Add, g.To = path.Clean(g.Add), path.Clean(g.To)
+		if !remote {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+func (p parser) imports(n *yaml.Node) ([]Import, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errf(n, "import", "want a list of mappings, got %s", kindName(n))
+	}
+	var out []Import
+	for i, item := range n.Content {
+		f := fmt.Sprintf("import[%d]", i)
+		var im Import
+		str := func(dst *string, field string) func(*yaml.Node) error {
+			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
+		}
+		stage := func(dst *string, field string) func(*yaml.Node) error {
+			return func(v *yaml.Node) error {
+				s, err := p.str(v, f+"."+field)
+				if err == nil && s != "install" && s != "setup" {
+					err = p.errf(v, f+"."+field, "want install or setup, got %q", s)
+				}
+				*dst = s
+				return err
+			}
+		}
+		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
+			"image": str(&im.Image, "image"), "artifact": str(&im.Artifact, "artifact"), "stage": str(&im.Stage, "stage"),
+			"add": str(&im.Add, "add"), "to": str(&im.To, "to"), "owner": str(&im.Owner, "owner"), "group": str(&im.Group, "group"),
+			"after": stage(&im.After, "after"), "before": stage(&im.Before, "before"),
+			"includePaths": func(v *yaml.Node) (err error) { im.IncludePaths, err = p.globList(v, f+".includePaths"); return },
+			"excludePaths": func(v *yaml.Node) (err error) { im.ExcludePaths, err = p.globList(v, f+".excludePaths"); return },
+		})
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case im.Image == "" && im.Artifact == "":
+			return nil, p.errf(item, f, "missing the source: image: NAME or artifact: NAME")
+		case im.Image != "" && im.Artifact != "":
+			return nil, p.errf(item, f, "image and artifact are exclusive")
+		case im.Add == "" || !path.IsAbs(im.Add):
+			return nil, p.errf(item, f+".add", "want an absolute path in the source image")
+		case im.After != "" && im.Before != "":
+			return nil, p.errf(item, f, "after and before are exclusive")
+		}
+		if im.To == "" {
+			im.To = im.Add
+		}
+		out = append(out, im)
+	}
+	return out, nil
+}
+
+func (p parser) mounts(n *yaml.Node) ([]Mount, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errf(n, "mount", "want a list of mappings, got %s", kindName(n))
+	}
+	var out []Mount
+	for i, item := range n.Content {
+		f := fmt.Sprintf("mount[%d]", i)
+		var m Mount
+		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
+			"from": func(v *yaml.Node) (err error) {
+				if m.From, err = p.str(v, f+".from"); err == nil && m.From != "tmp_dir" && m.From != "build_dir" {
+					err = p.errf(v, f+".from", "want tmp_dir or build_dir, got %q", m.From)
+				}
+				return
+			},
+			"fromPath": func(v *yaml.Node) (err error) { m.FromPath, err = p.str(v, f+".fromPath"); return },
+			"to":       func(v *yaml.Node) (err error) { m.To, err = p.str(v, f+".to"); return },
+		})
+		if err != nil {
+			return nil, err
+		}
+		if (m.From == "") == (m.FromPath == "") {
+			return nil, p.errf(item, f, "want one of from: tmp_dir|build_dir or fromPath: PATH")
+		}
+		if !path.IsAbs(m.To) {
+			return nil, p.errf(item, f+".to", "want an absolute path in the image")
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (p parser) dependencies(n *yaml.Node) ([]Dependency, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errf(n, "dependencies", "want a list of mappings, got %s", kindName(n))
+	}
+	var out []Dependency
+	for i, item := range n.Content {
+		f := fmt.Sprintf("dependencies[%d]", i)
+		d := Dependency{Imports: map[string]string{}}
+		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
+			"image":  func(v *yaml.Node) (err error) { d.Image, err = p.str(v, f+".image"); return },
+			"before": func(v *yaml.Node) (err error) { d.Before, err = p.str(v, f+".before"); return },
+			"after":  func(v *yaml.Node) (err error) { d.After, err = p.str(v, f+".after"); return },
+			"imports": func(v *yaml.Node) error {
+				if v.Kind != yaml.SequenceNode {
+					return p.errf(v, f+".imports", "want a list of mappings, got %s", kindName(v))
+				}
+				for j, it := range v.Content {
+					g := fmt.Sprintf("%s.imports[%d]", f, j)
+					var typ, target string
+					set := func(v *yaml.Node) (err error) { target, err = p.str(v, g); return }
+					if err := p.mapping(it, g, map[string]func(*yaml.Node) error{
+						"type":           func(v *yaml.Node) (err error) { typ, err = p.str(v, g+".type"); return },
+						"targetEnv":      set,
+						"targetBuildArg": set,
+					}); err != nil {
+						return err
+					}
+					d.Imports[typ] = target
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if d.Image == "" {
+			return nil, p.errf(item, f+".image", "missing")
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (p parser) docker(n *yaml.Node, d *DockerInstructions) error {
+	str := func(dst *string, field string) func(*yaml.Node) error {
+		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, "docker."+field); return }
+	}
+	return p.mapping(n, "docker", map[string]func(*yaml.Node) error{
+		"WORKDIR":     str(&d.Workdir, "WORKDIR"),
+		"USER":        str(&d.User, "USER"),
+		"ENV":         func(v *yaml.Node) (err error) { d.Env, err = p.strMap(v, "docker.ENV"); return },
+		"LABEL":       func(v *yaml.Node) (err error) { d.Label, err = p.strMap(v, "docker.LABEL"); return },
+		"EXPOSE":      func(v *yaml.Node) (err error) { d.Expose, err = p.strList(v, "docker.EXPOSE", true); return },
+		"VOLUME":      func(v *yaml.Node) (err error) { d.Volume, err = p.strList(v, "docker.VOLUME", true); return },
+		"CMD":         func(v *yaml.Node) (err error) { d.Cmd, err = p.cmdList(v, "docker.CMD"); return },
+		"ENTRYPOINT":  func(v *yaml.Node) (err error) { d.Entrypoint, err = p.cmdList(v, "docker.ENTRYPOINT"); return },
+		"HEALTHCHECK": func(v *yaml.Node) (err error) { d.Healthcheck, err = p.healthcheck(v); return },
+	})
+}
+
+// healthcheck parses docker.HEALTHCHECK: a mapping (test, interval, timeout, startPeriod,
+// retries) or a string in Dockerfile syntax ("--interval=5s CMD curl -f localhost", "NONE", or a
+// bare shell command). Durations and retries are checked here, with their line.
+func (p parser) healthcheck(v *yaml.Node) (*Healthcheck, error) {
+	const field = "docker.HEALTHCHECK"
+	h := &Healthcheck{}
+	if v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+		return h, p.healthcheckString(v, h)
+	}
+	dur := func(dst *string, name string) func(*yaml.Node) error {
+		return func(v *yaml.Node) error {
+			s, err := p.str(v, field+"."+name)
+			if err == nil {
+				err = p.checkDuration(v, field+"."+name, s)
+			}
+			*dst = s
+			return err
+		}
+	}
+	err := p.mapping(v, field, map[string]func(*yaml.Node) error{
+		"test":        func(v *yaml.Node) (err error) { h.Test, err = p.cmdList(v, field+".test"); return },
+		"interval":    dur(&h.Interval, "interval"),
+		"timeout":     dur(&h.Timeout, "timeout"),
+		"startPeriod": dur(&h.StartPeriod, "startPeriod"),
+		"retries": func(v *yaml.Node) error {
+			if v.Kind != yaml.ScalarNode || v.Decode(&h.Retries) != nil {
+				return p.errf(v, field+".retries", "want an integer, got %s", kindName(v))
+			}
+			if h.Retries < 0 {
+				return p.errf(v, field+".retries", "must not be negative, got %d", h.Retries)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (p parser) healthcheckString(v *yaml.Node, h *Healthcheck) error {
+	const field = "docker.HEALTHCHECK"
+	s := strings.TrimSpace(v.Value)
+	opts := false
+	for strings.HasPrefix(s, "--") {
+		opt, rest, _ := strings.Cut(s, " ")
+		s = strings.TrimSpace(rest)
+		name, val, ok := strings.Cut(strings.TrimPrefix(opt, "--"), "=")
+		f := field + " --" + name
+		if !ok {
+			return p.errf(v, f, "want --%s=VALUE", name)
+		}
+		opts = true
+		switch name {
+		case "interval", "timeout", "start-period":
+			if err := p.checkDuration(v, f, val); err != nil {
+				return err
+			}
+			switch name {
+			case "interval":
+				h.Interval = val
+			case "timeout":
+				h.Timeout = val
+			default:
+				h.StartPeriod = val
+			}
+		case "retries":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return p.errf(v, f, "want a non-negative integer, got %q", val)
+			}
+			h.Retries = n
+		default:
+			known := []string{"--interval", "--retries", "--start-period", "--timeout"}
+			if near := suggest.Nearest("--"+name, known); near != "" {
+				return p.errf(v, f, "unknown option (did you mean %q?)", near)
+			}
+			return p.errf(v, f, "unknown option (known: %s)", strings.Join(known, ", "))
+		}
+	}
+	upper := strings.ToUpper(s)
+	switch {
+	case upper == "NONE":
+		if opts {
+			return p.errf(v, field, "NONE takes no options")
+		}
+		h.Test = []string{"NONE"}
+	case upper == "CMD" || s == "":
+		return p.errf(v, field, "missing the command (want [OPTIONS] CMD COMMAND, or NONE)")
+	case strings.HasPrefix(upper, "CMD ") || strings.HasPrefix(upper, "CMD["):
+		cmd := strings.TrimSpace(s[3:])
+		if strings.HasPrefix(cmd, "[") {
+			var exec []string
+			if err := json.Unmarshal([]byte(cmd), &exec); err != nil || len(exec) == 0 {
+				return p.errf(v, field, "CMD %s: want a JSON list of strings", cmd)
+			}
+			h.Test = append([]string{"CMD"}, exec...)
+		} else {
+			h.Test = []string{"CMD-SHELL", cmd}
+		}
+	case opts:
+		return p.errf(v, field, "want CMD after the options, got %q", s)
+	default:
+		h.Test = []string{"CMD-SHELL", s} // a bare shell command
+	}
+	return nil
+}

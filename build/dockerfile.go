@@ -72,6 +72,11 @@ func readsOf(dockerfile []byte, target string, args map[string]string) (*dockerf
 		t = i
 	}
 	r := &dockerfileReads{}
+	if syntax, _, _, ok := parser.DetectSyntax(dockerfile); ok && !officialFrontend(syntax) {
+		// Another frontend may read the context its own way.
+		r.whole = true
+		r.external = append(r.external, "syntax "+syntax)
+	}
 	seen := map[int]bool{}
 	var firstErr error
 	var visit func(i int)
@@ -195,6 +200,17 @@ func readsOf(dockerfile []byte, target string, args map[string]string) (*dockerf
 	sort.Strings(r.external)
 	r.external = slices.Compact(r.external)
 	return r, nil
+}
+
+// officialFrontend reports whether a # syntax= directive names Docker's Dockerfile frontend,
+// whose reads the parser here follows.
+func officialFrontend(ref string) bool {
+	for _, p := range []string{"docker/dockerfile:", "docker.io/docker/dockerfile:", "docker/dockerfile-upstream:", "docker.io/docker/dockerfile-upstream:"} {
+		if strings.HasPrefix(ref, p) {
+			return true
+		}
+	}
+	return ref == "docker/dockerfile" || ref == "docker.io/docker/dockerfile"
 }
 
 // isRemoteSource reports whether an ADD source is a URL or a git repository (as BuildKit reads it).

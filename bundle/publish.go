@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"path"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
 
+	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/stages"
 )
@@ -183,13 +182,13 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 		meta.Commit.Hash = o.Report.Commit
 	}
 	if meta.Commit.Hash == "" && o.ProjectDir != "" {
-		meta.Commit.Hash = git(o.ProjectDir, "rev-parse", "HEAD")
+		meta.Commit.Hash = git.Lookup(o.ProjectDir, "rev-parse", "HEAD")
 	}
 	if meta.Commit.Date == "" && meta.Commit.Hash != "" && o.ProjectDir != "" {
-		meta.Commit.Date = git(o.ProjectDir, "log", "-1", "--format=%cI", meta.Commit.Hash)
+		meta.Commit.Date = git.Lookup(o.ProjectDir, "log", "-1", "--format=%cI", meta.Commit.Hash)
 	}
 	if meta.GitURL == "" && o.ProjectDir != "" {
-		meta.GitURL = CleanGitURL(git(o.ProjectDir, "remote", "get-url", "origin"))
+		meta.GitURL = CleanGitURL(git.Lookup(o.ProjectDir, "remote", "get-url", "origin"))
 	}
 
 	files, err := readChartDir(o.ChartDir, o.MaxChartBytes)
@@ -486,14 +485,4 @@ func fetchManifest(ctx context.Context, f content.Fetcher, desc ocispec.Descript
 		return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
 	return &m, nil
-}
-
-func git(dir string, args ...string) string {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
 }

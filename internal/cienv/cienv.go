@@ -5,12 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"sort"
 	"strings"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/types"
+
+	"strata.dev/strata/internal/git"
 )
 
 // Providers strata knows.
@@ -91,11 +92,11 @@ func Detect(provider string, o Options) (*Env, error) {
 		}
 	case Generic:
 		set("STRATA_REPO", get("STRATA_REPO"))
-		set("STRATA_COMMIT", firstNonEmpty(get("STRATA_COMMIT"), git(o.Dir, "rev-parse", "HEAD")))
-		branch := firstNonEmpty(get("STRATA_GIT_BRANCH"), git(o.Dir, "symbolic-ref", "--short", "-q", "HEAD"))
+		set("STRATA_COMMIT", firstNonEmpty(get("STRATA_COMMIT"), git.Lookup(o.Dir, "rev-parse", "HEAD")))
+		branch := firstNonEmpty(get("STRATA_GIT_BRANCH"), git.Lookup(o.Dir, "symbolic-ref", "--short", "-q", "HEAD"))
 		set("STRATA_GIT_BRANCH", branch)
-		set("STRATA_GIT_TAG", firstNonEmpty(get("STRATA_GIT_TAG"), git(o.Dir, "describe", "--tags", "--exact-match")))
-		set("STRATA_GIT_URL", firstNonEmpty(get("STRATA_GIT_URL"), git(o.Dir, "remote", "get-url", "origin")))
+		set("STRATA_GIT_TAG", firstNonEmpty(get("STRATA_GIT_TAG"), git.Lookup(o.Dir, "describe", "--tags", "--exact-match")))
+		set("STRATA_GIT_URL", firstNonEmpty(get("STRATA_GIT_URL"), git.Lookup(o.Dir, "remote", "get-url", "origin")))
 		set("STRATA_CI_PIPELINE_URL", get("STRATA_CI_PIPELINE_URL"))
 		set("STRATA_CI_JOB_URL", get("STRATA_CI_JOB_URL"))
 		if reg, user, pass := get("STRATA_REGISTRY"), get("STRATA_REGISTRY_USER"), get("STRATA_REGISTRY_PASSWORD"); reg != "" && pass != "" {
@@ -157,16 +158,6 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
-}
-
-func git(dir string, args ...string) string {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // RunOptions configure Run: Detect's options plus what to do with the result.

@@ -308,3 +308,16 @@ func (r *Repo) Blobs(ctx context.Context, hashes []string, fn func(hash string, 
 	}
 	return c.Wait()
 }
+
+// Lookup runs git with args in dir and returns its output without surrounding white space, or ""
+// when git fails (no repository, no remote, no tag): for metadata that is best effort, such as
+// the commit and remote URL a bundle or a CI environment records.
+func Lookup(dir string, args ...string) string {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"strata.dev/strata/internal/testing/testenv"
@@ -26,7 +23,6 @@ import (
 // runs as that user.
 func TestSidecarImage(t *testing.T) {
 	cli := testenv.Docker(t)
-	base := testenv.BaseImage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -39,65 +35,14 @@ func TestSidecarImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buildCtx bytes.Buffer
-	tw := tar.NewWriter(&buildCtx)
-	for name, f := range map[string]struct {
-		data []byte
-		mode int64
-	}{
-		"Dockerfile.sidecar":           {dockerfile, 0o644},
-		"manifests/argocd/plugin.yaml": {manifests.PluginConfig(), 0o644},
-		"strata":                       {bin, 0o755},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	tag := "strata-test/sidecar:" + testenv.UniqueName(t, "img")
-	resp, err := cli.ImageBuild(ctx, &buildCtx, build.ImageBuildOptions{
-		Dockerfile:  "Dockerfile.sidecar",
-		Target:      "sidecar-prebuilt",
-		Tags:        []string{tag},
-		BuildArgs:   map[string]*string{"BASE_IMAGE": &base},
-		NetworkMode: "none",
-		Remove:      true,
-		ForceRemove: true,
+	tag := testenv.BuildImage(ctx, t, "Dockerfile.sidecar", "sidecar-prebuilt", map[string]testenv.ContextFile{
+		"Dockerfile.sidecar":           {Data: dockerfile, Mode: 0o644},
+		"manifests/argocd/plugin.yaml": {Data: manifests.PluginConfig(), Mode: 0o644},
+		"strata":                       {Data: bin, Mode: 0o755},
 	})
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	var log bytes.Buffer
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var msg struct {
-			Stream string `json:"stream"`
-			Error  string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		log.WriteString(msg.Stream)
-		if msg.Error != "" {
-			t.Fatalf("build failed: %s\n%s", msg.Error, log.String())
-		}
-	}
-	resp.Body.Close()
-	t.Cleanup(func() {
-		_, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true})
-	})
-
 	inspect, err := cli.ImageInspect(ctx, tag)
 	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, log.String())
+		t.Fatalf("inspect: %v", err)
 	}
 	if inspect.Config.User != "999:999" {
 		t.Errorf("user %q, want 999:999", inspect.Config.User)

@@ -1,11 +1,8 @@
 package manifests_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/pkg/stdcopy"
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
@@ -30,7 +25,6 @@ import (
 // updater in it.
 func TestImageUpdaterImage(t *testing.T) {
 	cli := testenv.Docker(t)
-	base := testenv.BaseImage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -48,51 +42,13 @@ func TestImageUpdaterImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buildCtx bytes.Buffer
-	tw := tar.NewWriter(&buildCtx)
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode int64
-	}{{"Dockerfile.image-updater", dockerfile, 0o644}, {"strata", strata, 0o755}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tag := "strata-test/image-updater:" + testenv.UniqueName(t, "img")
-	resp, err := cli.ImageBuild(ctx, &buildCtx, build.ImageBuildOptions{
-		Dockerfile: "Dockerfile.image-updater", Target: "image-updater-prebuilt", Tags: []string{tag},
-		BuildArgs: map[string]*string{"BASE_IMAGE": &base}, NetworkMode: "none", Remove: true, ForceRemove: true,
-	})
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	var log bytes.Buffer
-	for dec := json.NewDecoder(resp.Body); ; {
-		var msg struct{ Stream, Error string }
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		log.WriteString(msg.Stream)
-		if msg.Error != "" {
-			t.Fatalf("build failed: %s\n%s", msg.Error, log.String())
-		}
-	}
-	resp.Body.Close()
-	t.Cleanup(func() {
-		_, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true})
+	tag := testenv.BuildImage(ctx, t, "Dockerfile.image-updater", "image-updater-prebuilt", map[string]testenv.ContextFile{
+		"Dockerfile.image-updater": {Data: dockerfile, Mode: 0o644},
+		"strata":                   {Data: strata, Mode: 0o755},
 	})
 	inspect, err := cli.ImageInspect(ctx, tag)
 	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, log.String())
+		t.Fatalf("inspect: %v", err)
 	}
 	if inspect.Config.User != "999:999" {
 		t.Errorf("user %q, want 999:999", inspect.Config.User)

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content/oci"
 )
 
@@ -54,83 +57,314 @@ func archiveBundleTag(ctx context.Context, store *oci.Store) (string, error) {
 
 var layoutEntry = regexp.MustCompile(`^(oci-layout|index\.json|blobs/?|blobs/sha256/?|blobs/sha256/[a-f0-9]{64})$`)
 
+// maxLayoutDocBytes limits oci-layout, index.json and every manifest or index of an archive:
+// they are read into memory, so their declared size is checked before reading.
+const maxLayoutDocBytes = 4 << 20
+
+// layoutScan is what the first pass over an archive found: the small documents (index.json,
+// oci-layout, and every blob small enough to be a manifest, digest-verified), and the declared
+// size of every blob entry.
+type layoutScan struct {
+	index, ociLayout []byte
+	small            map[digest.Digest][]byte
+	sizes            map[digest.Digest]int64
+	names            map[digest.Digest]string
+}
+
 // extractLayout extracts an OCI layout tar (optionally gzip-compressed) into dir. Only the OCI
 // layout's own entries are accepted (oci-layout, index.json, blobs/sha256/<hex>): path traversal,
-// links and anything else are refused, and at most max bytes are written.
+// links and anything else are refused. Sizes are checked before anything is read: index.json and
+// manifests are at most maxLayoutDocBytes, declared sizes add up to at most max. Every blob must
+// be referenced from index.json (directly or through a manifest or index), have the size its
+// descriptor declares and the digest its name says; an unreferenced blob is refused, not
+// extracted. On error dir may hold partial content: the caller removes it.
 func extractLayout(file, dir string, max int64) error {
 	if max <= 0 {
 		max = DefaultMaxArchiveBytes
 	}
+	scan, err := scanLayout(file, max)
+	if err != nil {
+		return err
+	}
+	refs, err := layoutReferences(file, scan)
+	if err != nil {
+		return err
+	}
+	var big []digest.Digest
+	for d, size := range scan.sizes {
+		want, ok := refs[d]
+		if !ok {
+			return fmt.Errorf("archive %s: entry %s is not referenced from index.json (unreferenced blob refused)", file, scan.names[d])
+		}
+		if want != size {
+			return fmt.Errorf("archive %s: entry %s is %d bytes, its descriptor declares %d", file, scan.names[d], size, want)
+		}
+		if _, ok := scan.small[d]; !ok {
+			big = append(big, d)
+		}
+	}
+	for d := range refs {
+		if _, ok := scan.sizes[d]; !ok {
+			return fmt.Errorf("archive %s: blob %s referenced from index.json is missing", file, d)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+		return err
+	}
+	write := func(name string, data []byte) error {
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(name)), data, 0o644); err != nil {
+			return fmt.Errorf("archive %s: %s: %w", file, name, err)
+		}
+		return nil
+	}
+	if err := write("index.json", scan.index); err != nil {
+		return err
+	}
+	if scan.ociLayout != nil {
+		if err := write("oci-layout", scan.ociLayout); err != nil {
+			return err
+		}
+	}
+	for d, data := range scan.small {
+		if err := write("blobs/sha256/"+d.Encoded(), data); err != nil {
+			return err
+		}
+	}
+	if len(big) > 0 {
+		return extractBlobs(file, dir, scan, big)
+	}
+	return nil
+}
+
+// openLayoutTar opens the archive's tar stream (gunzipped when it starts with gzip's magic).
+func openLayoutTar(file string) (*tar.Reader, func(), error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return fmt.Errorf("archive: %w", err)
+		return nil, nil, fmt.Errorf("archive: %w", err)
 	}
-	defer f.Close()
 	br := bufio.NewReader(f)
 	var r io.Reader = br
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("archive %s: %w", file, err)
+			f.Close()
+			return nil, nil, fmt.Errorf("archive %s: %w", file, err)
 		}
 		r = zr
 	}
-	lr := &limitReader{r: r, left: max}
-	tr := tar.NewReader(lr)
-	var written int64
-	n := 0
+	return tar.NewReader(r), func() { f.Close() }, nil
+}
+
+// nextLayoutEntry returns the next regular file of the layout, its name without "./", and its
+// blob digest (empty for oci-layout and index.json); io.EOF at the end.
+func nextLayoutEntry(file string, tr *tar.Reader) (*tar.Header, string, digest.Digest, error) {
 	for {
 		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
-			if lr.exceeded {
-				return fmt.Errorf("archive %s holds more than %d bytes: %w", file, max, ErrLimit)
+			if errors.Is(err, io.EOF) {
+				return nil, "", "", io.EOF
 			}
-			return fmt.Errorf("archive %s: %w", file, err)
+			return nil, "", "", fmt.Errorf("archive %s: %w", file, err)
 		}
-		n++
 		name := strings.TrimPrefix(hdr.Name, "./")
 		if name == "" || name == "." {
 			continue
 		}
 		if !layoutEntry.MatchString(name) {
-			return fmt.Errorf("archive %s: entry %q is not part of an OCI layout (path traversal or foreign file refused)", file, hdr.Name)
+			return nil, "", "", fmt.Errorf("archive %s: entry %q is not part of an OCI layout (path traversal or foreign file refused)", file, hdr.Name)
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(name)), 0o755); err != nil {
-				return err
-			}
 			continue
 		case tar.TypeReg:
 		default:
-			return fmt.Errorf("archive %s: entry %q is not a regular file (type %q)", file, hdr.Name, hdr.Typeflag)
+			return nil, "", "", fmt.Errorf("archive %s: entry %q is not a regular file (type %q)", file, hdr.Name, hdr.Typeflag)
 		}
-		if written+hdr.Size > max {
-			return fmt.Errorf("archive %s: more than %d bytes (at %s): %w", file, max, hdr.Name, ErrLimit)
+		if hdr.Size < 0 {
+			return nil, "", "", fmt.Errorf("archive %s: entry %q has a negative size", file, hdr.Name)
 		}
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		var d digest.Digest
+		if hex, ok := strings.CutPrefix(name, "blobs/sha256/"); ok {
+			d = digest.NewDigestFromEncoded(digest.SHA256, hex)
+		}
+		return hdr, name, d, nil
+	}
+}
+
+// scanLayout is the first pass: it checks every entry's name, type and declared size, reads
+// index.json, oci-layout and the blobs small enough to be manifests (digest-verified), and
+// skips the others.
+func scanLayout(file string, max int64) (*layoutScan, error) {
+	tr, done, err := openLayoutTar(file)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	s := &layoutScan{small: map[digest.Digest][]byte{}, sizes: map[digest.Digest]int64{}, names: map[digest.Digest]string{}}
+	var declared int64
+	seen := map[string]bool{}
+	for {
+		hdr, name, d, err := nextLayoutEntry(file, tr)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("archive %s: entry %q appears twice", file, hdr.Name)
+		}
+		seen[name] = true
+		declared += hdr.Size
+		if declared > max || declared < 0 {
+			return nil, fmt.Errorf("archive %s: entries declare more than %d bytes (at %s, %d bytes): %w", file, max, hdr.Name, hdr.Size, ErrLimit)
+		}
+		if d == "" || hdr.Size <= maxLayoutDocBytes {
+			if hdr.Size > maxLayoutDocBytes {
+				return nil, fmt.Errorf("archive %s: %s is %d bytes, more than the limit of %d: %w", file, hdr.Name, hdr.Size, maxLayoutDocBytes, ErrLimit)
+			}
+			data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
+			if err != nil {
+				return nil, fmt.Errorf("archive %s: %s: %w", file, hdr.Name, err)
+			}
+			switch {
+			case name == "index.json":
+				s.index = data
+			case name == "oci-layout":
+				s.ociLayout = data
+			default:
+				if got := digest.SHA256.FromBytes(data); got != d {
+					return nil, fmt.Errorf("archive %s: entry %s has digest %s", file, hdr.Name, got)
+				}
+				s.small[d] = data
+			}
+		}
+		if d != "" {
+			s.sizes[d] = hdr.Size
+			s.names[d] = hdr.Name
+		}
+	}
+	if s.index == nil {
+		return nil, fmt.Errorf("archive %s: not an OCI layout (no index.json)", file)
+	}
+	return s, nil
+}
+
+// layoutReferences walks the graph from index.json through the manifests and indexes (which
+// must be among the scanned small blobs) and returns every referenced digest with its declared
+// size.
+func layoutReferences(file string, s *layoutScan) (map[digest.Digest]int64, error) {
+	var index ocispec.Index
+	if err := json.Unmarshal(s.index, &index); err != nil {
+		return nil, fmt.Errorf("archive %s: index.json: %w", file, err)
+	}
+	refs := map[digest.Digest]int64{}
+	var walk func(from string, descs []ocispec.Descriptor, depth int) error
+	walk = func(from string, descs []ocispec.Descriptor, depth int) error {
+		if depth > 8 {
+			return fmt.Errorf("archive %s: %s: manifests nested more than 8 deep", file, from)
+		}
+		for _, desc := range descs {
+			if err := desc.Digest.Validate(); err != nil || desc.Digest.Algorithm() != digest.SHA256 {
+				return fmt.Errorf("archive %s: %s: descriptor digest %q is not a valid sha256 digest", file, from, desc.Digest)
+			}
+			if desc.Size < 0 {
+				return fmt.Errorf("archive %s: %s: descriptor of %s declares a negative size", file, from, desc.Digest)
+			}
+			if prev, ok := refs[desc.Digest]; ok {
+				if prev != desc.Size {
+					return fmt.Errorf("archive %s: %s: blob %s declared as %d and %d bytes", file, from, desc.Digest, prev, desc.Size)
+				}
+				continue
+			}
+			refs[desc.Digest] = desc.Size
+			var children []ocispec.Descriptor
+			switch desc.MediaType {
+			case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex, dockerManifestType, dockerManifestListType:
+				if desc.Size > maxLayoutDocBytes {
+					return fmt.Errorf("archive %s: %s: manifest %s declares %d bytes, more than the limit of %d: %w", file, from, desc.Digest, desc.Size, maxLayoutDocBytes, ErrLimit)
+				}
+				data, ok := s.small[desc.Digest]
+				if !ok {
+					return fmt.Errorf("archive %s: %s: manifest %s is missing", file, from, desc.Digest)
+				}
+				var m struct {
+					Config    *ocispec.Descriptor  `json:"config"`
+					Layers    []ocispec.Descriptor `json:"layers"`
+					Manifests []ocispec.Descriptor `json:"manifests"`
+				}
+				if err := json.Unmarshal(data, &m); err != nil {
+					return fmt.Errorf("archive %s: manifest %s: %w", file, desc.Digest, err)
+				}
+				if m.Config != nil {
+					children = append(children, *m.Config)
+				}
+				children = append(children, m.Layers...)
+				children = append(children, m.Manifests...)
+			}
+			if err := walk("manifest "+desc.Digest.String(), children, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk("index.json", index.Manifests, 0); err != nil {
+		return nil, err
+	}
+	return refs, nil
+}
+
+const (
+	dockerManifestType     = "application/vnd.docker.distribution.manifest.v2+json"
+	dockerManifestListType = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+// extractBlobs is the second pass: it writes the blobs in want (referenced, sizes checked),
+// each read through a reader limited to its size and digest-verified.
+func extractBlobs(file, dir string, s *layoutScan, want []digest.Digest) error {
+	wanted := map[digest.Digest]bool{}
+	for _, d := range want {
+		wanted[d] = true
+	}
+	tr, done, err := openLayoutTar(file)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for len(wanted) > 0 {
+		hdr, name, d, err := nextLayoutEntry(file, tr)
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("archive %s changed while read: blob %s missing", file, want[0])
+		}
+		if err != nil {
 			return err
 		}
+		if !wanted[d] {
+			continue
+		}
+		delete(wanted, d)
+		if hdr.Size != s.sizes[d] {
+			return fmt.Errorf("archive %s changed while read: %s", file, hdr.Name)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(name))
 		out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if err != nil {
 			return fmt.Errorf("archive %s: %s: %w", file, hdr.Name, err)
 		}
-		c, err := io.Copy(out, io.LimitReader(tr, hdr.Size))
-		out.Close()
-		written += c
+		h := digest.SHA256.Digester()
+		n, err := io.Copy(io.MultiWriter(out, h.Hash()), io.LimitReader(tr, hdr.Size))
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
-			if lr.exceeded {
-				return fmt.Errorf("archive %s holds more than %d bytes: %w", file, max, ErrLimit)
-			}
 			return fmt.Errorf("archive %s: %s: %w", file, hdr.Name, err)
 		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		return fmt.Errorf("archive %s: not an OCI layout (no index.json)", file)
+		if n != hdr.Size {
+			return fmt.Errorf("archive %s: %s: %d bytes read, %d declared", file, hdr.Name, n, hdr.Size)
+		}
+		if got := h.Digest(); got != d {
+			return fmt.Errorf("archive %s: entry %s has digest %s", file, hdr.Name, got)
+		}
 	}
 	return nil
 }

@@ -72,3 +72,10 @@ func TestEnvName(t *testing.T) {
 		t.Fatalf("envName = %q", got)
 	}
 }
+
+func TestSyncServerRefusesNonLoopbackWithoutToken(t *testing.T) {
+	_, _, err := run(t, "sync-server", "--listen", "0.0.0.0:0")
+	if err == nil || !strings.Contains(err.Error(), "--insecure") || !strings.Contains(err.Error(), "--token") {
+		t.Fatalf("sync-server --listen 0.0.0.0:0 without a token: %v", err)
+	}
+}

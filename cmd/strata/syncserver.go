@@ -21,6 +21,7 @@ func newSyncServerCmd(a *app) *cobra.Command {
 objects of that namespace (so several servers, or a restarted one, share them).
 
 Clients send --token (STRATA_TOKEN here) as a bearer token; they read it from STRATA_SYNC_TOKEN.
+Without a token it listens only on a loopback address unless --insecure is given.
 GET /healthz answers ok; GET /metrics serves Prometheus metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,7 +34,8 @@ GET /healthz answers ok; GET /metrics serves Prometheus metrics.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:7373", "address to listen on (host:port)")
-	f.StringVar(&o.Token, "token", "", "bearer token clients must send (empty: no authentication)")
+	f.StringVar(&o.Token, "token", "", "bearer token clients must send (empty: no authentication, loopback --listen only)")
+	f.BoolVar(&o.Insecure, "insecure", false, "allow a non-loopback --listen address without --token (any client that reaches it can take locks)")
 	f.DurationVar(&o.TTL, "ttl", 15*time.Second, "how long a lock lives without a renew from its holder")
 	f.DurationVar(&o.MaxWait, "max-wait", 30*time.Second, "longest time one acquire request waits (long poll)")
 	f.StringVar(&kube.Namespace, "kubernetes", "", "keep locks as Leases in this Kubernetes namespace instead of in memory")

@@ -383,12 +383,67 @@ type ServeOptions struct {
 	Listen string
 	// Ready, if set, receives the bound address once the server listens.
 	Ready func(addr string)
+	// Insecure allows listening on a non-loopback address without a Token (logged as a
+	// warning); without it Serve refuses to.
+	Insecure bool
 }
 
-// Serve runs a Server on Listen until ctx ends, then shuts down gracefully.
+// checkExposure refuses a non-loopback listen address without a token unless insecure.
+func checkExposure(ctx context.Context, o ServeOptions) error {
+	if o.Token != "" {
+		return nil
+	}
+	loopback, err := isLoopback(ctx, o.Listen)
+	if err != nil {
+		return fmt.Errorf("sync-server: listen address %s: %w", o.Listen, err)
+	}
+	if loopback {
+		return nil
+	}
+	if !o.Insecure {
+		return fmt.Errorf("sync-server: refusing to listen on %s, which is not a loopback address, without a token: "+
+			"anyone who reaches it could take and release the publish locks; set --token (or STRATA_TOKEN) and give builders "+
+			"the same value in STRATA_SYNC_TOKEN, listen on 127.0.0.1, or pass --insecure to accept unauthenticated clients", o.Listen)
+	}
+	if o.Log != nil {
+		o.Log.Warn("sync-server listens on a non-loopback address without a token (--insecure): any client that reaches it can take and release locks", "address", o.Listen)
+	}
+	return nil
+}
+
+// isLoopback reports whether every address host:port names is a loopback one (an empty host
+// means every interface).
+func isLoopback(ctx context.Context, listen string) (bool, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false, err
+	}
+	if host == "" {
+		return false, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback(), nil
+	}
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return false, nil
+		}
+	}
+	return len(addrs) > 0, nil
+}
+
+// Serve runs a Server on Listen until ctx ends, then shuts down gracefully. Without a Token it
+// listens only on a loopback address, unless Insecure.
 func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:7373"
+	}
+	if err := checkExposure(ctx, o); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -228,7 +228,7 @@ func (b *builder) buildImage(ctx context.Context, im *Image, slots chan struct{}
 
 // report finishes every built image (final reference, final repo, extra tags) into the report.
 func (b *builder) report(ctx context.Context, images []*Image, dev bool) (*stages.Report, error) {
-	rep := &stages.Report{Project: b.cfg.Project, Repo: b.st.Repo.String(), Commit: b.head, Dev: dev}
+	rep := &stages.Report{Project: b.cfg.Project, Repo: b.st.Repo.String(), Commit: b.head, Dev: dev, Config: filepath.Base(b.cfg.File)}
 	for _, im := range images {
 		r := b.results[im.Name]
 		if r == nil || r.final == nil {

@@ -146,7 +146,7 @@ func TestDevConfigFromSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Project != "devcfg" || rep.Image("app") == nil {
+	if rep.Project != "devcfg" || rep.Image("app") == nil || rep.Config != "strata.yml" {
 		t.Errorf("--dev with a new config: %+v", rep)
 	}
 	secret := filepath.Join(t.TempDir(), "token")

@@ -48,6 +48,15 @@ type Metadata struct {
 	Images map[string]Image `json:"images,omitempty"`
 	// Created is when the bundle was published (UTC).
 	Created time.Time `json:"created"`
+	// Werf, when set, makes values.yaml carry werf's service values (werf.*, global.werf.*)
+	// besides strata.*, so a chart written for werf renders unchanged.
+	Werf *Werf `json:"werf,omitempty"`
+}
+
+// Werf configures the werf service values of a bundle.
+type Werf struct {
+	// Env is werf's --env (werf.env, global.env); may be empty.
+	Env string `json:"env"`
 }
 
 // Commit is a git commit.

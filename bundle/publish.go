@@ -89,6 +89,11 @@ type PublishOptions struct {
 	Tag    string
 	GitURL string
 	CI     CI
+	// WerfValues also writes werf's service values (werf.image.<name>, werf.tag.<name>,
+	// werf.repo, werf.commit, werf.env, the same under global.werf) into values.yaml, for charts
+	// written for werf; WerfEnv is their env. ship sets it for werf.yaml projects.
+	WerfValues bool
+	WerfEnv    string
 	// Force replaces an existing tag whose content differs.
 	Force bool
 	// SkipRenderCheck skips rendering the chart before publishing it.
@@ -177,6 +182,9 @@ func Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 		Repo:          o.Report.Repo,
 		Images:        images,
 		Created:       now().UTC().Truncate(time.Second),
+	}
+	if o.WerfValues {
+		meta.Werf = &Werf{Env: o.WerfEnv}
 	}
 	if meta.Commit.Hash == "" {
 		meta.Commit.Hash = o.Report.Commit

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,6 +26,36 @@ func injectedValues(m *Metadata) map[string]any {
 		"digest": digest,
 		"repo":   m.Repo,
 		"commit": map[string]any{"hash": m.Commit.Hash, "date": m.Commit.Date},
+	}
+}
+
+// werfValues returns werf's service values of a bundle (werf's chart_extender service values):
+// werf.image.<name> (the full REPO:TAG@DIGEST), werf.tag.<name>, werf.repo, werf.name,
+// werf.commit.hash, werf.commit.date.human/.unix and werf.env, all mirrored under global.werf,
+// and global.env.
+func werfValues(m *Metadata) map[string]any {
+	image, tag := map[string]any{}, map[string]any{}
+	for n, im := range m.Images {
+		image[n] = im.Ref
+		tag[n] = im.Tag
+	}
+	// werf passes unix as an integer; through values.yaml Helm would read it as a float64 and
+	// print 1.7953416e+09, so it is the decimal string, which prints and converts the same.
+	date := map[string]any{"human": "", "unix": "0"}
+	if t, err := time.Parse(time.RFC3339, m.Commit.Date); err == nil {
+		date = map[string]any{"human": t.String(), "unix": strconv.FormatInt(t.Unix(), 10)}
+	}
+	werf := map[string]any{
+		"name":   m.Project,
+		"repo":   m.Repo,
+		"image":  image,
+		"tag":    tag,
+		"commit": map[string]any{"hash": m.Commit.Hash, "date": date},
+		"env":    m.Werf.Env,
+	}
+	return map[string]any{
+		"werf":   werf,
+		"global": map[string]any{"werf": werf, "env": m.Werf.Env},
 	}
 }
 
@@ -63,6 +95,14 @@ func injectValues(src []byte, m *Metadata) ([]byte, error) {
 	for _, prefix := range [][]string{{"strata"}, {"global", "strata"}} {
 		for _, k := range sortedKeys(vals) {
 			if err := setPath(root, append(append([]string{}, prefix...), k), vals[k]); err != nil {
+				return nil, fmt.Errorf("values.yaml: %w", err)
+			}
+		}
+	}
+	if m.Werf != nil {
+		wv := werfValues(m)
+		for _, k := range sortedKeys(wv) {
+			if err := setPath(root, []string{k}, wv[k]); err != nil {
 				return nil, fmt.Errorf("values.yaml: %w", err)
 			}
 		}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/bundle"
+	"strata.dev/strata/config"
 	"strata.dev/strata/internal/lock/backends"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/stages"
@@ -25,8 +27,8 @@ type Options struct {
 	Build build.Options
 	// Synchronization names that build's lock backend (see backends.Open; "" is :local).
 	Synchronization string
-	// Publish configures the publish; Run sets its Report, ProjectDir, Registry and Log, and
-	// ChartDir defaults to Dir/.helm.
+	// Publish configures the publish; Run sets its Report, ProjectDir, Registry and Log,
+	// ChartDir defaults to Dir/.helm, and WerfValues is set for a werf.yaml project (or a WerfEnv).
 	Publish bundle.PublishOptions
 	// Registry says how registries are reached.
 	Registry registry.Options
@@ -49,7 +51,29 @@ func Run(ctx context.Context, o Options) (*bundle.PublishResult, error) {
 	if p.ChartDir == "" {
 		p.ChartDir = filepath.Join(o.Dir, ".helm")
 	}
+	if !p.WerfValues && (p.WerfEnv != "" || werfProject(o, rep)) {
+		o.Log.Info("werf.yaml project: the bundle carries werf's service values too (werf.*, global.werf.*)")
+		p.WerfValues = true
+	}
 	return bundle.Publish(ctx, p)
+}
+
+// werfProject tells whether the images were built from a werf.yaml (or werf.yml): the build
+// report's config, else --config, else the first config file in Dir.
+func werfProject(o Options, rep *stages.Report) bool {
+	name := rep.Config
+	if name == "" && o.Build.ConfigFile != "" {
+		name = filepath.Base(o.Build.ConfigFile)
+	}
+	if name == "" && o.Dir != "" {
+		for _, n := range config.FileNames() {
+			if _, err := os.Stat(filepath.Join(o.Dir, n)); err == nil {
+				name = n
+				break
+			}
+		}
+	}
+	return name == "werf.yaml" || name == "werf.yml"
 }
 
 // images reads the build report, or builds the images (reusing every stage already stored).

@@ -21,11 +21,14 @@ const (
 // Report is what a build produced: written by `strata build --report FILE`, read by
 // `strata bundle publish --build-report FILE`.
 type Report struct {
-	Project string        `json:"project"`
-	Repo    string        `json:"repo"`
-	Commit  string        `json:"commit"`
-	Dev     bool          `json:"dev,omitempty"`
-	Images  []ImageReport `json:"images"`
+	Project string `json:"project"`
+	Repo    string `json:"repo"`
+	Commit  string `json:"commit"`
+	Dev     bool   `json:"dev,omitempty"`
+	// Config is the file name of the config the images were built from (strata.yaml,
+	// werf.yaml...): a bundle of a werf.yaml project carries werf's values too.
+	Config string        `json:"config,omitempty"`
+	Images []ImageReport `json:"images"`
 }
 
 // ImageReport is one image of strata.yaml: its final reference and the stages it is made of.

@@ -45,7 +45,10 @@ REGISTRY/PATH/NAME:VERSION: chart name NAME, version VERSION (semver as is, '+' 
 the tag; other values become 0.0.0-<VERSION>, see docs/bundles.md). The images of the build report
 are written into values.yaml (strata.image.<name> = repo:tag@sha256:..., strata.tag/digest,
 strata.repo, strata.commit, mirrored under global.strata) so plain 'helm template' renders the
-bundle; strata-bundle.json and the manifest annotations carry the commit and CI metadata.
+bundle; strata-bundle.json and the manifest annotations carry the commit and CI metadata. A
+werf.yaml project's bundle (or any with --werf-values) also carries werf's service values
+(werf.image.<name>, werf.tag.<name>, werf.repo, werf.commit, werf.env, global.werf.*), so charts
+written for werf render unchanged.
 
 Blobs are pushed first and the manifest last: a failure leaves no tag. An existing VERSION with the
 same content is left alone; with different content it is refused unless --force.
@@ -92,6 +95,8 @@ default to STRATA_COMMIT, STRATA_GIT_*, STRATA_CI_* (see 'strata ci-env') and to
 	f.StringVar(&o.Publish.CI.PipelineURL, "ci-pipeline-url", "", "CI pipeline URL")
 	f.StringVar(&o.Publish.CI.JobURL, "ci-job-url", "", "CI job URL")
 	f.BoolVar(&o.Publish.Force, "force", false, "replace an existing VERSION whose content differs")
+	f.BoolVar(&o.Publish.WerfValues, "werf-values", false, "also write werf's service values (werf.image.<name>, werf.tag, werf.repo, werf.commit, werf.env, global.werf.*) into values.yaml; automatic for a werf.yaml project")
+	f.StringVar(&o.Publish.WerfEnv, "werf-env", "", "werf.env and global.env of the werf service values (werf's --env); implies --werf-values")
 	f.StringVar(&signKey, "sign-key", "", "sign the published bundle with this key (cosign.key, PEM ECDSA P-256 or env://NAME; see docs/signing.md)")
 	f.BoolVar(&o.Publish.SkipRenderCheck, "skip-render-check", false, "do not render the chart before publishing (charts that need deploy-time values)")
 	f.Int64Var(&o.Publish.MaxChartBytes, "max-chart-bytes", bundle.DefaultMaxChartBytes, "refuse charts larger than this")

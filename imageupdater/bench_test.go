@@ -109,6 +109,7 @@ func BenchmarkNotificationToUpdate(b *testing.B) {
   endpoints:
   - name: strata
     url: %s/webhook
+    headers: {Authorization: ["Bearer bench-secret"]}
     timeout: 2s
     threshold: 3
     backoff: 100ms
@@ -116,7 +117,7 @@ func BenchmarkNotificationToUpdate(b *testing.B) {
 	repo := addr + "/strata-bench/" + testenv.UniqueName(b, "notified")
 	pushBundle(b, repo, "1.0.0", t0)
 	k.app(b, "notified", map[string]string{AnnotationChartVersion: ">=1.0"}, helmSource(repo, "1.0.0"))
-	c, _, _ := k.startController(b, nil)
+	c, _, _ := k.startController(b, func(o *Options) { o.WebhookSecret = "bench-secret" })
 	handler = c.handler()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

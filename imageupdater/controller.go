@@ -51,9 +51,13 @@ type Options struct {
 	DryRun bool
 	// Listen is the address of the HTTP server (/webhook, /healthz, /metrics); "" for none.
 	Listen string
-	// WebhookSecret, if set, must be sent with /webhook requests (Authorization: Bearer <secret>
-	// or X-Strata-Webhook-Secret: <secret>).
+	// WebhookSecret must be sent with /webhook requests, the way each sender sends it (bearer
+	// token, query parameter, Authorization header, GitHub HMAC signature; webhook.go). Without
+	// it /webhook refuses every request unless WebhookInsecureNoSecret is set.
 	WebhookSecret string
+	// WebhookInsecureNoSecret serves /webhook without a secret (anyone reaching it can trigger
+	// checks).
+	WebhookInsecureNoSecret bool
 	// Registries holds insecure registries, rate limits and default credentials.
 	Registries RegistriesConfig
 	// Registry is how registries are reached (insecure list, keychain, transport).
@@ -339,6 +343,12 @@ func (c *controller) run(ctx context.Context) error {
 			}
 		}()
 		c.log.Info("image updater listening", "address", ln.Addr().String())
+		switch {
+		case c.opts.WebhookSecret == "" && c.opts.WebhookInsecureNoSecret:
+			c.log.Warn("/webhook accepts requests without a secret (--webhook-insecure-no-secret)")
+		case c.opts.WebhookSecret == "":
+			c.log.Warn("/webhook is disabled: no --webhook-secret (or --webhook-insecure-no-secret); /healthz and /metrics are served")
+		}
 		defer func() {
 			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer scancel()

@@ -1,8 +1,8 @@
 package imageupdater
 
 import (
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -94,35 +94,64 @@ func tagged(events []pushEvent) bool {
 	return false
 }
 
-func (c *controller) authorized(r *http.Request) bool {
-	if c.opts.WebhookSecret == "" {
-		return true
-	}
-	got := r.Header.Get("X-Strata-Webhook-Secret")
-	if got == "" {
-		got = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(c.opts.WebhookSecret)) == 1
+// maxWebhookBody is the largest body /webhook reads; a larger one is refused with 413.
+const maxWebhookBody = 1 << 20
+
+// webhookEnabled: /webhook needs a secret unless WebhookInsecureNoSecret says otherwise.
+func (c *controller) webhookEnabled() bool {
+	return c.opts.WebhookSecret != "" || c.opts.WebhookInsecureNoSecret
 }
 
+// webhook handles POST /webhook[?type=KIND][&registry_url=HOST]: the sender's secret is checked
+// (401, nothing processed), the body parsed (400 naming the problem) and the Applications on the
+// pushed repositories are checked at once (202 with their keys).
 func (c *controller) webhook(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
-	if !c.authorized(r) {
+	if !c.webhookEnabled() {
+		http.Error(w, "webhook disabled: the updater runs without --webhook-secret (and without --webhook-insecure-no-secret)", http.StatusForbidden)
+		return
+	}
+	name := r.URL.Query().Get("type")
+	if name == "" {
+		name = r.Header.Get("X-Registry-Type")
+	}
+	kind, ok := webhookKinds[strings.ToLower(name)]
+	if !ok {
+		http.Error(w, fmt.Sprintf("unknown webhook type %q (known: %s)", name, webhookKindNames()), http.StatusBadRequest)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(w, fmt.Sprintf("webhook body larger than %d bytes", maxWebhookBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading webhook body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if c.opts.WebhookSecret != "" && !kind.authorized(r, body, c.opts.WebhookSecret) {
+		c.log.Warn("webhook refused: bad or missing secret", "type", name, "remote", r.RemoteAddr)
 		http.Error(w, "bad or missing webhook secret", http.StatusUnauthorized)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	events, err := kind.parse(r, body)
 	if err != nil {
+		c.log.Warn("webhook refused", "type", name, "error", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	events, err := parseWebhook(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+	if host := r.URL.Query().Get("registry_url"); host != "" {
+		host = strings.TrimSuffix(hostOfURL(host), "/")
+		for i, e := range events {
+			if h, p, ok := strings.Cut(e.repository, "/"); ok && isRegistryHost(h) {
+				e.repository = p
+			}
+			events[i].repository = joinRepository(host, e.repository)
+		}
 	}
 	keys, repos := c.affected(events)
 	if len(keys) > 0 {
@@ -136,7 +165,7 @@ func (c *controller) webhook(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	c.log.Info("webhook", "pushes", len(events), "applications", len(keys))
+	c.log.Info("webhook", "type", name, "pushes", len(events), "applications", len(keys))
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]any{"applications": keys})
 }
@@ -184,13 +213,30 @@ func repositoryMatches(bundle, pushed string) bool {
 	}
 	bh, bp, _ := strings.Cut(bundle, "/")
 	ph, pp, ok := strings.Cut(pushed, "/")
-	if !ok || !(strings.ContainsAny(ph, ".:") || ph == "localhost") {
+	if !ok || !isRegistryHost(ph) {
 		return bp == pushed
 	}
 	if bp != pp {
 		return false
 	}
+	if dockerHub(bh) && dockerHub(ph) {
+		return true
+	}
 	return sameLoopback(bh, ph)
+}
+
+// isRegistryHost tells a registry host from a repository path's first element.
+func isRegistryHost(h string) bool {
+	return strings.ContainsAny(h, ".:") || h == "localhost"
+}
+
+// dockerHub: Docker Hub's names (its webhooks say docker.io; clients pull from the others).
+func dockerHub(h string) bool {
+	switch strings.ToLower(h) {
+	case "docker.io", "index.docker.io", "registry-1.docker.io":
+		return true
+	}
+	return false
 }
 
 func sameLoopback(a, b string) bool {

@@ -156,7 +156,7 @@ func TestWebhookBeforeTagIsListed(t *testing.T) {
 	repo := testenv.Repo(t, "early")
 	pushBundle(t, repo, "1.0.0", t0)
 	k.app(t, "early", map[string]string{AnnotationChartVersion: ">=1.0"}, helmSource(repo, "1.0.0"))
-	c, ct, _ := k.startController(t, nil)
+	c, ct, _ := k.startController(t, func(o *Options) { o.WebhookInsecureNoSecret = true })
 	srv := httptest.NewServer(c.handler())
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())

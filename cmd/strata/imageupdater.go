@@ -22,8 +22,8 @@ picks the best tag by argocd-image-updater.argoproj.io/update-strategy (semver, 
 digest, alphabetical) and sets the source's targetRevision (never downgrading unless
 force-update=true). See docs/image-updater.md.
 
-HTTP on --listen: POST /webhook (distribution notifications or {"repository","tag"}), /healthz,
-/metrics (Prometheus).`,
+HTTP on --listen: POST /webhook[?type=docker.io|ghcr.io|harbor|quay.io|acr|cloudevents] (default:
+distribution notifications or {"repository","tag"}; needs --webhook-secret), /healthz, /metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Registry, o.Logger = a.registry(), a.log
@@ -49,7 +49,8 @@ HTTP on --listen: POST /webhook (distribution notifications or {"repository","ta
 	f.BoolVar(&o.DryRun, "dry-run", false, "log the updates, write nothing")
 	f.StringVar(&o.Listen, "listen", ":8080", `address for /webhook, /healthz and /metrics ("" = none; off with --once unless given)`)
 	f.StringVar(&registries, "registries-config", "", "YAML file: insecure registries, per-registry rate limits (default 20 rps) and credentials")
-	f.StringVar(&o.WebhookSecret, "webhook-secret", "", "shared secret /webhook requires (Authorization: Bearer SECRET or X-Strata-Webhook-Secret)")
+	f.StringVar(&o.WebhookSecret, "webhook-secret", "", "secret /webhook requires, sent as each registry sends it (see docs/image-updater.md); without it /webhook is disabled")
+	f.BoolVar(&o.WebhookInsecureNoSecret, "webhook-insecure-no-secret", false, "serve /webhook without a secret (anyone reaching it can trigger checks)")
 	a.addRegistryFlags(f)
 	c.AddCommand(run)
 	return c

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
-
 	"strata.dev/strata/internal/testing/testenv"
 )
 
@@ -273,11 +271,7 @@ func TestWebhookKindsTriggerUpdate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = c.loop(ctx, nil) }()
-	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return metricValue(t, c, "strata_image_updater_cycles_total") == "1", nil
-	}); err != nil {
-		t.Fatal("first cycle did not run")
-	}
+	waitFirstCycle(ctx, t, c)
 	do := func(r *http.Request) (int, string) {
 		resp, err := http.DefaultClient.Do(r)
 		if err != nil {

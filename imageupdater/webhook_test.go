@@ -42,6 +42,16 @@ func waitRevision(t testing.TB, k *kubeEnv, name, want string, timeout time.Dura
 	return time.Since(start)
 }
 
+// waitFirstCycle waits for the controller's first cycle (started by c.loop).
+func waitFirstCycle(ctx context.Context, t testing.TB, c *controller) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return metricValue(t, c, "strata_image_updater_cycles_total") == "1", nil
+	}); err != nil {
+		t.Fatal("first cycle did not run")
+	}
+}
+
 func post(t *testing.T, url, secret, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
@@ -76,11 +86,7 @@ func TestWebhookTriggersUpdate(t *testing.T) {
 		t.Fatalf("/healthz: %v %v", resp, err)
 	}
 	// Wait for the first cycle, then publish.
-	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return metricValue(t, c, "strata_image_updater_cycles_total") == "1", nil
-	}); err != nil {
-		t.Fatal("first cycle did not run")
-	}
+	waitFirstCycle(ctx, t, c)
 	pushBundle(t, repo, "1.1.0", t0.Add(time.Hour))
 
 	if code, _ := post(t, srv.URL+"/webhook", "wrong", `{"repository":"`+repo+`","tag":"1.1.0"}`); code != http.StatusUnauthorized {
@@ -134,11 +140,7 @@ func TestRegistryNotificationsTriggerUpdate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = c.loop(ctx, nil) }()
-	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return metricValue(t, c, "strata_image_updater_cycles_total") == "1", nil
-	}); err != nil {
-		t.Fatal("first cycle did not run")
-	}
+	waitFirstCycle(ctx, t, c)
 	pushBundle(t, repo, "2.0.0-rc.1", t0.Add(time.Hour))
 	pushed := time.Now()
 	pushBundle(t, repo, "1.2.0", t0.Add(2*time.Hour))

@@ -69,7 +69,12 @@ type layoutScan struct {
 	small            map[digest.Digest][]byte
 	sizes            map[digest.Digest]int64
 	names            map[digest.Digest]string
+	max              int64
 }
+
+// layoutHeaderSlack is how many bytes of tar headers and padding an archive may hold beyond
+// its entries' content.
+const layoutHeaderSlack = 64 << 20
 
 // extractLayout extracts an OCI layout tar (optionally gzip-compressed) into dir. Only the OCI
 // layout's own entries are accepted (oci-layout, index.json, blobs/sha256/<hex>): path traversal,
@@ -137,7 +142,8 @@ func extractLayout(file, dir string, max int64) error {
 }
 
 // openLayoutTar opens the archive's tar stream (gunzipped when it starts with gzip's magic).
-func openLayoutTar(file string) (*tar.Reader, func(), error) {
+// The decompressed stream is limited to max plus layoutHeaderSlack bytes of tar headers.
+func openLayoutTar(file string, max int64) (*tar.Reader, func(), error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, nil, fmt.Errorf("archive: %w", err)
@@ -152,7 +158,7 @@ func openLayoutTar(file string) (*tar.Reader, func(), error) {
 		}
 		r = zr
 	}
-	return tar.NewReader(r), func() { f.Close() }, nil
+	return tar.NewReader(&limitReader{r: r, left: max + layoutHeaderSlack}), func() { f.Close() }, nil
 }
 
 // nextLayoutEntry returns the next regular file of the layout, its name without "./", and its
@@ -175,6 +181,9 @@ func nextLayoutEntry(file string, tr *tar.Reader) (*tar.Header, string, digest.D
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
+			if hdr.Size != 0 {
+				return nil, "", "", fmt.Errorf("archive %s: directory entry %q has a size", file, hdr.Name)
+			}
 			continue
 		case tar.TypeReg:
 		default:
@@ -195,12 +204,12 @@ func nextLayoutEntry(file string, tr *tar.Reader) (*tar.Header, string, digest.D
 // index.json, oci-layout and the blobs small enough to be manifests (digest-verified), and
 // skips the others.
 func scanLayout(file string, max int64) (*layoutScan, error) {
-	tr, done, err := openLayoutTar(file)
+	tr, done, err := openLayoutTar(file, max)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	s := &layoutScan{small: map[digest.Digest][]byte{}, sizes: map[digest.Digest]int64{}, names: map[digest.Digest]string{}}
+	s := &layoutScan{max: max, small: map[digest.Digest][]byte{}, sizes: map[digest.Digest]int64{}, names: map[digest.Digest]string{}}
 	var declared int64
 	seen := map[string]bool{}
 	for {
@@ -326,7 +335,7 @@ func extractBlobs(file, dir string, s *layoutScan, want []digest.Digest) error {
 	for _, d := range want {
 		wanted[d] = true
 	}
-	tr, done, err := openLayoutTar(file)
+	tr, done, err := openLayoutTar(file, s.max)
 	if err != nil {
 		return err
 	}

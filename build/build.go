@@ -325,6 +325,10 @@ func (b *builder) engine() (*client.Client, error) {
 type stageSpec struct {
 	name   string
 	gitRel bool // needs the ancestor check and carries commit labels
+	// atHead: a stage with no git content that still records the commit it was built for
+	// (a Dockerfile stage, the whole image): cleanup's policies keep what HEAD's build needs
+	// by the commit labels. Selection ignores the label (gitRel is false).
+	atHead bool
 	// digest computes the stage digest from its parent.
 	digest func(ctx context.Context, parent *state) (string, bool, error)
 	// build makes the stage image from the parent; returns the image and the git commit of
@@ -422,7 +426,11 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if err != nil {
 		return nil, "", err
 	}
-	img, err = b.withLabels(img, im, sp.name, digest, parent, commit, len(im.Git))
+	labelCommit := commit
+	if labelCommit == "" && sp.atHead {
+		labelCommit = b.head
+	}
+	img, err = b.withLabels(img, im, sp.name, digest, parent, labelCommit, len(im.Git))
 	if err != nil {
 		return nil, "", err
 	}

@@ -438,7 +438,7 @@ func (b *builder) readBlob(ctx context.Context, files []git.File, p string) ([]b
 // does not use, whose results do not reach the image.
 func (b *builder) dockerfileStage(im *Image) stageSpec {
 	var inputs *dockerfileInputs
-	return stageSpec{name: "dockerfile",
+	return stageSpec{name: "dockerfile", atHead: true,
 		digest: func(ctx context.Context, _ *state) (string, bool, error) {
 			in, err := b.dockerfileInputs(ctx, im)
 			if err != nil {

@@ -1,0 +1,94 @@
+package buildtest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"strata.dev/strata/build"
+	"strata.dev/strata/cleanup"
+	"strata.dev/strata/internal/lock"
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
+)
+
+// TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind builds a stapel image and a Dockerfile
+// image, runs cleanup with the strictest policy (only the branch tip, nothing kept for being
+// recent), and builds HEAD again: every stage of both images is reused. The Dockerfile stage has
+// no git content; it is kept because it records the commit it was built for.
+func TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind(t *testing.T) {
+	dockerHost := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "stages")
+	ctx := context.Background()
+	reg := registry.Options{}
+	locker := &lock.File{Dir: t.TempDir()}
+	now := time.Now().Add(3 * time.Hour)
+	g := &gitRepo{t: t, dir: t.TempDir(), now: now}
+	g.run(0, "init", "-q", "-b", "main")
+	writeFile(t, g.dir, "strata.yaml", fmt.Sprintf(`project: %s
+configVersion: 1
+cleanup:
+  keepBuiltWithin: "0"
+  branches: {last: 1}
+  tags: {last: 0}
+---
+image: app
+from: %s
+git:
+- add: /src
+  to: /app
+shell:
+  install:
+  - cat /app/main.txt > /installed
+---
+image: svc
+dockerfile: Dockerfile
+context: svc
+`, testenv.UniqueName(t, "p"), base))
+	writeFile(t, g.dir, "src/main.txt", "v1")
+	writeFile(t, g.dir, "svc/Dockerfile", "FROM "+base+"\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copied\n")
+	writeFile(t, g.dir, "svc/data.txt", "d1")
+	// An older commit, so the policy has something to drop.
+	g.run(2*day, "add", "-A")
+	g.run(2*day, "commit", "-q", "-m", "c1")
+	buildHere := func(what string) *stages.Report {
+		t.Helper()
+		rep, err := build.Run(ctx, build.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost})
+		if err != nil {
+			t.Fatalf("build %s: %v", what, err)
+		}
+		return rep
+	}
+	buildHere("c1")
+	writeFile(t, g.dir, "src/main.txt", "v2")
+	writeFile(t, g.dir, "svc/data.txt", "d2")
+	g.run(day, "add", "-A")
+	g.run(day, "commit", "-q", "-m", "c2")
+	first := buildHere("c2")
+	t.Logf("first build of HEAD: %v", statuses(first))
+
+	res, err := cleanup.Run(ctx, cleanup.Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, Now: now, Out: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Deleted) == 0 {
+		t.Fatal("cleanup deleted nothing: the policy did not drop the older commit's stages")
+	}
+
+	again := buildHere("c2 after cleanup")
+	kinds := map[string]bool{}
+	for _, im := range again.Images {
+		for _, s := range im.Stages {
+			kinds[s.Name] = true
+			if s.Status != stages.StatusReused {
+				t.Errorf("rebuild of HEAD after cleanup: image %s stage %s is %s, want reused", im.Name, s.Name, s.Status)
+			}
+		}
+	}
+	if !kinds["dockerfile"] || !kinds["gitArchive"] {
+		t.Errorf("stages %v: want a Dockerfile stage and a git stage", statuses(again))
+	}
+}

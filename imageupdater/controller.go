@@ -28,6 +28,7 @@ import (
 
 	"strata.dev/strata/internal/kube"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/sign"
 )
 
 // Options configure the controller (`strata image-updater run`).
@@ -68,6 +69,10 @@ type Options struct {
 	RestConfig *rest.Config
 	// Logger receives the controller's logs; nil discards them.
 	Logger *slog.Logger
+	// VerifyPolicy is a verification policy file (sign.Policy, the plugin's format): an
+	// Application is never moved to a bundle that fails it; the next best candidate that
+	// passes is chosen, and each refused one is reported (Warning Event BundleSignatureRefused).
+	VerifyPolicy string
 }
 
 // Defaults of Options.
@@ -122,6 +127,9 @@ type controller struct {
 	round    *round            // the queued cycle's progress (daemon)
 	lastErr  map[string]string // last error reported per Application (Events only on change)
 	lastWarn map[string]string // last ignored annotations reported per Application
+	// lastRefused: last candidates refused by the verification policy, per Application
+	lastRefused map[string]string
+	policy      *sign.Policy // Options.VerifyPolicy loaded; nil: no verification
 
 	beforeWrite func(*unstructured.Unstructured) // test hook: runs between decision and write
 }
@@ -158,6 +166,14 @@ func newController(opts Options) (*controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var policy *sign.Policy
+	if opts.VerifyPolicy != "" {
+		p, err := sign.LoadPolicy(opts.VerifyPolicy)
+		if err != nil {
+			return nil, err
+		}
+		policy = p
+	}
 	cfg, err := restConfig(opts)
 	if err != nil {
 		return nil, err
@@ -179,9 +195,10 @@ func newController(opts Options) (*controller, error) {
 	host, _ := os.Hostname()
 	m := newMetrics()
 	c := &controller{
-		opts: opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
+		policy: policy,
+		opts:   opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
 		reg:     newRegistryAccess(opts.Registry, opts.Registries, kube, m),
-		lastErr: map[string]string{}, lastWarn: map[string]string{},
+		lastErr: map[string]string{}, lastWarn: map[string]string{}, lastRefused: map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.RetryDelay, opts.RetryMaxDelay),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "applications"}),

@@ -55,11 +55,12 @@ type decision struct {
 	target   string // new targetRevision; "" or == source.current: nothing to do
 	why      string
 	warnings []string // annotations ignored, each named
+	refused  []string // candidates the verification policy refused, each with why (verify.go)
 }
 
-// decide computes the targetRevision app should have. It reads only the registry (through cyc)
-// and gives up when ctx ends.
-func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.Unstructured) (decision, error) {
+// decide computes the targetRevision app should have, never one of refused (targetRevisions the
+// verification policy refused). It reads only the registry (through cyc) and gives up when ctx ends.
+func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.Unstructured, refused map[string]bool) (decision, error) {
 	t, ok, err := selectTarget(app)
 	if err != nil {
 		return decision{}, fail(reasonInvalid, err)
@@ -82,6 +83,9 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 			return d, fail(reasonRegistry, err)
 		}
 		d.target, d.why = mi.digest, "tag "+p.constraint+" points at "+mi.digest
+		if refused[d.target] {
+			d.target = src.current
+		}
 		return d, nil
 	}
 	all, err := cyc.tags(ctx, src.repository, p.pullSecret)
@@ -92,6 +96,13 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 	if err != nil {
 		return d, err
 	}
+	kept := tags[:0:0]
+	for _, t := range tags {
+		if !refused[src.revisionFor(t)] && !signatureTag(t) {
+			kept = append(kept, t)
+		}
+	}
+	tags = kept
 	cur := src.currentTag()
 	switch p.strategy {
 	case StrategySemver:
@@ -160,4 +171,19 @@ func filterConstraint(p *policy, tags []string) []string {
 		}
 	}
 	return out
+}
+
+// signatureTag reports whether tag is one of cosign's tags for a manifest's signatures,
+// attestations or SBOM (sha256-<hex>.sig, .att, .sbom): never a bundle to move to.
+func signatureTag(tag string) bool {
+	hex, ok := strings.CutPrefix(tag, "sha256-")
+	if !ok {
+		return false
+	}
+	for _, suffix := range []string{".sig", ".att", ".sbom"} {
+		if h, ok := strings.CutSuffix(hex, suffix); ok && len(h) == 64 {
+			return true
+		}
+	}
+	return false
 }

@@ -50,12 +50,15 @@ func (c *controller) reconcile(ctx context.Context, cyc *cycle, key string) (upd
 func (c *controller) converge(ctx context.Context, cyc *cycle, app *unstructured.Unstructured, log *slog.Logger) (updated bool, err error) {
 	const attempts = 10
 	for attempt := 1; ; attempt++ {
-		d, err := c.decide(ctx, cyc, app)
+		d, err := c.decideVerified(ctx, cyc, app)
+		if attempt == 1 {
+			c.reportOnChange(ctx, app, c.lastRefused, reasonRefused, d.refused, log)
+		}
 		if err != nil {
 			return false, err
 		}
 		if attempt == 1 {
-			c.reportWarnings(ctx, app, d.warnings, log)
+			c.reportOnChange(ctx, app, c.lastWarn, reasonIgnored, d.warnings, log)
 		}
 		if d.target == "" || d.target == d.source.current {
 			log.Debug("bundle up to date", "repository", d.source.repository, "revision", d.source.current)
@@ -135,26 +138,26 @@ func (c *controller) reportError(ctx context.Context, app *unstructured.Unstruct
 	}
 }
 
-// reportWarnings logs and records (as one Warning Event, again only when they change) the
-// annotations a check ignored.
-func (c *controller) reportWarnings(ctx context.Context, app *unstructured.Unstructured, warnings []string, log *slog.Logger) {
+// reportOnChange logs and records as one Warning Event under reason, again only when they
+// change (last holds the previous ones per Application), what a check ignored or refused.
+func (c *controller) reportOnChange(ctx context.Context, app *unstructured.Unstructured, last map[string]string, reason string, warnings []string, log *slog.Logger) {
 	key := app.GetNamespace() + "/" + app.GetName()
 	msg := strings.Join(warnings, "; ")
 	c.mu.Lock()
-	same := c.lastWarn[key] == msg
+	same := last[key] == msg
 	if msg == "" {
-		delete(c.lastWarn, key)
+		delete(last, key)
 	} else {
-		c.lastWarn[key] = msg
+		last[key] = msg
 	}
 	c.mu.Unlock()
 	if msg == "" || same {
 		return
 	}
 	for _, w := range warnings {
-		log.Warn("annotation ignored", "warning", w)
+		log.Warn(reason, "warning", w)
 	}
-	c.event(ctx, app, corev1.EventTypeWarning, reasonIgnored, msg)
+	c.event(ctx, app, corev1.EventTypeWarning, reason, msg)
 }
 
 func (c *controller) clearError(key string) {

@@ -51,6 +51,7 @@ distribution notifications or {"repository","tag"}; needs --webhook-secret), /he
 	f.StringVar(&registries, "registries-config", "", "YAML file: insecure registries, per-registry rate limits (default 20 rps) and credentials")
 	f.StringVar(&o.WebhookSecret, "webhook-secret", "", "secret /webhook requires, sent as each registry sends it (see docs/image-updater.md); without it /webhook is disabled")
 	f.BoolVar(&o.WebhookInsecureNoSecret, "webhook-insecure-no-secret", false, "serve /webhook without a secret (anyone reaching it can trigger checks)")
+	f.StringVar(&o.VerifyPolicy, "verify-policy", "", "verification policy file (the plugin's, docs/signing.md): never move an Application to a bundle that fails it")
 	a.addRegistryFlags(f)
 	c.AddCommand(run)
 	return c

@@ -473,6 +473,9 @@ func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, pare
 	if parent != nil {
 		c.Labels[stages.LabelParent] = parent.tag
 	}
+	if b.head != "" {
+		c.Labels[stages.LabelBuiltAt] = b.head
+	}
 	// The digest and the commit labels are also manifest annotations: selection reads them
 	// from the manifest alone, without fetching the config blob.
 	ann := map[string]string{stages.LabelDigest: digest}

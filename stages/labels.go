@@ -12,6 +12,9 @@ const (
 	LabelImage   = "dev.strata.image"
 	LabelStage   = "dev.strata.stage"
 	LabelVersion = "dev.strata.version" // the Strata version that built the stage
+	// LabelBuiltAt is the commit a stage was built for (HEAD of its build), on every stage,
+	// with git content or not: cleanup keeps the stages of the commits its policies keep.
+	LabelBuiltAt = "dev.strata.built.commit"
 	// LabelPrefix starts every Strata label: a stage built on another image drops the
 	// parent's labels with this prefix.
 	LabelPrefix = "dev.strata."

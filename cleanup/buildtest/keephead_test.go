@@ -14,10 +14,11 @@ import (
 	"strata.dev/strata/stages"
 )
 
-// TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind builds a stapel image and a Dockerfile
-// image, runs cleanup with the strictest policy (only the branch tip, nothing kept for being
-// recent), and builds HEAD again: every stage of both images is reused. The Dockerfile stage has
-// no git content; it is kept because it records the commit it was built for.
+// TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind builds a stapel image with git, one
+// without git and a Dockerfile image, runs cleanup with the strictest policy (only the branch
+// tip, nothing kept for being recent), and builds HEAD again: every stage of every image is reused. The Dockerfile stage and
+// the stages of the image without git have no git content; they are kept because every stage
+// records the commit it was built for.
 func TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind(t *testing.T) {
 	dockerHost := testenv.DockerHost(t)
 	base := testenv.BaseImage(t)
@@ -28,7 +29,7 @@ func TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind(t *testing.T) {
 	now := time.Now().Add(3 * time.Hour)
 	g := &gitRepo{t: t, dir: t.TempDir(), now: now}
 	g.run(0, "init", "-q", "-b", "main")
-	writeFile(t, g.dir, "strata.yaml", fmt.Sprintf(`project: %s
+	writeFile(t, g.dir, "strata.yaml", fmt.Sprintf(`project: %[1]s
 configVersion: 1
 cleanup:
   keepBuiltWithin: "0"
@@ -36,7 +37,7 @@ cleanup:
   tags: {last: 0}
 ---
 image: app
-from: %s
+from: %[2]s
 git:
 - add: /src
   to: /app
@@ -47,6 +48,12 @@ shell:
 image: svc
 dockerfile: Dockerfile
 context: svc
+---
+image: plain
+from: %[2]s
+shell:
+  install:
+  - echo plain > /plain
 `, testenv.UniqueName(t, "p"), base))
 	writeFile(t, g.dir, "src/main.txt", "v1")
 	writeFile(t, g.dir, "svc/Dockerfile", "FROM "+base+"\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copied\n")

@@ -56,6 +56,8 @@ type decision struct {
 	why      string
 	warnings []string // annotations ignored, each named
 	refused  []string // candidates the verification policy refused, each with why (verify.go)
+	// pullSecret is the Application's credential source for the bundle repository ("" none)
+	pullSecret string
 }
 
 // decide computes the targetRevision app should have, never one of refused (targetRevisions the
@@ -73,7 +75,7 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 	if err != nil {
 		return decision{}, fail(reasonInvalid, err)
 	}
-	d := decision{source: src, warnings: p.warnings}
+	d := decision{source: src, warnings: p.warnings, pullSecret: p.pullSecret}
 	if p.strategy == StrategyDigest {
 		if !src.oci {
 			return d, fail(reasonInvalid, fmt.Errorf("the digest strategy pins a digest, which only oci:// sources accept (source %s is a Helm chart source)", src.repository))

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/registry"
@@ -39,7 +42,7 @@ func (c *controller) decideVerified(ctx context.Context, cyc *cycle, app *unstru
 		if c.policy == nil || d.target == "" || d.target == d.source.current {
 			return d, nil
 		}
-		err = c.verifyCandidate(ctx, d.source.repository, d.target)
+		err = c.verifyCandidate(ctx, cyc, d)
 		if err == nil {
 			return d, nil
 		}
@@ -58,9 +61,11 @@ func refusal(err error) bool {
 	return errors.Is(err, sign.ErrNotSigned) || errors.Is(err, sign.ErrUntrusted) || errors.Is(err, sign.ErrPolicyRefused)
 }
 
-// verifyCandidate applies the policy to the bundle of repo at revision rev (a targetRevision:
-// chart version, tag or digest): its signature, and with images: true those of its images.
-func (c *controller) verifyCandidate(ctx context.Context, repo, rev string) error {
+// verifyCandidate applies the policy to the bundle d.target names (chart version, tag or digest
+// of d.source.repository): its signature, and with images: true those of its images. The
+// registries are reached as the check reaches them: same credentials, rate limits, insecure list.
+func (c *controller) verifyCandidate(ctx context.Context, cyc *cycle, d decision) error {
+	repo, rev := d.source.repository, d.target
 	rule, err := c.policy.For(repo)
 	if err != nil || rule == nil || rule.Skip {
 		return err
@@ -69,7 +74,7 @@ func (c *controller) verifyCandidate(ctx context.Context, repo, rev string) erro
 	if strings.HasPrefix(rev, "sha256:") {
 		ref = repo + "@" + rev
 	}
-	ro := c.verifyRegistry()
+	ro := c.verifyRegistry(ctx, cyc, hostOf(repo), d.pullSecret)
 	vf, err := sign.NewVerifier(ctx, sign.Options{Registry: ro, Log: c.log})
 	if err != nil {
 		return err
@@ -103,15 +108,40 @@ func (c *controller) verifyCandidate(ctx context.Context, repo, rev string) erro
 	return nil
 }
 
-// verifyRegistry is how verification reaches registries: the controller's registry options,
-// plus the insecure registries of the policy and of the registries config.
-func (c *controller) verifyRegistry() registry.Options {
-	ro := c.opts.Registry
+// verifyRegistry is how verification reaches registries: the check's credentials (the
+// Application's pull-secret for the bundle's registry, else the registries config's, else the
+// docker config) and rate limits, plus the policy's insecure registries.
+func (c *controller) verifyRegistry(ctx context.Context, cyc *cycle, bundleHost, pullSecret string) registry.Options {
+	ro := cyc.ra.opts
 	ro.Insecure = append(append([]string(nil), ro.Insecure...), c.policy.InsecureRegistries...)
-	for _, r := range c.opts.Registries.Registries {
-		if r.Insecure {
-			ro.Insecure = append(ro.Insecure, r.Name)
-		}
+	ro.Keychain = cycleKeychain{ctx: ctx, cyc: cyc, bundleHost: bundleHost, pullSecret: pullSecret}
+	base := ro.Transport
+	if base == nil {
+		base = remote.DefaultTransport
 	}
+	ro.Transport = &limitedTransport{ra: cyc.ra, base: base}
 	return ro
+}
+
+// cycleKeychain gives go-containerregistry (package sign) the credentials the cycle resolves;
+// the Application's pull-secret is for the bundle's registry only (images may live elsewhere).
+type cycleKeychain struct {
+	ctx                    context.Context
+	cyc                    *cycle
+	bundleHost, pullSecret string
+}
+
+func (k cycleKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	host, ps := r.RegistryStr(), ""
+	if strings.EqualFold(host, k.bundleHost) {
+		ps = k.pullSecret
+	}
+	cred, err := k.cyc.credential(k.ctx, k.cyc.ra.credentialKey(ps, host), host)
+	if err != nil {
+		return nil, err
+	}
+	if cred == auth.EmptyCredential {
+		return authn.Anonymous, nil
+	}
+	return authn.FromConfig(authn.AuthConfig{Username: cred.Username, Password: cred.Password, IdentityToken: cred.RefreshToken, RegistryToken: cred.AccessToken}), nil
 }

@@ -2,12 +2,16 @@ package imageupdater
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/sign"
@@ -135,4 +139,60 @@ func TestSignatureTag(t *testing.T) {
 			t.Errorf("signatureTag(%q) = %v, want %v", tag, got, want)
 		}
 	}
+}
+
+// On a registry with authentication, verification uses the Application's pull-secret, as the
+// tag listing does: the signed 1.1.0 is read and accepted, the unsigned 1.2.0 refused.
+func TestVerifyPolicyUsesPullSecret(t *testing.T) {
+	k := newKubeEnv(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("p4ss"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := startRegistry(t, "auth:\n  htpasswd: {realm: strata, path: "+htpasswd+"}\n")
+	dcfg := t.TempDir()
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{addr: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("ci:p4ss"))}}})
+	if err := os.WriteFile(filepath.Join(dcfg, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dcfg)
+	repo := addr + "/strata-test/" + testenv.UniqueName(t, "private")
+	for i, v := range []string{"1.0.0", "1.1.0", "1.2.0"} {
+		pushBundle(t, repo, v, t0.Add(time.Duration(i)*time.Hour))
+	}
+	key, _ := sign.GenerateKey()
+	if _, err := sign.Sign(context.Background(), repo+":1.1.0", sign.SignOptions{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", t.TempDir()) // the controller gets no credentials from there
+	pub, _ := sign.MarshalPublicKey(&key.PublicKey)
+	policy := filepath.Join(dir, "policy.yaml")
+	body := fmt.Sprintf("rules:\n  - repositories: [%q]\n    keys:\n      - |\n%s", repo, indent(string(pub), "        "))
+	if err := os.WriteFile(policy, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("IU_TEST_VERIFY_CREDS", "ci:p4ss")
+	k.app(t, "private", map[string]string{AnnotationChartVersion: "1.x", AnnotationPullSecret: "env:IU_TEST_VERIFY_CREDS"}, helmSource(repo, "1.0.0"))
+	c, _, _ := k.startController(t, func(o *Options) { o.VerifyPolicy = policy })
+	if res := c.runCycle(context.Background()); res.updated != 1 || res.failed != 0 {
+		t.Fatalf("cycle = %+v, want 1 updated", res)
+	}
+	if got := revision(k.getApp(t, "private"), -1); got != "1.1.0" {
+		t.Errorf("private: %q, want the signed 1.1.0", got)
+	}
+}
+
+func indent(s, prefix string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if l != "" {
+			b.WriteString(prefix + l)
+		}
+	}
+	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"strata.dev/strata/bundle"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/sign"
 )
@@ -195,4 +196,55 @@ func indent(s, prefix string) string {
 		}
 	}
 	return b.String()
+}
+
+// With images: true a bundle whose images are unsigned is refused even though the bundle is
+// signed; once the images are signed the Application moves.
+func TestVerifyPolicyImages(t *testing.T) {
+	k := newKubeEnv(t)
+	rep := testenv.BuildReport(t, "app", "web", "worker")
+	regPath := testenv.Repo(t, "bundles")
+	repo := regPath + "/app"
+	key, _ := sign.GenerateKey()
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		res, err := bundle.Publish(context.Background(), bundle.PublishOptions{
+			Repo: repo, Version: v, ChartDir: "../bundle/testdata/app", Report: rep, Commit: bundle.Commit{Date: "2026-11-22T10:00:00Z"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sign.Sign(context.Background(), repo+"@"+res.Digest, sign.SignOptions{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	pub, _ := sign.MarshalPublicKey(&key.PublicKey)
+	policy := filepath.Join(dir, "policy.yaml")
+	for f, b := range map[string][]byte{filepath.Join(dir, "ci.pub"): pub, policy: []byte("rules:\n  - repositories: [\"" + regPath + "/*\"]\n    keys: [ci.pub]\n    images: true\n")} {
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	k.app(t, "imgs", map[string]string{AnnotationChartVersion: "1.x"}, helmSource(repo, "1.0.0"))
+	c, _, _ := k.startController(t, func(o *Options) { o.VerifyPolicy = policy })
+	if res := c.runCycle(context.Background()); res.updated != 0 || res.failed != 0 {
+		t.Fatalf("cycle with unsigned images = %+v, want no update, no failure", res)
+	}
+	evs := k.events(t, "imgs")
+	if got := revision(k.getApp(t, "imgs"), -1); got != "1.0.0" || len(evs) != 1 || evs[0].Reason != reasonRefused ||
+		!strings.Contains(evs[0].Message, "images: true") || !strings.Contains(evs[0].Message, "not signed") {
+		t.Fatalf("unsigned images: revision %q, events %+v; want 1.0.0 kept and one %s about images", got, evs, reasonRefused)
+	}
+	for _, im := range rep.Images {
+		if _, err := sign.Sign(context.Background(), im.Repo+"@"+im.ManifestDigest, sign.SignOptions{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res := c.runCycle(context.Background()); res.updated != 1 || res.failed != 0 {
+		t.Fatalf("cycle with signed images = %+v, want 1 updated", res)
+	}
+	if got := revision(k.getApp(t, "imgs"), -1); got != "1.1.0" {
+		t.Errorf("signed images: %q, want 1.1.0", got)
+	}
 }

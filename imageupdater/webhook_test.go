@@ -103,7 +103,13 @@ func TestWebhookTriggersUpdate(t *testing.T) {
 	if n := ct.listings(repo); n != 2 {
 		t.Errorf("listings = %d, want 2 (first cycle + webhook)", n)
 	}
-	if got := metricValue(t, c, "strata_image_updater_updates_total"); got != "1" {
+	// The metric is counted after the patch returns, so it may trail the revision seen above.
+	got := metricValue(t, c, "strata_image_updater_updates_total")
+	for deadline := time.Now().Add(5 * time.Second); got != "1" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		got = metricValue(t, c, "strata_image_updater_updates_total")
+	}
+	if got != "1" {
 		t.Errorf("updates metric = %q, want 1", got)
 	}
 	if metricValue(t, c, `strata_image_updater_registry_request_duration_seconds_count{code="200",registry="`+hostOf(repo)+`"}`) == "" {

@@ -2,6 +2,8 @@ package build
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -113,7 +115,22 @@ func TestDockerfileDigestCoversOnlyReadFiles(t *testing.T) {
 		"tools/t.sh": "t1", "other/o.txt": "o1", "README.md": "r1",
 	})
 	run := dockerfileRunner(t, g, repo, reg, "app")
+	// The real peer: `docker build` of the same work tree on the same engine (legacy builder).
+	// Its build cache hashes what each instruction reads, so its image ID stays the same exactly
+	// when none of the files the target reads changed: Strata's digest must agree with it.
+	dockerID := func() string {
+		t.Helper()
+		c := exec.Command("docker", "-H", host, "build", "-q", "--network", "none", "--target", "app", ".")
+		c.Dir = g.dir
+		c.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker build: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
 	first := run(host)
+	firstDocker := dockerID()
 	if first.Status != stages.StatusBuilt {
 		t.Fatalf("first build: %+v", first)
 	}
@@ -131,11 +148,18 @@ func TestDockerfileDigestCoversOnlyReadFiles(t *testing.T) {
 	if s := run(noEngine); s.Status != stages.StatusReused || s.Digest != first.Digest || s.Tag != first.Tag {
 		t.Fatalf("change of unread files: %+v, want %s reused without the engine", s, first.Tag)
 	}
+	if id := dockerID(); id != firstDocker {
+		t.Errorf("docker build after a change of files Strata found unread: image %s, was %s (docker read one of them)", id, firstDocker)
+	}
 
 	g.commit("tools", map[string]string{"tools/t.sh": "t2"})
 	tools := run(host)
 	if tools.Status != stages.StatusBuilt || tools.Digest == first.Digest {
 		t.Fatalf("change of a COPY --from stage's source: %+v", tools)
+	}
+	toolsDocker := dockerID()
+	if toolsDocker == firstDocker {
+		t.Errorf("docker build kept image %s after a change Strata rebuilt for", toolsDocker)
 	}
 	if fs := files(t, repo+":"+tools.Tag, reg); fs["/tools/t.sh"] != "t2" {
 		t.Errorf("/tools/t.sh %q after the change", fs["/tools/t.sh"])
@@ -145,6 +169,9 @@ func TestDockerfileDigestCoversOnlyReadFiles(t *testing.T) {
 	src := run(host)
 	if src.Status != stages.StatusBuilt || src.Digest == tools.Digest {
 		t.Fatalf("change of a COPY source: %+v", src)
+	}
+	if id := dockerID(); id == toolsDocker {
+		t.Errorf("docker build kept image %s after a change Strata rebuilt for", id)
 	}
 	if fs := files(t, repo+":"+src.Tag, reg); fs["/app/a.txt"] != "a2" {
 		t.Errorf("/app/a.txt %q after the change", fs["/app/a.txt"])

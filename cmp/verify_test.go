@@ -136,7 +136,7 @@ func TestGenerateVerifiesByPolicy(t *testing.T) {
 	// signed by another key
 	other, _ := sign.GenerateKey()
 	otherPub, _ := sign.MarshalPublicKey(&other.PublicKey)
-	wrong := f.policy(t, "rules:\n  - repositories: [\""+f.regPath+"/**\"]\n    keys:\n      - |\n"+indent(string(otherPub), "        "))
+	wrong := f.policy(t, testenv.KeyPolicy(f.regPath+"/**", otherPub))
 	if _, err := f.generate(wrong, f.helmEnv()); !errors.Is(err, sign.ErrUntrusted) {
 		t.Fatalf("wrong key: %v", err)
 	}
@@ -213,16 +213,6 @@ func TestPolicyErrorsNameFileAndLine(t *testing.T) {
 			t.Errorf("policy %q: error %v, want it to name %s and say %q", body, err, p, want)
 		}
 	}
-}
-
-func indent(s, pre string) string {
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(s, "\n") {
-		if l != "" {
-			b.WriteString(pre + l)
-		}
-	}
-	return b.String()
 }
 
 // Through Argo CD's own CMP server, the sidecar's STRATA_VERIFY_POLICY applies to

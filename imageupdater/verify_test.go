@@ -173,7 +173,7 @@ func TestVerifyPolicyUsesPullSecret(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // the controller gets no credentials from there
 	pub, _ := sign.MarshalPublicKey(&key.PublicKey)
 	policy := filepath.Join(dir, "policy.yaml")
-	body := fmt.Sprintf("rules:\n  - repositories: [%q]\n    keys:\n      - |\n%s", repo, indent(string(pub), "        "))
+	body := testenv.KeyPolicy(repo, pub)
 	if err := os.WriteFile(policy, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -186,16 +186,6 @@ func TestVerifyPolicyUsesPullSecret(t *testing.T) {
 	if got := revision(k.getApp(t, "private"), -1); got != "1.1.0" {
 		t.Errorf("private: %q, want the signed 1.1.0", got)
 	}
-}
-
-func indent(s, prefix string) string {
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(s, "\n") {
-		if l != "" {
-			b.WriteString(prefix + l)
-		}
-	}
-	return b.String()
 }
 
 // With images: true a bundle whose images are unsigned is refused even though the bundle is

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +50,17 @@ func cosignMissing(t testing.TB, err error) {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
+}
+
+// KeyPolicy is a verification policy (package sign's format) with one rule: repositories
+// matching pattern are trusted when signed by the public key pubPEM, inlined as a PEM block.
+func KeyPolicy(pattern string, pubPEM []byte) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rules:\n  - repositories: [%q]\n    keys:\n      - |\n", pattern)
+	for _, l := range strings.SplitAfter(string(pubPEM), "\n") {
+		if l != "" {
+			b.WriteString("        " + l)
+		}
+	}
+	return b.String()
 }

@@ -44,6 +44,9 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 		return nil, err
 	}
 	b := newBuilder(o, src, st)
+	if err := b.fetchRemotes(ctx, images); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := b.buildAll(ctx, cancel, images); err != nil {
@@ -279,6 +282,8 @@ type builder struct {
 	head   string
 	cfgDir string
 	st     *storage
+	// remotes are the remote git mappings' repositories and commits (fetchRemotes).
+	remotes map[git.RemoteRef]remoteCommit
 
 	mu      sync.Mutex
 	done    map[string]chan struct{}

@@ -3,6 +3,8 @@ package build
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 
 	"strata.dev/strata/internal/lock"
@@ -47,6 +49,9 @@ type Options struct {
 	// FinalRepo, when set, receives each final image (registry-side copy) under its stage tag
 	// and the AddTags.
 	FinalRepo string
+	// GitCacheDir holds the bare clones of remote git mappings (`git: - url:`); default
+	// $XDG_CACHE_HOME/strata/git (os.UserCacheDir).
+	GitCacheDir string
 	// Log receives per-stage lines; nil discards them.
 	Log *slog.Logger
 	// Output receives the output of shell commands and docker builds; nil discards it.
@@ -62,6 +67,13 @@ func (o *Options) defaults() {
 	}
 	if o.Network == "" {
 		o.Network = "host"
+	}
+	if o.GitCacheDir == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		o.GitCacheDir = filepath.Join(dir, "strata", "git")
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))

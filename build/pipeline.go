@@ -66,6 +66,12 @@ type gitMappings struct {
 // from its root, whatever directory the config is in, as in werf.
 func (b *builder) gitInputs(im *Image) *gitMappings {
 	g := &gitMappings{ms: compile(im.Git)}
+	for i, m := range g.ms {
+		if m.URL != "" {
+			rc := b.remotes[remoteRef(m.GitMapping)]
+			g.ms[i].remote, g.ms[i].commit = rc.repo, rc.commit
+		}
+	}
 	g.files = make([]func(context.Context) ([]selFile, error), len(g.ms))
 	for i, m := range g.ms {
 		var once sync.Once
@@ -185,6 +191,12 @@ func (b *builder) gitArchiveStage(g *gitMappings) stageSpec {
 			}
 			for _, m := range g.ms {
 				gitFields(d, m.GitMapping)
+				if m.remote != nil {
+					// The commit names the content; the URL and the branch or tag that led
+					// to it do not (a mirror or another URL of the same repository gives the
+					// same digest).
+					d.add("remote", m.commit)
+				}
 			}
 			return d.sum(), true, nil
 		},

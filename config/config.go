@@ -56,14 +56,19 @@ type Image struct {
 	Unsupported []string
 }
 
-// GitMapping adds files of the project's git repository to an image.
+// GitMapping adds files of the project's git repository (or, with URL, of a remote one) to an
+// image.
 type GitMapping struct {
-	Add               string // path in the repository, from its root ("/" = root)
-	To                string // absolute path in the image
-	IncludePaths      []string
-	ExcludePaths      []string
-	Owner, Group      string
-	StageDependencies map[string][]string // install, beforeSetup, setup -> globs
+	// URL is a remote repository (werf's `git: - url:`), "" for the project's own. Branch, Tag
+	// or Commit (at most one; none = the remote's default branch) say which commit: build
+	// resolves it and the commit is the digest input.
+	URL, Branch, Tag, Commit string
+	Add                      string // path in the repository, from its root ("/" = root)
+	To                       string // absolute path in the image
+	IncludePaths             []string
+	ExcludePaths             []string
+	Owner, Group             string
+	StageDependencies        map[string][]string // install, beforeSetup, setup -> globs
 }
 
 // Shell holds the commands of the user stages.

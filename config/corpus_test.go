@@ -160,6 +160,9 @@ func summary(cfg *Config) string {
 		add("args", kv(im.Args))
 		for _, g := range im.Git {
 			s := g.Add + ">" + g.To
+			if g.URL != "" {
+				s = g.URL + "@" + g.Branch + g.Tag + g.Commit + " " + s
+			}
 			if len(g.IncludePaths) > 0 {
 				s += " include" + fmt.Sprint(g.IncludePaths)
 			}

@@ -43,7 +43,6 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 	for i, item := range n.Content {
 		f := fmt.Sprintf("git[%d]", i)
 		var g GitMapping
-		remote := false
 		str := func(dst *string, field string) func(*yaml.Node) error {
 			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
 		}
@@ -65,16 +64,27 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 				}
 				return p.mapping(v, f+".stageDependencies", h)
 			},
-			"url": func(v *yaml.Node) error {
-				remote = true
-				return p.werfOnly(f + ".url (remote repositories)")(v)
-			},
-			"branch": p.werfOnly(f + ".branch"),
-			"tag":    p.werfOnly(f + ".tag"),
-			"commit": p.werfOnly(f + ".commit"),
+			"url": str(&g.URL, "url"), "branch": str(&g.Branch, "branch"), "tag": str(&g.Tag, "tag"), "commit": str(&g.Commit, "commit"),
+			"basicAuth": p.werfOnly(f + ".basicAuth (git uses its credential helpers, ~/.netrc and the SSH agent)"),
 		})
 		if err != nil {
 			return nil, err
+		}
+		refs := 0
+		for _, r := range []string{g.Branch, g.Tag, g.Commit} {
+			if r != "" {
+				refs++
+			}
+		}
+		switch {
+		case g.URL == "" && refs > 0:
+			return nil, p.errf(item, f, "branch, tag and commit need url (they name a commit of a remote repository)")
+		case refs > 1:
+			return nil, p.errf(item, f, "specify only one of branch, tag or commit")
+		case g.URL != "" && strings.HasPrefix(g.URL, "-"):
+			return nil, p.errf(item, f+".url", "not a repository URL: %q", g.URL)
+		case g.Commit != "" && !isHex(g.Commit):
+			return nil, p.errf(item, f+".commit", "want a commit hash, got %q", g.Commit)
 		}
 		if g.Add == "" {
 			g.Add = "/"
@@ -86,11 +96,21 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 			return nil, p.errf(item, f, "add and to must be absolute paths")
 		}
 		g.Add, g.To = path.Clean(g.Add), path.Clean(g.To)
-		if !remote {
-			out = append(out, g)
-		}
+		out = append(out, g)
 	}
 	return out, nil
+}
+
+func isHex(s string) bool {
+	if len(s) < 4 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
 
 func (p parser) imports(n *yaml.Node) ([]Import, error) {

@@ -74,6 +74,7 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	f.BoolVar(&o.Dev, "dev", false, "include uncommitted changes instead of refusing them")
 	f.StringVar(&o.Env, "env", "", "the config templates' .Env (werf's --env)")
 	f.StringVar(&o.Network, "network", "host", "network of shell-stage containers and Dockerfile builds: host or none")
+	f.StringVar(&o.GitCacheDir, "git-cache-dir", "", "bare clones of remote git mappings (git: - url:); default $XDG_CACHE_HOME/strata/git")
 	f.StringVar(&report, "report", "", "write the JSON build report to this file")
 	f.StringVar(&signKey, "sign-key", "", "sign every final image with this key (cosign.key, PEM ECDSA P-256 or env://NAME; see docs/signing.md)")
 	addSyncFlag(f, &syncSpec, syncUsage)

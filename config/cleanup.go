@@ -13,7 +13,7 @@ import (
 // werfCleanupKeys are werf's cleanup keys without an exact Strata equivalent: accepted (a
 // werf.yaml must still build) and listed in Policy.Werf, which `strata cleanup` refuses.
 // keepImagesBuiltWithinLastNHours and disableBuiltWithinLastNHoursPolicy are translated.
-var werfCleanupKeys = []string{"keepPolicies", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy"}
+var werfCleanupKeys = []string{"keepPolicies", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy", "disable"}
 
 func (p parser) policy(n *yaml.Node) (pol Policy, err error) {
 	pol = DefaultPolicy()

@@ -251,6 +251,15 @@ func (p parser) docker(n *yaml.Node, d *DockerInstructions) error {
 		"CMD":         func(v *yaml.Node) (err error) { d.Cmd, err = p.cmdList(v, "docker.CMD"); return },
 		"ENTRYPOINT":  func(v *yaml.Node) (err error) { d.Entrypoint, err = p.cmdList(v, "docker.ENTRYPOINT"); return },
 		"HEALTHCHECK": func(v *yaml.Node) (err error) { d.Healthcheck, err = p.healthcheck(v); return },
+		// werf: values as written, unescaped (its docker-server backend only). Strata always
+		// sets them as written, registry-side: accepted, no effect.
+		"exactValues": func(v *yaml.Node) error {
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				return p.errf(v, "docker.exactValues", "want true or false, got %s", kindName(v))
+			}
+			return nil
+		},
 	})
 }
 

@@ -41,6 +41,8 @@ type Options struct {
 	Dir string
 	// Log receives progress (nil: discarded).
 	Log *slog.Logger
+	// Strata is a strata binary to run as the plugin; empty: one is built from this tree.
+	Strata string
 }
 
 // ArgoCD is a running Argo CD.
@@ -61,7 +63,7 @@ type ArgoCD struct {
 	names []string
 }
 
-// Start builds strata from this tree, creates the control-plane namespace with Argo CD's
+// Start builds strata from this tree (unless Options.Strata names one), creates the control-plane namespace with Argo CD's
 // settings, and starts redis, argocd-cmp-server, argocd-repo-server and
 // argocd-application-controller. Call Stop when done.
 func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
@@ -109,12 +111,22 @@ func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
 
 	// The plugin's side: strata and its plugin.yaml, as in the sidecar image.
 	start := time.Now()
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "bin", "strata"), "./cmd/strata")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return a, fmt.Errorf("go build ./cmd/strata: %w\n%s", err, out)
+	if o.Strata != "" {
+		bin, err := filepath.Abs(o.Strata)
+		if err != nil {
+			return a, err
+		}
+		if err := os.Symlink(bin, filepath.Join(dir, "bin", "strata")); err != nil {
+			return a, err
+		}
+	} else {
+		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "bin", "strata"), "./cmd/strata")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return a, fmt.Errorf("go build ./cmd/strata: %w\n%s", err, out)
+		}
+		log.Info("built strata", "took", time.Since(start).Round(time.Millisecond))
 	}
-	log.Info("built strata", "took", time.Since(start).Round(time.Millisecond))
 	pluginYAML, err := os.ReadFile(filepath.Join(root, "manifests", "argocd", "plugin.yaml"))
 	if err != nil {
 		return a, err

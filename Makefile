@@ -22,10 +22,11 @@ vet:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/strata ./cmd/strata
 
-# Main job end to end (build -> bundle -> render) on embedded defaults.
+# Main job end to end (build -> bundle -> updater -> real Argo CD syncs) on embedded defaults;
+# ARGS=-keep leaves the Application in the cluster.
 demo:
 	@scripts/testenv.sh up >/dev/null
-	$(GO) run ./internal/testing/demo/run
+	$(GO) run ./internal/testing/demo/run $(ARGS)
 
 testenv-up:
 	scripts/testenv.sh up

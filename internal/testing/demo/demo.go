@@ -15,12 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
-	argoclient "github.com/argoproj/argo-cd/v3/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
@@ -50,9 +46,15 @@ type Step struct {
 	Reused   []string // image/stage
 	Built    []string
 	Revision string // Application targetRevision after the updater ran
-	// Annotations found on every object rendered through the CMP server.
+	// SyncStatus and SyncRevision are the Application's sync status once Argo CD synced it,
+	// Operation the phase of its last sync operation, SyncTime how long after the updater
+	// moved it.
+	SyncStatus, SyncRevision, Operation string
+	SyncTime                            time.Duration
+	// Live are the objects the Application lists, read from the API server after the sync;
+	// Annotations those every one of them carries with the same value.
+	Live        []LiveObject
 	Annotations map[string]string
-	Objects     int
 	BuildTime   time.Duration
 	// NoEngine: the build ran with no container engine reachable.
 	NoEngine bool
@@ -62,7 +64,8 @@ type Step struct {
 type Summary struct {
 	StagesRepo  string
 	BundleRepo  string
-	Application string
+	Application string // NAMESPACE/NAME in Argo CD's namespace
+	Destination string // namespace the Application deploys into
 	Steps       []Step
 	Total       time.Duration
 }
@@ -76,7 +79,7 @@ type runner struct {
 }
 
 // Run runs the demo.
-func Run(ctx context.Context, o Options) (*Summary, error) {
+func Run(ctx context.Context, o Options) (_ *Summary, err error) {
 	start := time.Now()
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -101,8 +104,31 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		"STRATA_HOME="+filepath.Join(o.WorkDir, "home"),
 		"PATH="+filepath.Dir(r.bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 
+	// strata is built while Argo CD starts: its plugin runs r.bin only when asked to generate.
+	// Without Argo CD the demo stops at once.
+	buildCtx, stopBuild := context.WithCancel(ctx)
+	built := make(chan error, 1)
 	r.log.Info("building the strata binary")
-	if _, err := r.run(ctx, o.RepoRoot, "go", "build", "-o", r.bin, "./cmd/strata"); err != nil {
+	go func() {
+		_, err := r.run(buildCtx, o.RepoRoot, "go", "build", "-o", r.bin, "./cmd/strata")
+		built <- err
+	}()
+	a, err := r.startArgoCD(ctx)
+	if err != nil {
+		stopBuild()
+		<-built
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.KeepDir = true
+			err = fmt.Errorf("%w\n(Argo CD's logs are kept in %s)", err, filepath.Join(a.Dir, "log"))
+		}
+		a.Stop()
+	}()
+	err = <-built
+	stopBuild()
+	if err != nil {
 		return nil, err
 	}
 	if err := r.initProject(); err != nil {
@@ -114,22 +140,23 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		StagesRepo: o.Env.Registry + "/strata-demo/" + id + "/quickstart",
 		BundleRepo: o.Env.Registry + "/strata-demo/" + id + "/bundle/quickstart",
 	}
-	kube, argo, err := r.clients(ctx)
+	dest := "strata-demo-" + id
+	if _, err := a.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: dest}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("demo: create namespace %s: %w", dest, err)
+	}
+	app, err := r.createApplication(ctx, a, dest, s.BundleRepo)
 	if err != nil {
 		return nil, err
-	}
-	ns := "strata-demo-" + id
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("demo: create namespace %s: %w", ns, err)
 	}
 	if !o.Keep {
-		defer kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		// Argo CD stops with the demo: nothing would act on the Application any more.
+		defer func() {
+			_ = a.Argo.ArgoprojV1alpha1().Applications(a.Namespace).Delete(context.Background(), app.Name, metav1.DeleteOptions{})
+			_ = a.Kube.CoreV1().Namespaces().Delete(context.Background(), dest, metav1.DeleteOptions{})
+		}()
 	}
-	app, err := r.createApplication(ctx, argo, ns, s.BundleRepo)
-	if err != nil {
-		return nil, err
-	}
-	s.Application = ns + "/" + app
+	s.Application = a.Namespace + "/" + app.Name
+	s.Destination = dest
 
 	for i, version := range []string{"0.1.0", "0.1.1"} {
 		if i > 0 {
@@ -154,15 +181,25 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if st.Commit != head {
 			return nil, fmt.Errorf("demo: the build report names commit %s, HEAD is %s", st.Commit, head)
 		}
-		// The updater moves the Application; Argo CD then renders what the Application points at.
-		moved, err := r.updateApplication(ctx, argo, ns, app)
+		// The updater moves the Application; Argo CD's controller then syncs what it points at.
+		moved, err := r.updateApplication(ctx, a, app.Name)
 		if err != nil {
 			return nil, err
 		}
 		st.Revision = moved.Spec.Source.TargetRevision
-		if st.Annotations, st.Objects, err = r.renderThroughArgoCD(ctx, moved); err != nil {
+		r.log.Info("waiting for Argo CD to sync", "application", s.Application, "revision", st.Revision)
+		t0 := time.Now()
+		synced, err := r.waitSynced(ctx, a, app.Name, st.Revision)
+		if err != nil {
 			return nil, err
 		}
+		st.SyncTime = time.Since(t0)
+		st.SyncStatus, st.SyncRevision = string(synced.Status.Sync.Status), synced.Status.Sync.Revision
+		st.Operation = string(synced.Status.OperationState.Phase)
+		if st.Live, err = r.liveObjects(ctx, synced); err != nil {
+			return nil, err
+		}
+		st.Annotations = commonAnnotations(st.Live)
 		s.Steps = append(s.Steps, *st)
 	}
 	s.Total = time.Since(start)
@@ -290,65 +327,10 @@ func (r *runner) publish(ctx context.Context, s *Summary, version string, noEngi
 	return st, nil
 }
 
-func (r *runner) clients(ctx context.Context) (kubernetes.Interface, argoclient.Interface, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", r.o.Env.Kubeconfig)
-	if err != nil {
-		return nil, nil, fmt.Errorf("demo: kubeconfig: %w", err)
-	}
-	if err := testenv.EnsureApplicationCRD(ctx, cfg); err != nil {
-		return nil, nil, fmt.Errorf("demo: %w", err)
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	argo, err := argoclient.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return kube, argo, nil
-}
-
-// createApplication creates the Argo CD Application of the demo: a Helm-OCI source (repoURL +
-// chart) rendered by the strata plugin, opted in to the updater with a semver constraint. It
-// starts at 0.0.0: nothing published yet.
-func (r *runner) createApplication(ctx context.Context, argo argoclient.Interface, ns, bundleRepo string) (string, error) {
-	repoURL := strings.TrimSuffix(bundleRepo, "/quickstart")
-	app := &v1alpha1.Application{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        "quickstart",
-			Namespace:   ns,
-			Annotations: map[string]string{"argocd-image-updater.argoproj.io/chart-version": ">=0.1.0"},
-		},
-		Spec: v1alpha1.ApplicationSpec{
-			Project: "default",
-			Source: &v1alpha1.ApplicationSource{
-				RepoURL:        repoURL,
-				Chart:          "quickstart",
-				TargetRevision: "0.0.0",
-				Plugin:         &v1alpha1.ApplicationSourcePlugin{Name: "strata"},
-			},
-			Destination: v1alpha1.ApplicationDestination{Server: "https://kubernetes.default.svc", Namespace: "quickstart"},
-			SyncPolicy:  &v1alpha1.SyncPolicy{Automated: &v1alpha1.SyncPolicyAutomated{Prune: true}},
-		},
-	}
-	if _, err := argo.ArgoprojV1alpha1().Applications(ns).Create(ctx, app, metav1.CreateOptions{}); err != nil {
-		return "", fmt.Errorf("demo: create Application: %w", err)
-	}
-	return app.Name, nil
-}
-
-// updateApplication runs one cycle of the image updater and returns the Application as it is then.
-func (r *runner) updateApplication(ctx context.Context, argo argoclient.Interface, ns, name string) (*v1alpha1.Application, error) {
-	if _, err := r.strata(ctx, "image-updater", "run", "--once", "--namespace", ns, "--kubeconfig", r.o.Env.Kubeconfig); err != nil {
-		return nil, err
-	}
-	return argo.ArgoprojV1alpha1().Applications(ns).Get(ctx, name, metav1.GetOptions{})
-}
-
 func (s *Summary) print(w io.Writer) {
 	fmt.Fprintf(w, "\nStrata quickstart demo (%s)\n", s.Total.Round(time.Second))
-	fmt.Fprintf(w, "  stages repository: %s\n  bundle repository: %s\n  Application:       %s\n", s.StagesRepo, s.BundleRepo, s.Application)
+	fmt.Fprintf(w, "  stages repository: %s\n  bundle repository: %s\n  Application:       %s (real Argo CD, deploying into namespace %s)\n",
+		s.StagesRepo, s.BundleRepo, s.Application, s.Destination)
 	for i, st := range s.Steps {
 		fmt.Fprintf(w, "\n%d. commit %s -> bundle %s@%s\n", i+1, short(st.Commit), st.Bundle, short(strings.TrimPrefix(st.Digest, "sha256:")))
 		engine := ""
@@ -360,9 +342,16 @@ func (s *Summary) print(w io.Writer) {
 			fmt.Fprintf(w, "   image %-7s %s\n", name, st.Images[name])
 		}
 		fmt.Fprintf(w, "   image updater moved the Application to targetRevision %s\n", st.Revision)
-		fmt.Fprintf(w, "   rendered the Application's source through Argo CD's CMP server: %d objects, each annotated with\n", st.Objects)
+		fmt.Fprintf(w, "   Argo CD: %s at revision %s (sync %s, %s after the move); live objects:\n",
+			st.SyncStatus, st.SyncRevision, st.Operation, st.SyncTime.Round(100*time.Millisecond))
+		for _, o := range st.Live {
+			fmt.Fprintf(w, "     %s %s/%s\n", o.Kind, o.Namespace, o.Name)
+		}
+		fmt.Fprintf(w, "   each annotated with\n")
 		for _, k := range sortedKeys(st.Annotations) {
-			fmt.Fprintf(w, "     %s: %s\n", k, st.Annotations[k])
+			if strings.HasPrefix(k, "strata.dev/") || strings.HasPrefix(k, "link.argocd.argoproj.io/") {
+				fmt.Fprintf(w, "     %s: %s\n", k, st.Annotations[k])
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,7 +15,8 @@ import (
 	"strata.dev/strata/internal/testing/testenv"
 )
 
-// The README's first command, as a test: the whole chain on examples/quickstart.
+// The README's first command, as a test: the whole chain on examples/quickstart, synced by real
+// Argo CD.
 func TestDemo(t *testing.T) {
 	testenv.Docker(t)
 	testenv.BaseImage(t)
@@ -29,6 +31,9 @@ func TestDemo(t *testing.T) {
 		Out:      &out,
 		Log:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
+	if errors.Is(err, ErrNoArgoCD) {
+		testenv.Missing(t, "real Argo CD", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,22 +65,48 @@ func TestDemo(t *testing.T) {
 		t.Errorf("images: worker %s -> %s (want same), web %s -> %s (want new)",
 			first.Images["worker"], second.Images["worker"], first.Images["web"], second.Images["web"])
 	}
-	// Every object rendered from the Application's source links back to the commit just made
-	// (Run checks that the build's commit is git rev-parse HEAD of the project).
+	// Argo CD's controller synced each revision the updater chose, and every live object links
+	// back to the commit just made (Run checks that the build's commit is git rev-parse HEAD of
+	// the project).
 	for i, st := range s.Steps {
-		if st.Objects < 3 {
-			t.Errorf("step %d: %d objects rendered, want 3", i+1, st.Objects)
+		if st.SyncStatus != "Synced" || st.SyncRevision != st.Revision || st.Operation != "Succeeded" {
+			t.Errorf("step %d: Application %s on %q (operation %s), want Synced on %s", i+1, st.SyncStatus, st.SyncRevision, st.Operation, st.Revision)
 		}
-		if got := st.Annotations["strata.dev/commit"]; got != st.Commit || got == "" {
-			t.Errorf("step %d: strata.dev/commit = %q, want %q", i+1, got, st.Commit)
+		var kinds []string
+		for _, o := range st.Live {
+			kinds = append(kinds, o.Kind+"/"+o.Name)
+			if o.Namespace != s.Destination {
+				t.Errorf("step %d: live %s %s in namespace %q, want %s", i+1, o.Kind, o.Name, o.Namespace, s.Destination)
+			}
+			if got := o.Annotations["strata.dev/commit"]; got != st.Commit || got == "" {
+				t.Errorf("step %d: %s %s: strata.dev/commit = %q, want %q", i+1, o.Kind, o.Name, got, st.Commit)
+			}
+			if got := o.Annotations["link.argocd.argoproj.io/commit"]; !strings.HasSuffix(got, "/commit/"+st.Commit) {
+				t.Errorf("step %d: %s %s: commit link = %q", i+1, o.Kind, o.Name, got)
+			}
+			// A Helm-OCI source hands the plugin the chart version, not the digest: the bundle
+			// is named by its tag (oci:// sources record REPO@DIGEST, see argocdtest).
+			if got := o.Annotations["strata.dev/bundle"]; got != st.Bundle {
+				t.Errorf("step %d: %s %s: strata.dev/bundle = %q, want %q", i+1, o.Kind, o.Name, got, st.Bundle)
+			}
 		}
-		if got := st.Annotations["link.argocd.argoproj.io/commit"]; !strings.HasSuffix(got, "/commit/"+st.Commit) {
-			t.Errorf("step %d: commit link = %q", i+1, got)
+		slices.Sort(kinds)
+		if want := []string{"Deployment/quickstart-web", "Deployment/quickstart-worker", "Service/quickstart-web"}; !slices.Equal(kinds, want) {
+			t.Errorf("step %d: live objects %v, want %v", i+1, kinds, want)
 		}
-		// A Helm-OCI source hands the plugin the chart version, not the digest: the bundle is
-		// named by its tag (oci:// sources record REPO@DIGEST, see cmp's tests).
-		if got := st.Annotations["strata.dev/bundle"]; got != st.Bundle {
-			t.Errorf("step %d: strata.dev/bundle = %q, want %q", i+1, got, st.Bundle)
+		if st.Annotations["strata.dev/commit"] != st.Commit {
+			t.Errorf("step %d: common annotations %v lack the commit", i+1, st.Annotations)
+		}
+	}
+	// The summary says it: sync status, revision, the live objects and their annotations.
+	for _, want := range []string{
+		"Argo CD: Synced at revision 0.1.0 (sync Succeeded", "Argo CD: Synced at revision 0.1.1 (sync Succeeded",
+		"Deployment " + s.Destination + "/quickstart-web", "Service " + s.Destination + "/quickstart-web",
+		"strata.dev/commit: " + first.Commit, "strata.dev/commit: " + second.Commit,
+		"link.argocd.argoproj.io/commit: ", "link.argocd.argoproj.io/ci: https://ci.example.com/quickstart/pipelines/0.1.1",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
 	}
 	if first.Commit == second.Commit {
@@ -134,4 +165,22 @@ func TestQuickstartDoc(t *testing.T) {
 			t.Errorf("second build: no %s line for stage %s:\n%s", status, stage, second)
 		}
 	}
+}
+
+// Without Argo CD's binaries (STRATA_TESTENV_ARGOCD=0, or not built yet) the demo stops at once
+// saying what is missing and how to get it.
+func TestDemoWithoutArgoCDSaysSo(t *testing.T) {
+	testenv.KubeConfig(t)
+	t.Setenv("STRATA_TEST_ARGOCD", filepath.Join(t.TempDir(), "argocd"))
+	start := time.Now()
+	_, err := Run(context.Background(), Options{RepoRoot: testenv.RepoRoot(), Env: testenv.Load(), WorkDir: t.TempDir()})
+	if !errors.Is(err, ErrNoArgoCD) {
+		t.Fatalf("Run without Argo CD: %v, want ErrNoArgoCD", err)
+	}
+	for _, want := range []string{"real Argo CD", "STRATA_TEST_ARGOCD", testenv.UpCommand, "STRATA_TESTENV_ARGOCD=0"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	t.Logf("%v (after %s)", err, time.Since(start).Round(time.Millisecond))
 }

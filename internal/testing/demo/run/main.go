@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-
-	"github.com/sirupsen/logrus"
 
 	"strata.dev/strata/internal/testing/demo"
 	"strata.dev/strata/internal/testing/testenv"
@@ -17,8 +16,6 @@ import (
 func main() {
 	keep := flag.Bool("keep", false, "keep the demo's namespace and Application in the cluster")
 	flag.Parse()
-	// Argo CD's CMP server logs every call through logrus at info; the demo's own log says enough.
-	logrus.SetLevel(logrus.WarnLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	root := testenv.RepoRoot()
@@ -33,6 +30,10 @@ func main() {
 		Log:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		Keep:     *keep,
 	})
+	if errors.Is(err, demo.ErrNoArgoCD) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -3,15 +3,22 @@ SHELL := /bin/bash
 GO ?= go
 GOTESTFLAGS ?= -timeout 30m
 
-.PHONY: test test-go vet demo testenv-up testenv-down build manifests-version
+.PHONY: test test-go fuzz vet demo testenv-up testenv-down build manifests-version
 
-# Whole test suite: environment up, vet + gofmt check + go test ./..., environment down.
+# Whole test suite: environment up, vet + gofmt check + go test ./..., environment down; then
+# every fuzz target for FUZZTIME (10 s each: about 3 min with the instrumented builds).
 test:
 	@scripts/testenv.sh up >/dev/null
 	@rc=0; $(MAKE) --no-print-directory test-go || rc=$$?; scripts/testenv.sh down; exit $$rc
+	@$(MAKE) --no-print-directory fuzz
 
 test-go: vet
 	$(GO) test $(GOTESTFLAGS) ./...
+
+# Each fuzz target in turn for FUZZTIME (default 10s; FUZZTIME=10m for a long local run).
+# A crasher is written to <package>/testdata/fuzz/<Target>/ and named; the run fails.
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),10s) scripts/fuzz.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -120,18 +120,38 @@ func (g *gitMappings) addDependencies(ctx context.Context, d *digester, stage st
 	return nil
 }
 
-// fromStage is the base image im.From, read from its registry.
+// fromStage is the base image im.From, read from its registry. With fromLatest the digest also
+// covers the base image's manifest digest, looked up when the digest is formed, and the stage
+// is built from exactly that manifest.
 func (b *builder) fromStage(im *Image) stageSpec {
+	var latest string // the manifest digest fromLatest found
 	return stageSpec{name: "from",
 		digest: func(ctx context.Context, _ *state) (string, bool, error) {
 			d := newDigester("from")
 			d.add(im.From, im.FromCacheVersion, b.cfg.CacheVersion)
+			if im.FromLatest {
+				ref, err := b.o.Registry.ParseReference(im.From)
+				if err != nil {
+					return "", false, err
+				}
+				desc, err := remote.Head(ref, b.st.Remote(ctx)...)
+				if err != nil {
+					return "", false, fmt.Errorf("fromLatest: look up base image %s: %w", im.From, err)
+				}
+				latest = desc.Digest.String()
+				d.add("fromLatest", latest)
+			}
 			return d.sum(), true, nil
 		},
 		build: func(ctx context.Context, _ *state, _ string) (v1.Image, string, error) {
 			ref, err := b.o.Registry.ParseReference(im.From)
 			if err != nil {
 				return nil, "", err
+			}
+			if latest != "" {
+				if ref, err = b.o.Registry.ParseReference(ref.Context().String() + "@" + latest); err != nil {
+					return nil, "", err
+				}
 			}
 			img, err := remote.Image(ref, b.st.Remote(ctx)...)
 			if err != nil {

@@ -44,9 +44,12 @@ type Image struct {
 	From             string
 	FromImage        string
 	FromCacheVersion string
-	Git              []GitMapping
-	Shell            Shell
-	Docker           DockerInstructions
+	// FromLatest (werf's fromLatest) makes the base image's current manifest digest, looked up
+	// in its registry at every build, part of the from stage's digest.
+	FromLatest bool
+	Git        []GitMapping
+	Shell      Shell
+	Docker     DockerInstructions
 	// Import, Mount and Dependencies are parsed but not built yet: Unsupported lists them.
 	Import       []Import
 	Mount        []Mount

@@ -154,6 +154,9 @@ func summary(cfg *Config) string {
 		add("from", im.From)
 		add("fromImage", im.FromImage)
 		add("fromCacheVersion", im.FromCacheVersion)
+		if im.FromLatest {
+			f = append(f, "fromLatest")
+		}
 		add("dockerfile", im.Dockerfile)
 		add("context", im.Context)
 		add("target", im.Target)

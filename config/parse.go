@@ -224,7 +224,6 @@ var unsupportedImageKeys = map[string]string{
 	"import":               "werf key import is not supported yet (copy the files in a shell stage, or build the source as a Dockerfile stage)",
 	"mount":                "werf key mount is not supported yet",
 	"dependencies":         "werf key dependencies is not supported yet",
-	"fromLatest":           "werf key fromLatest is not supported yet (Strata pins from: by its reference)",
 	"fromArtifact":         "werf key fromArtifact is not supported yet (use fromImage)",
 	"disableGitAfterPatch": "werf key disableGitAfterPatch is not supported yet",
 	"platform":             "werf key platform is not supported yet (Strata builds for the engine's platform)",
@@ -293,12 +292,18 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		"from":             str(&im.From, "from"),
 		"fromImage":        str(&im.FromImage, "fromImage"),
 		"fromCacheVersion": str(&im.FromCacheVersion, "fromCacheVersion"),
-		"git":              func(v *yaml.Node) (err error) { gitNode = v; im.Git, err = p.git(v); return },
-		"shell":            func(v *yaml.Node) error { return p.shell(v, &im.Shell) },
-		"docker":           func(v *yaml.Node) error { return p.docker(v, &im.Docker) },
-		"import":           func(v *yaml.Node) (err error) { im.Import, err = p.imports(v); return },
-		"mount":            func(v *yaml.Node) (err error) { im.Mount, err = p.mounts(v); return },
-		"dependencies":     func(v *yaml.Node) (err error) { im.Dependencies, err = p.dependencies(v); return },
+		"fromLatest": func(v *yaml.Node) error {
+			if v.Kind != yaml.ScalarNode || v.Decode(&im.FromLatest) != nil {
+				return p.errf(v, "fromLatest", "want true or false, got %s", kindName(v))
+			}
+			return nil
+		},
+		"git":          func(v *yaml.Node) (err error) { gitNode = v; im.Git, err = p.git(v); return },
+		"shell":        func(v *yaml.Node) error { return p.shell(v, &im.Shell) },
+		"docker":       func(v *yaml.Node) error { return p.docker(v, &im.Docker) },
+		"import":       func(v *yaml.Node) (err error) { im.Import, err = p.imports(v); return },
+		"mount":        func(v *yaml.Node) (err error) { im.Mount, err = p.mounts(v); return },
+		"dependencies": func(v *yaml.Node) (err error) { im.Dependencies, err = p.dependencies(v); return },
 	}
 	for k := range unsupportedImageKeys {
 		if _, ok := h[k]; !ok {
@@ -337,6 +342,9 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		if im.From != "" || im.FromImage != "" || gitNode != nil || !im.Docker.Empty() || im.Shell.Any() {
 			return nil, p.errf(n, field, "dockerfile cannot be combined with from, fromImage, git, shell or docker")
 		}
+		if im.FromLatest {
+			return nil, p.errf(n, field+".fromLatest", "needs from: REF (a Dockerfile image's base is its FROM)")
+		}
 		if path.IsAbs(im.Dockerfile) {
 			return nil, p.errf(n, field+".dockerfile", "want a path relative to context, got %q", im.Dockerfile)
 		}
@@ -355,6 +363,8 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 			return nil, p.errf(n, field+".from", "missing: set from: REF, fromImage: IMAGE or dockerfile: PATH")
 		case im.From != "" && im.FromImage != "":
 			return nil, p.errf(n, field+".from", "from and fromImage are exclusive")
+		case im.FromLatest && im.From == "":
+			return nil, p.errf(n, field+".fromLatest", "needs from: REF (it looks the base image up in its registry)")
 		}
 	}
 	out := make([]*Image, len(names))

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"strata.dev/strata/internal/registry"
 )
 
 func main() {
@@ -14,7 +16,7 @@ func main() {
 	err := newRootCmd(os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strata: error: %v\n", err)
+		fmt.Fprintf(os.Stderr, "strata: error: %s\n", registry.Redact(err.Error()))
 		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

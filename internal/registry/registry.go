@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -109,13 +110,23 @@ func (o Options) transport() http.RoundTripper {
 // UserAgent is sent with every registry request.
 func UserAgent() string { return "strata/" + version.String() }
 
-// Remote returns go-containerregistry options: context, credentials, transport, user agent.
+// uploadRetries is how go-containerregistry retries a whole blob upload (existence check, POST,
+// PATCH, PUT) that failed transiently: the PATCH of an upload is never sent twice by the
+// transport (a chunk would be appended twice), so a fault there restarts the upload. Five tries,
+// 250 ms doubling to 2 s between them (go-containerregistry's default is three, 1 s then 3 s).
+func uploadRetries() remote.Backoff {
+	return remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: maxAttempts}
+}
+
+// Remote returns go-containerregistry options: context, credentials, transport, user agent,
+// retries of whole blob uploads.
 func (o Options) Remote(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(o.keychain()),
 		remote.WithTransport(o.transport()),
 		remote.WithUserAgent(UserAgent()),
+		remote.WithRetryBackoff(uploadRetries()),
 	}
 }
 
@@ -131,12 +142,12 @@ func (o Options) Repository(repo string) (*orasremote.Repository, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read docker credentials: %w", err)
 	}
-	r.Client = &orasauth.Client{
+	r.Client = redactingClient{&orasauth.Client{
 		Client:     &http.Client{Transport: o.transport()},
 		Cache:      orasauth.NewCache(),
 		Credential: credentials.Credential(store),
 		Header:     http.Header{"User-Agent": {UserAgent()}},
-	}
+	}}
 	return r, nil
 }
 

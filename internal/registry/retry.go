@@ -9,10 +9,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"syscall"
 	"time"
+
+	orasremote "oras.land/oras-go/v2/registry/remote"
 )
 
 // Retry policy of the transport every registry request goes through.
@@ -103,6 +106,26 @@ func readSmallBody(resp *http.Response) (*http.Response, error) {
 	return resp, nil
 }
 
+// uploadState matches the upload state of a blob upload URL's query: a signed token that
+// must not be printed.
+var uploadState = regexp.MustCompile(`([?&]_state=)[^&\s"']+`)
+
+// Redact replaces the upload state token (_state=…) of every URL in s with REDACTED.
+func Redact(s string) string { return uploadState.ReplaceAllString(s, "${1}REDACTED") }
+
+// redactingClient is an oras-go client whose errors never print an upload state: the URL of a
+// request that failed without a response (url.Error, made by net/http) is redacted.
+type redactingClient struct{ orasremote.Client }
+
+func (c redactingClient) Do(req *http.Request) (*http.Response, error) {
+	resp, err := c.Client.Do(req)
+	var ue *url.Error
+	if err != nil && errors.As(err, &ue) {
+		ue.URL = Redact(ue.URL)
+	}
+	return resp, err
+}
+
 // redactRequest drops the upload state (_state, a signed token) from the URL of a failed
 // response's request, which oras-go names in its errors.
 func redactRequest(resp *http.Response) *http.Response {
@@ -164,7 +187,7 @@ func transient(resp *http.Response, err error) bool {
 		var ne net.Error
 		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-			errors.Is(err, syscall.EPIPE) || errors.As(err, &ne) && ne.Timeout()
+			errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout()
 	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,

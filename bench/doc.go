@@ -4,5 +4,6 @@
 // one-file change in the stapel image of a stapel + Dockerfile project (the Dockerfile image
 // reused without the engine) against the same docker workflow, and 8
 // cold concurrent builders against 1 per lock backend, each reported as a ratio measured in the
-// same run.
+// same run. The fault campaign (faults_test.go, bench/faults.sh) runs every registry operation
+// through random faults and reports success rates, checking the registry whole after every run.
 package bench

@@ -31,3 +31,6 @@ run BenchmarkCMPGenerate300 ./cmp/ 10x
 run BenchmarkCycle ./imageupdater/ 5x
 # image updater: registry notification to new targetRevision (target <= 2 s)
 run BenchmarkNotificationToUpdate ./imageupdater/ 10x
+# reliability: every registry operation through random faults at 5 % and 20 % (success rates;
+# the registry checked whole after every run). RUNS sets the runs per operation and rate.
+echo "faults" | grep -Eq "$only" && { echo "== fault campaign"; bench/faults.sh; }

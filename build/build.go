@@ -357,29 +357,42 @@ func (b *builder) image(ctx context.Context, im *Image, slot func() error) (*ima
 		f.img = nil
 		cur = &f
 	}
-	for _, sp := range b.pipeline(im, cur != nil) {
-		start := time.Now()
-		digest, ok, err := sp.digest(ctx, cur)
-		if err != nil {
-			return res, fmt.Errorf("stage %s: digest: %w", sp.name, err)
-		}
-		if !ok {
-			continue // empty stage
-		}
-		next, status, err := b.stage(ctx, im, sp, cur, digest, slot)
-		if err != nil {
-			return res, fmt.Errorf("stage %s: %w", sp.name, err)
-		}
-		d := time.Since(start)
-		res.stages = append(res.stages, stages.StageReport{Name: sp.name, Digest: digest, Tag: next.tag, Status: status, DurationMs: d.Milliseconds()})
-		b.o.Log.Info("stage", "image", im.Name, "stage", sp.name, "digest", shortDigest(digest), "status", status, "time", d.Round(time.Millisecond))
-		cur = next
+	if im.Dockerfile != "" && im.Staged {
+		return res, b.stagedImage(ctx, im, slot, res)
+	}
+	cur, err := b.walk(ctx, im, b.pipeline(im, cur != nil), cur, slot, res)
+	if err != nil {
+		return res, err
 	}
 	if cur == nil {
 		return res, errors.New("no stages")
 	}
 	res.final = cur
 	return res, nil
+}
+
+// walk selects or builds the stages specs on cur in order, recording them in res, and returns
+// the last stage reached.
+func (b *builder) walk(ctx context.Context, im *Image, specs []stageSpec, cur *state, slot func() error, res *imageResult) (*state, error) {
+	for _, sp := range specs {
+		start := time.Now()
+		digest, ok, err := sp.digest(ctx, cur)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: digest: %w", sp.name, err)
+		}
+		if !ok {
+			continue // empty stage
+		}
+		next, status, err := b.stage(ctx, im, sp, cur, digest, slot)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: %w", sp.name, err)
+		}
+		d := time.Since(start)
+		res.stages = append(res.stages, stages.StageReport{Name: sp.name, Digest: digest, Tag: next.tag, Status: status, DurationMs: d.Milliseconds()})
+		b.o.Log.Info("stage", "image", im.Name, "stage", sp.name, "digest", shortDigest(digest), "status", status, "time", d.Round(time.Millisecond))
+		cur = next
+	}
+	return cur, nil
 }
 
 // reusedState is the state of a stage taken from the storage: a git-related stage carries the

@@ -144,14 +144,18 @@ func (b *builder) shellScript(ctx context.Context, ms []compiledMapping, p *stat
 // runShell runs script in a container of parentRef (sync, when set, copied into it first) and
 // returns the layer the commands added; the container and its committed image are removed.
 func (b *builder) runShell(ctx context.Context, cli *client.Client, parentRef, script string, sync []byte, digest string) (v1.Layer, error) {
-	cr, err := cli.ContainerCreate(ctx, &container.Config{
-		Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script},
-		Labels: map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest},
-	}, &container.HostConfig{NetworkMode: container.NetworkMode(b.o.Network)}, nil, nil, "")
+	return b.runContainer(ctx, cli, &container.Config{Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script}}, sync, digest)
+}
+
+// runContainer runs a container of cfg (sync, when set, copied into it first) and returns the
+// layer its command added; the container, its volumes and its committed image are removed.
+func (b *builder) runContainer(ctx context.Context, cli *client.Client, cfg *container.Config, sync []byte, digest string) (v1.Layer, error) {
+	cfg.Labels = map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest}
+	cr, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: container.NetworkMode(b.o.Network)}, nil, nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	defer cli.ContainerRemove(context.WithoutCancel(ctx), cr.ID, container.RemoveOptions{Force: true})
+	defer cli.ContainerRemove(context.WithoutCancel(ctx), cr.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if sync != nil {
 		if err := cli.CopyToContainer(ctx, cr.ID, "/", bytes.NewReader(sync), container.CopyToContainerOptions{}); err != nil {
 			return nil, fmt.Errorf("copy git changes into the container: %w", err)

@@ -39,6 +39,9 @@ type Image struct {
 	Context    string // relative to the project directory; never outside it
 	Target     string
 	Args       map[string]string
+	// Staged builds the Dockerfile instruction by instruction, each instruction a stage of
+	// its own (werf's staged: true); off, the image is one stage built by the engine.
+	Staged bool
 
 	// Stage-built images.
 	From             string

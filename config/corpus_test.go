@@ -161,6 +161,9 @@ func summary(cfg *Config) string {
 		add("context", im.Context)
 		add("target", im.Target)
 		add("args", kv(im.Args))
+		if im.Staged {
+			f = append(f, "staged")
+		}
 		for _, g := range im.Git {
 			s := g.Add + ">" + g.To
 			if g.URL != "" {

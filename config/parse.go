@@ -232,7 +232,6 @@ var unsupportedImageKeys = map[string]string{
 	"secrets":              "werf key secrets is not supported yet",
 	"contextAddFiles":      "werf key contextAddFiles is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
 	"contextAddFile":       "werf key contextAddFile is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
-	"staged":               "werf key staged is not supported yet (a Dockerfile image is one stage)",
 	"addHost":              "werf key addHost is not supported yet",
 	"ssh":                  "werf key ssh is not supported yet",
 	"cacheVersion":         "werf key cacheVersion on an image is not supported yet (use fromCacheVersion or shell.cacheVersion)",
@@ -246,7 +245,7 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	p.notes = &notes
 	var names []string
 	named, nameless, artifact := false, false, false
-	var gitNode *yaml.Node
+	var gitNode, stagedNode *yaml.Node
 	str := func(dst *string, field string) func(*yaml.Node) error {
 		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, field); return }
 	}
@@ -305,6 +304,13 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		"mount":        func(v *yaml.Node) (err error) { im.Mount, err = p.mounts(v); return },
 		"dependencies": func(v *yaml.Node) (err error) { im.Dependencies, err = p.dependencies(v); return },
 	}
+	h["staged"] = func(v *yaml.Node) error {
+		if v.Kind != yaml.ScalarNode || v.Decode(&im.Staged) != nil {
+			return p.errf(v, "staged", "want true or false, got %s", kindName(v))
+		}
+		stagedNode = v
+		return nil
+	}
 	for k := range unsupportedImageKeys {
 		if _, ok := h[k]; !ok {
 			h[k] = func(*yaml.Node) error { return nil }
@@ -355,8 +361,8 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 			return nil, p.errf(n, field+".context", "%q is outside the project directory (werf: context must stay inside it)", im.Context)
 		}
 	} else {
-		if im.Context != "" || im.Target != "" || im.Args != nil {
-			return nil, p.errf(n, field, "context, target and args need dockerfile")
+		if im.Context != "" || im.Target != "" || im.Args != nil || stagedNode != nil {
+			return nil, p.errf(n, field, "context, target, args and staged need dockerfile")
 		}
 		switch {
 		case im.From == "" && im.FromImage == "" && !hasKey(n, "fromArtifact"):

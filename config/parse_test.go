@@ -25,6 +25,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown top key", "project: p\nconfigVersion: 1\nbuidl: {}\n", "strata.yaml:3: buidl: unknown key (did you mean \"build\"?)"},
 		{"unknown fromImage", head + "image: a\nfromImage: zz\n", "fromImage: no image \"zz\""},
 		{"duplicate image", head + "image: a\nfrom: x\n---\nimage: a\nfrom: y\n", "strata.yaml:7: image a: duplicate (first at line 4)"},
+		{"staged without dockerfile", head + "image: a\nfrom: x\nstaged: true\n", "strata.yaml:4: image a: context, target, args and staged need dockerfile"},
+		{"staged not a bool", head + "image: a\ndockerfile: D\nstaged: maybe\n", "strata.yaml:6: staged: want true or false"},
 		{"dockerfile with shell", head + "image: a\ndockerfile: Dockerfile\nshell:\n  install: [x]\n", "dockerfile cannot be combined"},
 		{"git to missing", head + "image: a\nfrom: x\ngit:\n- add: /src\n", "strata.yaml:7: git[0].to: missing"},
 		{"git relative to", head + "image: a\nfrom: x\ngit:\n- add: /src\n  to: app\n", "absolute paths"},

@@ -1,0 +1,263 @@
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
+)
+
+// stagedCorpus are Dockerfiles a staged build must turn into the image `docker build` makes:
+// the same files (type, mode, owner, content) and the same config.
+var stagedCorpus = []struct {
+	name, df, target string
+	args             map[string]string
+	files            map[string]string
+}{
+	{name: "config instructions", df: `FROM {{BASE}}
+ARG GREETING=hello
+ENV APP_HOME=/srv/app PATH=/srv/app/bin:$PATH
+ENV MSG="$GREETING world"
+LABEL org.example.name="demo app" version=1
+WORKDIR $APP_HOME
+WORKDIR sub
+USER 1000:1000
+EXPOSE 8080 9000-9001/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --timeout=2s --retries=3 CMD cat /etc/passwd
+SHELL ["/bin/sh", "-ec"]
+CMD echo "$MSG"
+ONBUILD RUN echo triggered
+MAINTAINER someone
+`},
+	{name: "entrypoint resets an inherited cmd", df: "FROM {{BASE}}\nENTRYPOINT [\"/bin/echo\"]\n"},
+	{name: "entrypoint keeps the stage's cmd", df: "FROM {{BASE}}\nCMD [\"a\"]\nENTRYPOINT /bin/echo x\n"},
+	{name: "copy semantics", files: map[string]string{
+		"a.txt": "a", "b.txt": "b", "c.md": "c", "dir/x.txt": "x", "dir/sub/y.txt": "y", "tool.sh": "#!/bin/sh\n",
+		"ignored.log": "no", ".dockerignore": "*.log\n.git\n",
+	}, df: `FROM {{BASE}}
+RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1001:' >> /etc/group
+COPY a.txt /etc/conf.txt
+COPY a.txt /new/parents/
+COPY *.txt /data/
+COPY a.txt c.md /multi/
+COPY dir /opt/dir
+COPY --chown=app:app dir/ /owned/deep/dir/
+COPY --chown=1234 a.txt /chowned/file.txt
+COPY --chown=app tool.sh /usr/local/bin/
+COPY dir/sub tmp
+WORKDIR /w
+COPY . ctx/
+COPY a.txt .
+RUN stat -c '%a %u %g %n' /w /owned /owned/deep /chowned /new /data > /listing
+`},
+	{name: "multi-stage", target: "final", args: map[string]string{"V": "2"}, files: map[string]string{"src/main.txt": "main"}, df: `ARG BASE_REF={{BASE}}
+FROM ${BASE_REF} AS builder
+ARG V=1
+COPY src /src
+RUN mkdir -p /out/bin && echo "built $V" > /out/bin/app && chmod 0750 /out/bin/app && chown 123:456 /out/bin/app && cat /src/main.txt >> /out/bin/app
+FROM builder AS tested
+RUN cat /out/bin/app > /tested
+FROM {{BASE}} AS unused
+RUN echo unused > /unused
+FROM {{BASE}} AS final
+ENV V=env
+COPY --from=builder /out/bin /app/bin
+COPY --from=tested /tested /tested
+COPY --from=0 /out/bin/app /single
+CMD ["/app/bin/app"]
+`},
+	{name: "workdir of a user", df: `FROM {{BASE}}
+RUN mkdir -p /home/u && chown 1000:1000 /home/u && chmod 0700 /home/u
+WORKDIR /home/u
+WORKDIR /tmp
+WORKDIR /var/lib/new/dir
+RUN pwd > /where
+`},
+}
+
+func TestStagedDockerfileEqualsDockerBuild(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	reg := registry.Options{}
+	for _, tc := range stagedCorpus {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := testenv.Repo(t, "staged")
+			g := newGitRepo(t)
+			// docker build reads the work tree: .git stays out of its context as of Strata's.
+			files := map[string]string{"Dockerfile": strings.ReplaceAll(tc.df, "{{BASE}}", base), ".dockerignore": ".git\n"}
+			for k, v := range tc.files {
+				files[k] = v
+			}
+			cfg := "project: staged\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nstaged: true\n"
+			if tc.target != "" {
+				cfg += "target: " + tc.target + "\n"
+			}
+			if len(tc.args) > 0 {
+				cfg += "args:\n"
+				for k, v := range tc.args {
+					cfg += "  " + k + ": " + v + "\n"
+				}
+			}
+			files["strata.yaml"] = cfg
+			g.write(files)
+			if err := os.Chmod(filepath.Join(g.dir, "tool.sh"), 0o755); err != nil && tc.files["tool.sh"] != "" {
+				t.Fatal(err)
+			}
+			g.git("add", "-A")
+			g.git("commit", "-q", "-m", "init")
+
+			rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: host, Network: "none"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			im := rep.Image("app")
+			for _, s := range im.Stages {
+				if s.Name == "dockerfile" {
+					t.Fatalf("built as one stage: %+v", im.Stages)
+				}
+			}
+			got, err := remoteImage(context.Background(), reg, im.Ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := dockerBuilt(t, host, g.dir, tc.target, tc.args)
+			compareImages(t, got, want)
+		})
+	}
+}
+
+// dockerBuilt builds dir with `docker build` (the engine's builder, no BuildKit) and reads the image.
+func dockerBuilt(t *testing.T, host, dir, target string, args map[string]string) v1.Image {
+	t.Helper()
+	argv := []string{"-H", host, "build", "-q", "--network", "none"}
+	if target != "" {
+		argv = append(argv, "--target", target)
+	}
+	for k, v := range args {
+		argv = append(argv, "--build-arg", k+"="+v)
+	}
+	c := exec.Command("docker", append(argv, ".")...)
+	c.Dir = dir
+	c.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("docker build: %v\n%s%s", err, out, stderr.String())
+	}
+	lines := strings.Fields(string(out))
+	id := lines[len(lines)-1]
+	t.Cleanup(func() { exec.Command("docker", "-H", host, "rmi", "-f", id).Run() })
+	f := filepath.Join(t.TempDir(), "image.tar")
+	if out, err := exec.Command("docker", "-H", host, "save", "-o", f, id).CombinedOutput(); err != nil {
+		t.Fatalf("docker save: %v\n%s", err, out)
+	}
+	img, err := tarball.ImageFromPath(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// compareImages compares the flattened file systems (type, mode, owner, content; not times) and
+// the config fields a Dockerfile sets; Strata's own labels are left out.
+func compareImages(t *testing.T, got, want v1.Image) {
+	t.Helper()
+	g, w := fsSummary(t, got), fsSummary(t, want)
+	var diffs []string
+	for p, x := range w {
+		if g[p] != x {
+			diffs = append(diffs, fmt.Sprintf("%s: strata %q, docker %q", p, g[p], x))
+		}
+	}
+	for p, x := range g {
+		if _, ok := w[p]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: strata %q, docker has none", p, x))
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Errorf("file systems differ:\n%s", strings.Join(diffs, "\n"))
+	}
+	gc, err := got.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := want.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range gc.Config.Labels {
+		if strings.HasPrefix(k, stages.LabelPrefix) {
+			delete(gc.Config.Labels, k)
+		}
+	}
+	if len(gc.Config.Labels) == 0 {
+		gc.Config.Labels = nil
+	}
+	if len(wc.Config.Labels) == 0 {
+		wc.Config.Labels = nil
+	}
+	pick := func(c v1.Config) map[string]any {
+		return map[string]any{"Env": c.Env, "Cmd": c.Cmd, "Entrypoint": c.Entrypoint, "WorkingDir": c.WorkingDir, "User": c.User,
+			"Labels": c.Labels, "ExposedPorts": c.ExposedPorts, "Volumes": c.Volumes, "Shell": c.Shell, "StopSignal": c.StopSignal,
+			"Healthcheck": c.Healthcheck, "OnBuild": c.OnBuild}
+	}
+	gp, wp := pick(gc.Config), pick(wc.Config)
+	for k := range wp {
+		if !reflect.DeepEqual(gp[k], wp[k]) {
+			t.Errorf("config %s: strata %#v, docker %#v", k, gp[k], wp[k])
+		}
+	}
+	if gc.Author != wc.Author {
+		t.Errorf("author: strata %q, docker %q", gc.Author, wc.Author)
+	}
+}
+
+// fsSummary flattens an image: path -> type, mode, owner and content digest or link target.
+func fsSummary(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	out := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := "/" + strings.Trim(filepath.Clean("/"+h.Name), "/")
+		s := fmt.Sprintf("%c %o %d:%d", h.Typeflag, h.Mode&0o7777, h.Uid, h.Gid)
+		switch h.Typeflag {
+		case tar.TypeReg:
+			sum := sha256.New()
+			io.Copy(sum, tr)
+			s += " " + hex.EncodeToString(sum.Sum(nil))[:12]
+		case tar.TypeSymlink, tar.TypeLink:
+			s += " -> " + h.Linkname
+		}
+		out[p] = s
+	}
+}

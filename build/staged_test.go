@@ -261,3 +261,105 @@ func fsSummary(t *testing.T, img v1.Image) map[string]string {
 		out[p] = s
 	}
 }
+
+// A staged Dockerfile with the usual layout (dependencies installed by a RUN, the sources
+// copied late): a commit changing only a source file rebuilds the COPY stage and those after it
+// registry-side, with no engine reachable; a change of the dependency list runs the RUN again.
+func TestStagedSourceChangeNeedsNoEngine(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "staged-src")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"strata.yaml":   "project: stagedsrc\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\nstaged: true\n",
+		".dockerignore": ".git\nREADME.md\n",
+		"Dockerfile": "FROM " + base + "\nWORKDIR /app\nCOPY deps.txt .\nRUN cat deps.txt > /installed && echo ran >> /installed\n" +
+			"COPY . .\nENV MODE=prod\nCMD [\"cat\", \"/app/main.txt\"]\n",
+		"deps.txt": "dep-a\n", "main.txt": "v1",
+	})
+	locker := fileLocker(t)
+	run := func(dockerHost string) *stages.ImageReport {
+		t.Helper()
+		rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: dockerHost, Network: "none"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Image("app")
+	}
+	status := func(im *stages.ImageReport) string {
+		var s []string
+		for _, st := range im.Stages {
+			s = append(s, st.Name+"="+st.Status)
+		}
+		return strings.Join(s, " ")
+	}
+	first := run(host)
+	if len(first.Stages) != 7 {
+		t.Fatalf("stages: %s", status(first))
+	}
+	for _, st := range first.Stages {
+		if st.Status != stages.StatusBuilt {
+			t.Fatalf("first build: %s", status(first))
+		}
+	}
+
+	g.commit("source", map[string]string{"main.txt": "v2"})
+	src := run(noEngine)
+	want := "Dockerfile:1 FROM=reused Dockerfile:2 WORKDIR=reused Dockerfile:3 COPY=reused Dockerfile:4 RUN=reused " +
+		"Dockerfile:5 COPY=built Dockerfile:6 ENV=built Dockerfile:7 CMD=built"
+	if got := status(src); got != want {
+		t.Fatalf("source change:\n got %s\nwant %s", got, want)
+	}
+	fs := files(t, src.Ref, reg)
+	if fs["/app/main.txt"] != "v2" || fs["/installed"] != "dep-a\nran\n" {
+		t.Errorf("after the source change: main.txt %q, installed %q", fs["/app/main.txt"], fs["/installed"])
+	}
+
+	// Only an ignored file changed: every stage reused, no engine.
+	g.commit("readme", map[string]string{"README.md": "r"})
+	if got := run(noEngine); got.Ref != src.Ref {
+		t.Errorf("idle rebuild: %s, want %s", status(got), src.Ref)
+	}
+
+	g.commit("deps", map[string]string{"deps.txt": "dep-b\n"})
+	if _, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: noEngine, Network: "none"}); err == nil || !strings.Contains(err.Error(), "RUN") {
+		t.Fatalf("deps change without an engine: %v, want the RUN stage to need it", err)
+	}
+	deps := run(host)
+	if fs := files(t, deps.Ref, reg); fs["/installed"] != "dep-b\nran\n" || fs["/app/main.txt"] != "v2" {
+		t.Errorf("after the deps change: %q %q", fs["/installed"], fs["/app/main.txt"])
+	}
+}
+
+// Constructs a staged build does not do fall back to one engine-built stage, with the reason
+// (file:line); the rest are parsed into a plan.
+func TestPlanStaged(t *testing.T) {
+	for _, tc := range []struct{ name, df, why string }{
+		{"run mount", "FROM b\nRUN --mount=type=cache,target=/c true\n", "Dockerfile:2: RUN --mount"},
+		{"add url", "FROM b\nADD https://example.com/x /x\n", "Dockerfile:2: ADD of a URL"},
+		{"add archive", "FROM b\nADD x.tar.gz /x\n", "Dockerfile:2: ADD of a local archive"},
+		{"chmod", "FROM b\nCOPY --chmod=600 a /a\n", "Dockerfile:2: COPY --chmod"},
+		{"heredoc", "FROM b\nRUN <<EOF\necho hi\nEOF\n", "Dockerfile:2: RUN with a here-document"},
+		{"base env in source", "FROM b\nCOPY $HOME/x /x\n", "Dockerfile:2: source $HOME/x uses a variable of the base image"},
+		{"unused stage is not checked", "FROM b AS other\nRUN --mount=type=cache,target=/c true\nFROM b\nCOPY a /a\n", ""},
+		{"onbuild base stage", "FROM b AS base\nONBUILD RUN true\nFROM base\n", "Dockerfile:3: FROM base, a stage with ONBUILD"},
+		{"other frontend", "# syntax=example.com/fe\nFROM b\n", "Dockerfile:1: # syntax=example.com/fe"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, why, err := planStaged([]byte(tc.df), "Dockerfile", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(why, tc.why) || (tc.why == "") != (why == "") {
+				t.Errorf("why %q, want %q", why, tc.why)
+			}
+			if why == "" && p == nil {
+				t.Error("no plan")
+			}
+		})
+	}
+	if _, _, err := planStaged([]byte("FROM b\nCOPY\n"), "svc/Dockerfile", "", nil); err == nil || !strings.Contains(err.Error(), "svc/Dockerfile") || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("parse error %v, want the file and line", err)
+	}
+}

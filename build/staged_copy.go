@@ -399,15 +399,7 @@ func (s *stagedBuild) copy(ctx context.Context, parent v1.Image, cf *v1.ConfigFi
 		w.mkdirAll(path.Dir(target), uid, gid)
 		w.put(target, e)
 	}
-	data, err := s.layerTar(ctx, w, tree)
-	if err != nil {
-		return nil, err
-	}
-	layer, err := layerFromBytes(data)
-	if err != nil {
-		return nil, err
-	}
-	return mutate.Append(parent, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: name, Comment: "strata " + version.String()}})
+	return s.appendLayer(ctx, parent, w, tree, name)
 }
 
 // sourceTree reads the file system of a COPY --from stage or image.
@@ -445,6 +437,19 @@ func (s *stagedBuild) sourceTree(ctx context.Context, ci *copyInputs) (*srcTree,
 		return nil, err
 	}
 	return full.tree(), nil
+}
+
+// appendLayer appends the entries of w to parent as one layer.
+func (s *stagedBuild) appendLayer(ctx context.Context, parent v1.Image, w *layerWriter, tree *srcTree, name string) (v1.Image, error) {
+	data, err := s.layerTar(ctx, w, tree)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := layerFromBytes(data)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Append(parent, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: name, Comment: "strata " + version.String()}})
 }
 
 // layerTar writes the entries of w as a layer, in path order, with contents from the git
@@ -534,15 +539,7 @@ func (s *stagedBuild) workdir(ctx context.Context, parent v1.Image, cf *v1.Confi
 		}
 		w := &layerWriter{fs: pfs, entries: map[string]*tar.Header{}, from: map[string]*srcEntry{}}
 		w.mkdirAll(d, 0, 0)
-		data, err := s.layerTar(ctx, w, nil)
-		if err != nil {
-			return nil, err
-		}
-		layer, err := layerFromBytes(data)
-		if err != nil {
-			return nil, err
-		}
-		if img, err = mutate.Append(parent, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: name, Comment: "strata " + version.String()}}); err != nil {
+		if img, err = s.appendLayer(ctx, parent, w, nil, name); err != nil {
 			return nil, err
 		}
 	}

@@ -126,7 +126,7 @@ func TestIgnoredAnnotationsAreNamed(t *testing.T) {
 	}
 	got := strings.Join(pol.warnings, "\n")
 	for _, want := range []string{p + `other.update-strategy: alias "other" is not defined`, p + "app.helm.image-tag: helm.image-tag has no meaning", p + "force-update: upstream's force-update", AnnotationAllowDowngrade,
-		p + "write-back-target: Strata writes back in the cluster only", p + "git-branch: Strata writes back in the cluster only"} {
+		p + "write-back-target: only used with " + AnnotationWriteBackMethod + ": git", p + "git-branch: only used with " + AnnotationWriteBackMethod + ": git"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings lack %q:\n%s", want, got)
 		}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,6 +74,16 @@ type Options struct {
 	// Application is never moved to a bundle that fails it; the next best candidate that
 	// passes is chosen, and each refused one is reported (Warning Event BundleSignatureRefused).
 	VerifyPolicy string
+	// GitWorkDir holds the scratch clones of git write-back (a fresh temporary directory if
+	// empty, removed when Run returns).
+	GitWorkDir string
+	// GitCommitUser and GitCommitEmail author git write-back commits (defaults
+	// DefaultGitCommitUser, DefaultGitCommitEmail).
+	GitCommitUser, GitCommitEmail string
+	// GitCommitMessageTemplate is a text/template for git write-back commit messages with
+	// upstream's fields (.AppName, .AppNamespace, .AppChanges: .Image .Alias .OldTag .NewTag);
+	// "" means DefaultGitCommitMessageTemplate.
+	GitCommitMessageTemplate string
 }
 
 // Defaults of Options.
@@ -94,6 +105,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	defer c.git.cleanup()
 	return c.run(ctx)
 }
 
@@ -132,6 +144,9 @@ type controller struct {
 	policy      *sign.Policy // Options.VerifyPolicy loaded; nil: no verification
 
 	beforeWrite func(*unstructured.Unstructured) // test hook: runs between decision and write
+
+	git            *gitRepos // scratch clones of git write-back
+	commitTemplate *template.Template
 }
 
 func restConfig(opts Options) (*rest.Config, error) {
@@ -174,6 +189,19 @@ func newController(opts Options) (*controller, error) {
 		}
 		policy = p
 	}
+	if opts.GitCommitUser == "" {
+		opts.GitCommitUser = DefaultGitCommitUser
+	}
+	if opts.GitCommitEmail == "" {
+		opts.GitCommitEmail = DefaultGitCommitEmail
+	}
+	if opts.GitCommitMessageTemplate == "" {
+		opts.GitCommitMessageTemplate = DefaultGitCommitMessageTemplate
+	}
+	commitTemplate, err := template.New("commit").Parse(opts.GitCommitMessageTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("git commit message template: %w", err)
+	}
 	cfg, err := restConfig(opts)
 	if err != nil {
 		return nil, err
@@ -195,8 +223,8 @@ func newController(opts Options) (*controller, error) {
 	host, _ := os.Hostname()
 	m := newMetrics()
 	c := &controller{
-		policy: policy,
-		opts:   opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
+		policy: policy, commitTemplate: commitTemplate, git: &gitRepos{dir: opts.GitWorkDir},
+		opts: opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
 		reg:     newRegistryAccess(opts.Registry, opts.Registries, kube, m),
 		lastErr: map[string]string{}, lastWarn: map[string]string{}, lastRefused: map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(

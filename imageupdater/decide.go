@@ -58,6 +58,8 @@ type decision struct {
 	refused  []string // candidates the verification policy refused, each with why (verify.go)
 	// pullSecret is the Application's credential source for the bundle repository ("" none)
 	pullSecret string
+	writeBack  writeBack // how the target is written (in the cluster, or to git)
+	alias      string    // the image-list alias of the bundle ("" none)
 }
 
 // decide computes the targetRevision app should have, never one of refused (targetRevisions the
@@ -75,7 +77,10 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 	if err != nil {
 		return decision{}, fail(reasonInvalid, err)
 	}
-	d := decision{source: src, warnings: p.warnings, pullSecret: p.pullSecret}
+	d := decision{source: src, warnings: p.warnings, pullSecret: p.pullSecret, writeBack: p.writeBack}
+	if t.spec != nil {
+		d.alias = t.spec.alias
+	}
 	if p.strategy == StrategyDigest {
 		if !src.oci {
 			return d, fail(reasonInvalid, fmt.Errorf("the digest strategy pins a digest, which only oci:// sources accept (source %s is a Helm chart source)", src.repository))

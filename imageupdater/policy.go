@@ -65,6 +65,7 @@ type policy struct {
 	ignore     []string       // globs
 	downgrade  bool           // strata.dev/allow-downgrade
 	pullSecret string
+	writeBack  writeBack
 	warnings   []string // annotations ignored, each named
 }
 
@@ -255,9 +256,12 @@ func parsePolicy(ann map[string]string, spec *imageSpec) (*policy, error) {
 		k, _, _ := option(ann, alias, "force-update")
 		p.warnings = append(p.warnings, fmt.Sprintf("annotation %s: upstream's force-update updates an image the Application does not use yet; a bundle source is always in use, so it changes nothing (to allow going back to a lower version, set %s: \"true\")", k, AnnotationAllowDowngrade))
 	}
-	if v, ok := ann[AnnotationWriteBackMethod]; ok && strings.TrimSpace(v) != "argocd" && strings.TrimSpace(v) != "" {
-		return nil, fmt.Errorf("annotation %s: only \"argocd\" is supported, got %q", AnnotationWriteBackMethod, v)
+	wb, wbWarnings, err := parseWriteBack(ann, alias)
+	if err != nil {
+		return nil, err
 	}
+	p.writeBack = wb
+	p.warnings = append(p.warnings, wbWarnings...)
 	if k, v, ok := option(ann, alias, "pull-secret"); ok {
 		p.pullSecret = strings.TrimSpace(v)
 		if p.pullSecret != "" {
@@ -266,12 +270,7 @@ func parsePolicy(ann map[string]string, spec *imageSpec) (*policy, error) {
 			}
 		}
 	}
-	for _, k := range []string{upstreamPrefix + "write-back-target", upstreamPrefix + "git-branch"} {
-		if _, ok := ann[k]; ok {
-			p.warnings = append(p.warnings, fmt.Sprintf("annotation %s: Strata writes back in the cluster only (write-back-method argocd): ignored", k))
-		}
-	}
-	p.warnings = append(p.warnings, aliasWarnings(ann, spec)...)
+	p.warnings = append(p.warnings, aliasWarnings(ann, spec, wb)...)
 	return p, nil
 }
 
@@ -291,7 +290,7 @@ func boolOption(key, v string, ok bool) (bool, error) {
 // aliasWarnings names the alias-scoped annotations that change nothing: an option for an
 // alias image-list does not define, or an upstream option with no meaning for a bundle source
 // (helm.*, kustomize.*, platforms) on the bundle's alias.
-func aliasWarnings(ann map[string]string, spec *imageSpec) []string {
+func aliasWarnings(ann map[string]string, spec *imageSpec, wb writeBack) []string {
 	aliases := map[string]bool{}
 	if specs, err := parseImageList(ann[AnnotationImageList]); err == nil {
 		for _, s := range specs {
@@ -313,6 +312,8 @@ func aliasWarnings(ann map[string]string, spec *imageSpec) []string {
 		switch {
 		case slices.Contains(aliasOptions, opt) && !aliases[alias]:
 			out = append(out, fmt.Sprintf("annotation %s: alias %q is not defined by %s: ignored", k, alias, AnnotationImageList))
+		case opt == "helm.image-tag" && wb.target == targetHelmValues:
+			// the values key a helmvalues target writes the revision to
 		case spec != nil && spec.alias != "" && alias == strings.ReplaceAll(spec.alias, "/", "_") && !slices.Contains(aliasOptions, opt):
 			out = append(out, fmt.Sprintf("annotation %s: %s has no meaning for a bundle source (Strata moves its targetRevision): ignored", k, opt))
 		}

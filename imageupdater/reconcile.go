@@ -72,6 +72,9 @@ func (c *controller) converge(ctx context.Context, cyc *cycle, app *unstructured
 		if c.beforeWrite != nil {
 			c.beforeWrite(app)
 		}
+		if d.writeBack.git {
+			return c.convergeGit(ctx, app, d, log)
+		}
 		err = c.write(ctx, app, d)
 		if err == nil {
 			log.Info("updated bundle", "repository", d.source.repository, "from", d.source.current, "to", d.target, "why", d.why)
@@ -95,6 +98,26 @@ func (c *controller) converge(ctx context.Context, cyc *cycle, app *unstructured
 		}
 		app = fresh
 	}
+}
+
+// convergeGit writes the decision to git (write-back-method git): the Application in the
+// cluster follows when Argo CD syncs what manages it (an app-of-apps parent, an ApplicationSet's
+// generator), so nothing is written in the cluster.
+func (c *controller) convergeGit(ctx context.Context, app *unstructured.Unstructured, d decision, log *slog.Logger) (bool, error) {
+	w, err := c.writeGit(ctx, app, d, log)
+	if err != nil {
+		return false, err
+	}
+	if !w.changed {
+		log.Debug("git already says the revision; waiting for Argo CD to sync it", "repository", d.source.repository, "to", d.target, "git", w.url, "branch", w.branch, "file", w.file)
+		return false, nil
+	}
+	log.Info("updated bundle in git", "repository", d.source.repository, "from", orNone(w.old), "to", d.target, "why", d.why,
+		"git", w.url, "branch", w.branch, "file", w.file, "commit", w.commit)
+	c.metrics.updates.Inc()
+	c.event(ctx, app, corev1.EventTypeNormal, reasonUpdated, fmt.Sprintf("targetRevision of %s: %s -> %s (%s), written to %s %s:%s in commit %.12s",
+		d.source.repository, orNone(w.old), d.target, d.why, w.url, w.branch, w.file, w.commit))
+	return true, nil
 }
 
 func orNone(s string) string {

@@ -121,7 +121,7 @@ func (r *Repo) Push(ctx context.Context, url, commit, branch string, auth Auth) 
 		// --porcelain: a refused ref is a line "!<TAB>src:dst<TAB>[rejected] (fetch first|non-fast-forward)"
 		// or "[remote rejected] (... failed to lock)" when another push won the race.
 		for _, l := range strings.Split(stdout.String(), "\n") {
-			if strings.HasPrefix(l, "!") && (strings.Contains(l, "[rejected]") || strings.Contains(l, "lock")) {
+			if strings.HasPrefix(l, "!") && (strings.Contains(l, "[rejected]") || strings.Contains(l, "lock") || strings.Contains(l, "failed to update ref")) {
 				return fmt.Errorf("%s %s: %w (%s)", url, branch, ErrPushRejected, strings.TrimSpace(l))
 			}
 		}

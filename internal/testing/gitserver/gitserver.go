@@ -167,7 +167,7 @@ func (s *Server) Commit(ctx context.Context, name, branch, message string, files
 	sort.Strings(paths)
 	for _, p := range paths {
 		if files[p] == "" {
-			if _, err := s.runEnv(ctx, dir, env, "update-index", "--force-remove", p); err != nil {
+			if _, err := s.runIn(ctx, dir, env, "0 0000000000000000000000000000000000000000\t"+p+"\n", "update-index", "--index-info"); err != nil {
 				return err
 			}
 			continue

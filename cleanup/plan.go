@@ -3,11 +3,13 @@ package cleanup
 import (
 	"container/heap"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"strata.dev/strata/sign"
 	"strata.dev/strata/stages"
 )
 
@@ -24,7 +26,8 @@ type Stage struct {
 }
 
 // Tagged is a tag in the storage that is not a stage tag (e.g. one added by --add-tag). Cleanup
-// never deletes it, nor a manifest it points at.
+// never deletes it, nor a manifest it points at — except the tags cosign's scheme attaches to a
+// manifest cleanup deletes (see Plan.Attached).
 type Tagged struct {
 	Tag            string
 	ManifestDigest string
@@ -76,6 +79,11 @@ type Plan struct {
 	// Manifests are the manifest digests to delete: exactly those of the deleted stages, none
 	// carried by a kept stage or another tag.
 	Manifests []string
+	// Attached are the tags cosign's tag scheme attaches to those manifests
+	// (sha256-<hex>.sig, .att, .sbom: their signatures, attestations, SBOM), deleted with them.
+	// The signatures of kept stages stay; an attached tag whose manifest another remaining tag
+	// carries stays too. Sorted by tag.
+	Attached []Tagged
 }
 
 type planner struct {
@@ -179,7 +187,34 @@ func MakePlan(in Input) Plan {
 		plan.Manifests = append(plan.Manifests, m)
 	}
 	sort.Strings(plan.Manifests)
+	var remaining []string
+	for _, k := range plan.Keep {
+		remaining = append(remaining, k.Stage.ManifestDigest)
+	}
+	plan.Attached = attachedTo(manifests, in.Others, remaining)
 	return plan
+}
+
+// attachedTo returns the tags of others that cosign's tag scheme attaches to a manifest of
+// deleted, sorted, leaving out any whose manifest a remaining tag carries: another tag of
+// others, or a remaining stage (remaining are their manifest digests). Deleting a manifest
+// deletes every tag on it.
+func attachedTo(deleted map[string]bool, others []Tagged, remaining []string) []Tagged {
+	keep := map[string]bool{}
+	for _, m := range remaining {
+		keep[m] = true
+	}
+	var del []Tagged
+	for _, o := range others {
+		if subject, _, ok := sign.AttachedTo(o.Tag); ok && deleted[subject] {
+			del = append(del, o)
+			continue
+		}
+		keep[o.ManifestDigest] = true
+	}
+	del = slices.DeleteFunc(del, func(o Tagged) bool { return keep[o.ManifestDigest] })
+	sort.Slice(del, func(i, j int) bool { return del[i].Tag < del[j].Tag })
+	return del
 }
 
 func (p *planner) keep(tag, why string) bool {

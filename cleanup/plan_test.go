@@ -280,3 +280,22 @@ func TestLastCommitsOrder(t *testing.T) {
 }
 
 func mustRe(s string) *regexp.Regexp { return regexp.MustCompile("^(?:" + s + ")$") }
+
+// Tags cosign's scheme attaches to a deleted manifest go with it, unless their manifest carries a
+// tag that stays; those of kept manifests and other tags stay.
+func TestPlanAttachedTags(t *testing.T) {
+	hex := func(c string) string { return strings.Repeat(c, 64) }
+	deleted := map[string]bool{"sha256:" + hex("a"): true}
+	others := []Tagged{
+		{Tag: "sha256-" + hex("a") + ".sig", ManifestDigest: "sha256:" + hex("1")},
+		{Tag: "sha256-" + hex("a") + ".sbom", ManifestDigest: "sha256:" + hex("2")},
+		{Tag: "sha256-" + hex("a") + ".att", ManifestDigest: "sha256:" + hex("3")},
+		{Tag: "pinned", ManifestDigest: "sha256:" + hex("3")},                      // keeps the .att's manifest
+		{Tag: "sha256-" + hex("b") + ".sig", ManifestDigest: "sha256:" + hex("4")}, // kept subject
+		{Tag: "sha256-" + hex("a") + ".txt", ManifestDigest: "sha256:" + hex("5")}, // not cosign's
+	}
+	got := attachedTo(deleted, others, []string{"sha256:" + hex("2")}) // a kept stage carries the .sbom's manifest
+	if len(got) != 1 || got[0].Tag != "sha256-"+hex("a")+".sig" {
+		t.Errorf("attachedTo = %+v, want only the .sig of the deleted manifest", got)
+	}
+}

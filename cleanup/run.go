@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"strata.dev/strata/config"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/sign"
 	"strata.dev/strata/stages"
 )
 
@@ -61,6 +63,9 @@ type Result struct {
 	// Restored are the stage tags deleted and then put back, with their exact manifests, because
 	// a stage built on them was published meanwhile.
 	Restored []string
+	// Attached are the tags cosign's scheme attached to the deleted manifests (signatures
+	// sha256-<hex>.sig, attestations .att, SBOM .sbom), deleted after them.
+	Attached []string
 }
 
 // Run collects the inputs, plans, prints the plan and, unless DryRun, deletes. The whole run
@@ -120,14 +125,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Project: cfg.Project, Plan: plan}
 	PrintPlan(o.Out, plan)
 	if o.DryRun || len(plan.Manifests) == 0 {
-		fmt.Fprintf(o.Out, "%d stages: keep %d, delete %d (%d manifests)%s\n", len(in.Stages), len(plan.Keep), len(plan.Delete), len(plan.Manifests), map[bool]string{true: " [dry run]", false: ""}[o.DryRun])
+		fmt.Fprintf(o.Out, "%d stages: keep %d, delete %d (%d manifests%s)%s\n", len(in.Stages), len(plan.Keep), len(plan.Delete), len(plan.Manifests),
+			attachedCount(len(plan.Attached)), map[bool]string{true: " [dry run]", false: ""}[o.DryRun])
 		return res, nil
 	}
 	if err := deletePlanned(ctx, o, cfg.Project, storage, locker, lease, in, res); err != nil {
 		return res, fmt.Errorf("cleanup: %w", err)
 	}
-	fmt.Fprintf(o.Out, "%d stages: kept %d, deleted %d manifests, spared %d changed meanwhile, restored %d\n", len(in.Stages), len(plan.Keep), len(res.Deleted), len(res.Spared), len(res.Restored))
+	fmt.Fprintf(o.Out, "%d stages: kept %d, deleted %d manifests%s, spared %d changed meanwhile, restored %d\n", len(in.Stages), len(plan.Keep), len(res.Deleted),
+		attachedCount(len(res.Attached)), len(res.Spared), len(res.Restored))
 	return res, nil
+}
+
+// attachedCount is ", and N signature tags" for a summary line, or nothing for none.
+func attachedCount(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" + %d signature/attestation/SBOM tags", n)
 }
 
 func collect(ctx context.Context, o Options, cfg *config.Config, storage *Storage) (*Input, error) {
@@ -182,6 +197,10 @@ func PrintPlan(w io.Writer, p Plan) {
 			why += " at commit " + short(s.Commits[0])
 		}
 		fmt.Fprintf(w, "delete %s  %s, %s; nothing keeps it\n", s.Tag, short(s.ManifestDigest), why)
+	}
+	for _, a := range p.Attached {
+		subject, holds, _ := sign.AttachedTo(a.Tag)
+		fmt.Fprintf(w, "delete %s  %s of %s, deleted with it\n", a.Tag, holds, short(subject))
 	}
 }
 
@@ -280,7 +299,52 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 	if len(rc.saved) > 0 {
 		if _, err := rc.check(context.WithoutCancel(ctx), res); err != nil {
 			errs = append(errs, err)
+		} else if err := rc.deleteAttached(ctx, run, res); err != nil {
+			errs = append(errs, err)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteAttached deletes the tags cosign's scheme attaches to the manifests this run deleted and
+// did not put back (their signatures, attestations, SBOM), as the last listing shows them — also
+// those pushed while cleanup ran. It runs after that listing, so no manifest they belong to can
+// be restored any more. An attached tag whose manifest a remaining tag carries stays.
+func (rc *raceCheck) deleteAttached(ctx context.Context, run lock.Lease, res *Result) error {
+	deleted := map[string]bool{}
+	for _, m := range res.Deleted {
+		deleted[m] = true
+	}
+	var others []Tagged
+	for _, t := range append(slices.Clone(rc.listed), slices.Collect(maps.Values(rc.others))...) {
+		if rc.present[t.Tag] {
+			others = append(others, t)
+		}
+	}
+	var remaining []string
+	for _, m := range []map[string]Stage{rc.byTag, rc.fresh} {
+		for tag, s := range m {
+			if rc.present[tag] {
+				remaining = append(remaining, s.ManifestDigest)
+			}
+		}
+	}
+	var errs []error
+	done := map[string]bool{}
+	for _, a := range attachedTo(deleted, others, remaining) {
+		if lock.IsLost(run) {
+			return errors.Join(append(errs, fmt.Errorf("lost the cleanup lock: %w", run.Err()))...)
+		}
+		if !done[a.ManifestDigest] {
+			done[a.ManifestDigest] = true
+			if err := rc.storage.Delete(ctx, a.ManifestDigest); err != nil && !registry.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete %s: %w", a.Tag, err))
+				continue
+			}
+		}
+		subject, holds, _ := sign.AttachedTo(a.Tag)
+		rc.log.Info("deleted", "tag", a.Tag, "holds", holds, "of", subject)
+		res.Attached = append(res.Attached, a.Tag)
 	}
 	return errors.Join(errs...)
 }
@@ -303,10 +367,12 @@ type raceCheck struct {
 	storage *Storage
 	out     io.Writer
 	log     *slog.Logger
-	known   map[string]bool  // tags in the plan's input
-	byTag   map[string]Stage // stages in the plan's input
-	fresh   map[string]Stage // stages seen appearing since, read once
-	others  map[string]Tagged
+	known   map[string]bool   // tags in the plan's input
+	byTag   map[string]Stage  // stages in the plan's input
+	fresh   map[string]Stage  // stages seen appearing since, read once
+	others  map[string]Tagged // other tags seen appearing since
+	listed  []Tagged          // other tags in the plan's input
+	present map[string]bool   // the tags of the last listing
 	// saved are the manifests deleted by this run, as they were.
 	saved map[string]*remote.Descriptor
 }
@@ -324,6 +390,7 @@ func newRaceCheck(storage *Storage, in *Input, out io.Writer, log *slog.Logger) 
 	for _, t := range in.Others {
 		rc.known[t.Tag] = true
 	}
+	rc.listed = in.Others
 	return rc
 }
 
@@ -335,6 +402,7 @@ func (rc *raceCheck) check(ctx context.Context, res *Result) (map[string]string,
 		return nil, err
 	}
 	present := map[string]bool{}
+	rc.present = present
 	var unread []string
 	for _, t := range tags {
 		present[t] = true

@@ -1,77 +1,26 @@
 package sign
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"strata.dev/strata/internal/testing/testenv"
 )
-
-// cosignCLI runs the real cosign CLI in dir, offline, with COSIGN_PASSWORD set.
-type cosignCLI struct {
-	bin, dir, password string
-}
-
-func newCosign(t *testing.T, password string) *cosignCLI {
-	t.Helper()
-	return &cosignCLI{bin: testenv.Cosign(t), dir: t.TempDir(), password: password}
-}
-
-func (c *cosignCLI) run(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, args...)
-	cmd.Dir = c.dir
-	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD="+c.password, "HOME="+c.dir, "TUF_ROOT="+filepath.Join(c.dir, "tuf"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
-
-// registryFlags reach the plain-HTTP test registry; no transparency log anywhere.
-var registryFlags = []string{"--allow-insecure-registry", "--allow-http-registry"}
-
-func (c *cosignCLI) sign(t *testing.T, key, ref string) {
-	t.Helper()
-	args := append([]string{"sign", "--key", key, "--tlog-upload=false", "--yes"}, registryFlags...)
-	if out, err := c.run(t, append(args, ref)...); err != nil {
-		t.Fatalf("cosign sign %s: %v\n%s", ref, err, out)
-	}
-}
-
-func (c *cosignCLI) verify(t *testing.T, pub, ref string) (string, error) {
-	t.Helper()
-	args := append([]string{"verify", "--key", pub, "--insecure-ignore-tlog"}, registryFlags...)
-	return c.run(t, append(args, ref)...)
-}
-
-func (c *cosignCLI) generateKeyPair(t *testing.T) (key, pub string) {
-	t.Helper()
-	if out, err := c.run(t, "generate-key-pair"); err != nil {
-		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
-	}
-	return filepath.Join(c.dir, "cosign.key"), filepath.Join(c.dir, "cosign.pub")
-}
 
 // What Strata signs (with a key cosign generated, and with one Strata generated), cosign verify
 // accepts; with another key it refuses.
 func TestInteropCosignVerifiesStrata(t *testing.T) {
 	ctx := context.Background()
-	c := newCosign(t, "interop-pass")
+	c := testenv.NewCosign(t, "interop-pass")
 	repo := testenv.Repo(t, "app")
 	d := pushImage(t, repo, "v1")
 
-	cosignKey, cosignPub := c.generateKeyPair(t)
+	cosignKey, cosignPub := c.GenerateKeyPair(t)
 	b, err := os.ReadFile(cosignKey)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +35,7 @@ func TestInteropCosignVerifiesStrata(t *testing.T) {
 	if _, err := Sign(ctx, repo+":v1", SignOptions{Key: k}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.verify(t, cosignPub, repo+":v1")
+	out, err := c.Verify(cosignPub, repo+":v1")
 	if err != nil {
 		t.Fatalf("cosign verify of Strata's signature: %v\n%s", err, out)
 	}
@@ -101,7 +50,7 @@ func TestInteropCosignVerifiesStrata(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubPEM, _ := MarshalPublicKey(&own.PublicKey)
-	ownKey, ownPub := filepath.Join(c.dir, "strata.key"), filepath.Join(c.dir, "strata.pub")
+	ownKey, ownPub := filepath.Join(c.Dir, "strata.key"), filepath.Join(c.Dir, "strata.pub")
 	if err := os.WriteFile(ownKey, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -112,25 +61,25 @@ func TestInteropCosignVerifiesStrata(t *testing.T) {
 	if _, err := Sign(ctx, repo+"@"+d2, SignOptions{Key: own}); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := c.verify(t, ownPub, repo+"@"+d2); err != nil {
+	if out, err := c.Verify(ownPub, repo+"@"+d2); err != nil {
 		t.Fatalf("cosign verify with a Strata-generated key: %v\n%s", err, out)
 	}
 	// cosign refuses Strata's signature under another key
-	if out, err := c.verify(t, cosignPub, repo+"@"+d2); err == nil {
+	if out, err := c.Verify(cosignPub, repo+"@"+d2); err == nil {
 		t.Fatalf("cosign verify accepted a signature by another key:\n%s", out)
 	}
 	// cosign signing with the same key finds Strata's signature a duplicate of its own (same
 	// payload bytes, valid under the key): nothing is added
-	c.sign(t, ownKey, repo+"@"+d2)
+	c.Sign(t, ownKey, repo+"@"+d2)
 	if n := len(sigManifest(t, repo, d2).Layers); n != 1 {
 		t.Fatalf("cosign re-signing with Strata's key: %d signature layers, want 1 (payloads differ?)", n)
 	}
 	// with another key it appends a layer to the same signature image; both verify
-	c.sign(t, cosignKey, repo+"@"+d2)
+	c.Sign(t, cosignKey, repo+"@"+d2)
 	if n := len(sigManifest(t, repo, d2).Layers); n != 2 {
 		t.Fatalf("after Strata and cosign signed with two keys: %d signature layers, want 2", n)
 	}
-	if out, err := c.verify(t, cosignPub, repo+"@"+d2); err != nil {
+	if out, err := c.Verify(cosignPub, repo+"@"+d2); err != nil {
 		t.Fatalf("cosign verify of its own signature next to Strata's: %v\n%s", err, out)
 	}
 	cosignPubKey, err := LoadPublicKey(cosignPub)
@@ -148,11 +97,11 @@ func TestInteropCosignVerifiesStrata(t *testing.T) {
 // What cosign signs, Strata verifies; refusals hold for cosign's signatures too.
 func TestInteropStrataVerifiesCosign(t *testing.T) {
 	ctx := context.Background()
-	c := newCosign(t, "")
+	c := testenv.NewCosign(t, "")
 	repo := testenv.Repo(t, "app")
 	d := pushImage(t, repo, "v1")
-	key, pubFile := c.generateKeyPair(t)
-	c.sign(t, key, repo+"@"+d)
+	key, pubFile := c.GenerateKeyPair(t)
+	c.Sign(t, key, repo+"@"+d)
 
 	pub, err := LoadPublicKey(pubFile)
 	if err != nil {
@@ -176,7 +125,7 @@ func TestInteropStrataVerifiesCosign(t *testing.T) {
 	if _, err := Verify(ctx, repo+":v1", VerifyOptions{Keys: []*ecdsa.PublicKey{pub}}); !errors.Is(err, ErrNotSigned) {
 		t.Fatalf("moved tag: %v", err)
 	}
-	if out, err := c.verify(t, pubFile, repo+":v1"); err == nil {
+	if out, err := c.Verify(pubFile, repo+":v1"); err == nil {
 		t.Fatalf("cosign verify accepted the moved tag:\n%s", out)
 	}
 }

@@ -112,4 +112,14 @@ func TestSignatureTag(t *testing.T) {
 	if _, err := SignatureTag("latest"); err == nil {
 		t.Fatal("SignatureTag accepted a non-digest")
 	}
+	hex := strings.Repeat("ab", 32)
+	for tag, want := range map[string]string{
+		"sha256-" + hex + ".sig": "signatures", "sha256-" + hex + ".att": "attestations", "sha256-" + hex + ".sbom": "SBOM",
+		"sha256-" + hex + ".txt": "", "sha256-xyz.sig": "", "latest": "", "sha256-" + hex: "", "sha256:" + hex + ".sig": "",
+	} {
+		subject, holds, ok := AttachedTo(tag)
+		if holds != want || ok != (want != "") || ok && subject != d {
+			t.Errorf("AttachedTo(%q) = %q, %q, %v; want %q", tag, subject, holds, ok, want)
+		}
+	}
 }

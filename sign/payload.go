@@ -79,6 +79,28 @@ func SignatureTag(d string) (string, error) {
 	return strings.Replace(dg.String(), ":", "-", 1) + SignatureTagSuffix, nil
 }
 
+// AttachedSuffixes end the tags cosign's tag scheme attaches to a manifest
+// "sha256-<hex><suffix>", each naming what it holds: signatures, attestations, an SBOM.
+var AttachedSuffixes = map[string]string{SignatureTagSuffix: "signatures", ".att": "attestations", ".sbom": "SBOM"}
+
+// AttachedTo returns the manifest digest a tag of cosign's tag scheme ("sha256-<hex>.sig",
+// ".att" or ".sbom") is attached to, and what the tag holds.
+func AttachedTo(tag string) (subject, holds string, ok bool) {
+	for suffix, what := range AttachedSuffixes {
+		rest, found := strings.CutSuffix(tag, suffix)
+		if !found {
+			continue
+		}
+		alg, hex, found := strings.Cut(rest, "-")
+		d := digest.Digest(alg + ":" + hex)
+		if !found || d.Validate() != nil {
+			return "", "", false
+		}
+		return d.String(), what, true
+	}
+	return "", "", false
+}
+
 // IsSignatureTag reports whether tag is one SignatureTag makes.
 func IsSignatureTag(tag string) bool {
 	rest, ok := strings.CutSuffix(tag, SignatureTagSuffix)

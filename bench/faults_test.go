@@ -1,11 +1,18 @@
 package bench
 
 import (
+	"io"
+
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
+	argoclient "github.com/argoproj/argo-cd/v3/pkg/client/clientset/versioned"
 	"hash/fnv"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -19,6 +26,7 @@ import (
 	"strata.dev/strata/build"
 	"strata.dev/strata/bundle"
 	"strata.dev/strata/cleanup"
+	"strata.dev/strata/imageupdater"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/faultproxy"
@@ -168,7 +176,18 @@ type faultEnv struct {
 	baseRef string       // the base image through the proxy
 	commits map[int]bool // runs committed to dir
 	reports map[int]*stages.Report
-	log     bytes.Buffer // of the last build
+	log     bytes.Buffer   // of the last build
+	latest  *stages.Report // of the last build that succeeded: HEAD's, kept by cleanup
+	kube    *faultKube
+}
+
+// faultKube is where the updater runs: Applications in a namespace of the test API server.
+type faultKube struct {
+	cfg     *rest.Config
+	argo    argoclient.Interface
+	ns      string
+	repo    string // the bundle repository the Applications follow
+	version int    // the newest published minor version: 1.<version>.0
 }
 
 func newFaultEnv(t testing.TB, via func(string) string) *faultEnv {
@@ -180,6 +199,7 @@ func newFaultEnv(t testing.TB, via func(string) string) *faultEnv {
 		name: testenv.UniqueName(t, "faults"), dir: filepath.Join(t.TempDir(), "project"),
 	}
 	e.baseRef = via(e.base)
+	e.kube = newFaultKube(t)
 	e.chart = filepath.Join(t.TempDir(), "chart")
 	writeFiles(t, e.chart, map[string]string{
 		"Chart.yaml":            "apiVersion: v2\nname: app\nversion: 0.1.0\n",
@@ -191,12 +211,16 @@ func newFaultEnv(t testing.TB, via func(string) string) *faultEnv {
 	if rep == nil {
 		t.FailNow()
 	}
-	e.reports[-1] = rep
-	e.bundle = testenv.Repo(t, "src") + "/app"
-	if _, err := bundle.Publish(ctx, e.publishOpts(rep, e.bundle, "1.0.0")); err != nil {
+	e.reports[-1], e.latest = rep, rep
+	published := testenv.Repo(t, "published") + "/app"
+	if _, err := bundle.Publish(ctx, e.publishOpts(rep, published, "1.0.0")); err != nil {
 		t.Fatalf("publish the bundle copied from: %v", err)
 	}
-	e.bundle += ":1.0.0"
+	// copied once with its images: cleanup of the stages storage does not touch them
+	e.bundle = testenv.Repo(t, "src") + "/app:1.0.0"
+	if _, err := bundle.Copy(ctx, bundle.CopyOptions{From: published + ":1.0.0", To: e.bundle}); err != nil {
+		t.Fatalf("copy the bundle copied from: %v", err)
+	}
 	e.archive = filepath.Join(t.TempDir(), "bundle.tar")
 	if _, err := bundle.Copy(ctx, bundle.CopyOptions{From: e.bundle, To: "archive:" + e.archive}); err != nil {
 		t.Fatalf("copy the bundle to an archive: %v", err)
@@ -321,7 +345,7 @@ func (e *faultEnv) ops(t testing.TB) []faultOp {
 			}
 			rep, err := build.Run(ctx, e.buildOpts(dir, via(e.stages)))
 			if err == nil {
-				e.reports[run] = rep
+				e.reports[run], e.latest = rep, rep
 			}
 			return err
 		},
@@ -330,6 +354,7 @@ func (e *faultEnv) ops(t testing.TB) []faultOp {
 			if err != nil {
 				return err
 			}
+			e.latest = rep
 			if _, ok := e.reports[run]; ok {
 				return allReused(rep) // the faulty build stored every stage
 			}
@@ -410,11 +435,109 @@ func (e *faultEnv) ops(t testing.TB) []faultOp {
 			return nil
 		},
 		check: func(run int) ([]string, []string) { return nil, []string{syncTo(run)} },
+	}, {
+		// HEAD moves on (a new commit built clean), then cleanup with a keep-HEAD-only policy
+		// deletes the stages of earlier runs through the faults; the clean rerun deletes what
+		// is left to delete and HEAD's build reuses every stage.
+		name: "cleanup",
+		run: func(ctx context.Context, run int, via func(string) string) error {
+			if _, err := e.project(run, nil); err != nil {
+				return err
+			}
+			rep, err := build.Run(ctx, e.buildOpts(e.dir, e.stages)) // directly: no faults
+			if err != nil {
+				return fmt.Errorf("the build before cleanup: %w", err)
+			}
+			e.latest = rep
+			_, err = cleanup.Run(ctx, e.cleanupOpts(via))
+			return err
+		},
+		rerun: func(ctx context.Context, run int, via func(string) string) error {
+			if _, err := cleanup.Run(ctx, e.cleanupOpts(via)); err != nil {
+				return err
+			}
+			rep, err := build.Run(ctx, e.buildOpts(e.dir, via(e.stages)))
+			if err != nil {
+				return fmt.Errorf("HEAD's build after cleanup: %w", err)
+			}
+			return allReused(rep)
+		},
+		check: func(int) ([]string, []string) { return nil, []string{e.stages} },
+	}, {
+		// a new bundle version is published (clean), then one updater cycle (--once) through
+		// the faults must move the Application to it, or fail; the clean rerun moves it.
+		name: "image updater",
+		run: func(ctx context.Context, run int, via func(string) string) error {
+			k := e.kube
+			k.version++
+			if _, err := bundle.Publish(ctx, e.publishOpts(e.latest, k.repo, fmt.Sprintf("1.%d.0", k.version))); err != nil {
+				return fmt.Errorf("publish the new version: %w", err)
+			}
+			i := strings.LastIndex(k.repo, "/")
+			app := &v1alpha1.Application{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("r%d", run), Namespace: k.ns,
+					Annotations: map[string]string{"argocd-image-updater.argoproj.io/chart-version": "1.x"}},
+				Spec: v1alpha1.ApplicationSpec{
+					Destination: v1alpha1.ApplicationDestination{Server: "https://kubernetes.default.svc", Namespace: "demo"},
+					Project:     "default",
+					Source:      &v1alpha1.ApplicationSource{RepoURL: via(k.repo[:i]), Chart: k.repo[i+1:], TargetRevision: "1.0.0"},
+				},
+			}
+			if _, err := k.argo.ArgoprojV1alpha1().Applications(k.ns).Create(ctx, app, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create Application: %w", err)
+			}
+			return e.updateOnce(ctx, run)
+		},
+		rerun: func(ctx context.Context, run int, _ func(string) string) error { return e.updateOnce(ctx, run) },
+		check: func(int) ([]string, []string) { return []string{e.kube.repo}, nil },
 	}}
 }
 
-// report is the build report published by the publish runs: the first build's.
-func (e *faultEnv) report(int) *stages.Report { return e.reports[-1] }
+func (e *faultEnv) cleanupOpts(via func(string) string) cleanup.Options {
+	return cleanup.Options{Dir: e.dir, Repo: via(e.stages), KubeContexts: []string{""}, Kubeconfig: testenv.Kubeconfig(e.t),
+		Registry: e.ro, Locker: e.locks, Out: io.Discard}
+}
+
+// updateOnce runs one updater cycle over the namespace and checks that Application r<run> then
+// follows the newest version (every other Application too, on success).
+func (e *faultEnv) updateOnce(ctx context.Context, run int) error {
+	k := e.kube
+	err := imageupdater.Run(ctx, imageupdater.Options{RestConfig: k.cfg, Namespaces: []string{k.ns}, Once: true, Registry: e.ro})
+	if err != nil {
+		return err
+	}
+	a, err := k.argo.ArgoprojV1alpha1().Applications(k.ns).Get(ctx, fmt.Sprintf("r%d", run), metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if want := fmt.Sprintf("1.%d.0", k.version); a.Spec.Source.TargetRevision != want {
+		return fmt.Errorf("the cycle succeeded and left Application %s at %s, not %s", a.Name, a.Spec.Source.TargetRevision, want)
+	}
+	return nil
+}
+
+func newFaultKube(t testing.TB) *faultKube {
+	cfg := testenv.KubeConfig(t)
+	ctx := context.Background()
+	if err := testenv.EnsureApplicationCRD(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	argo, err := argoclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &faultKube{cfg: cfg, argo: argo, ns: testenv.UniqueName(t, "faults"), repo: testenv.Repo(t, "updated") + "/app"}
+	kube := testenv.Kube(t)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: k.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kube.CoreV1().Namespaces().Delete(context.Background(), k.ns, metav1.DeleteOptions{}) })
+	return k
+}
+
+// report is the build report published by the publish runs: the last build's (HEAD's: cleanup
+// keeps its images).
+func (e *faultEnv) report(int) *stages.Report { return e.latest }
 
 // reusedCopy checks a clean copy after a faulty one: it succeeds and copies at most the bundle
 // manifest and what the faulty copy did not store.

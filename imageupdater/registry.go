@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	orasremote "oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
-	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"strata.dev/strata/internal/registry"
 )
@@ -47,7 +46,7 @@ func newRegistryAccess(opts registry.Options, conf RegistriesConfig, kube kubern
 	if base == nil {
 		base = remote.DefaultTransport
 	}
-	ra.transport = retry.NewTransport(&limitedTransport{ra: ra, base: base})
+	ra.transport = registry.Retrying(&limitedTransport{ra: ra, base: base})
 	return ra
 }
 

@@ -104,8 +104,12 @@ func (o Options) transport() http.RoundTripper {
 	if base == nil {
 		base = remote.DefaultTransport
 	}
-	return &retryTransport{base: base}
+	return Retrying(base)
 }
+
+// Retrying returns base under Strata's retries of transient failures (see retryTransport), for
+// a client that builds its own transport (the image updater's rate-limited one).
+func Retrying(base http.RoundTripper) http.RoundTripper { return &retryTransport{base: base} }
 
 // UserAgent is sent with every registry request.
 func UserAgent() string { return "strata/" + version.String() }

@@ -47,6 +47,11 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	if err := b.fetchRemotes(ctx, images); err != nil {
 		return nil, err
 	}
+	cleanup, err := b.prepare(images)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := b.buildAll(ctx, cancel, images); err != nil {
@@ -78,10 +83,7 @@ type source struct {
 // while the work tree of the project directory is checked: only changes there can change the
 // build; they are refused, or built from a snapshot commit with --dev.
 func readSource(ctx context.Context, o Options) (*source, error) {
-	projDir := o.Dir
-	if o.ConfigFile != "" {
-		projDir = filepath.Dir(o.ConfigFile)
-	}
+	projDir := projectDir(o)
 	type statusResult struct {
 		lines []string
 		err   error
@@ -124,6 +126,14 @@ func readSource(ctx context.Context, o Options) (*source, error) {
 	return &source{repo: repo, head: head, cfg: cfg, dev: len(status) > 0}, nil
 }
 
+// projectDir is the directory of the config on this host.
+func projectDir(o Options) string {
+	if o.ConfigFile != "" {
+		return filepath.Dir(o.ConfigFile)
+	}
+	return o.Dir
+}
+
 // buildable returns the images to build (see selectImages); nothing is built from a config
 // using werf keys Strata cannot build yet.
 func buildable(cfg *Config, names []string) ([]*Image, error) {
@@ -160,7 +170,7 @@ func newBuilder(o Options, src *source, st *storage) *builder {
 	st.project = src.cfg.Project
 	st.git = src.repo
 	return &builder{
-		o: o, cfg: src.cfg, git: src.repo, head: src.head, cfgDir: src.cfg.Dir, st: st,
+		o: o, cfg: src.cfg, git: src.repo, head: src.head, cfgDir: src.cfg.Dir, st: st, projectDir: projectDir(o),
 		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
 	}
 }
@@ -284,6 +294,9 @@ type builder struct {
 	st     *storage
 	// remotes are the remote git mappings' repositories and commits (fetchRemotes).
 	remotes map[git.RemoteRef]remoteCommit
+	// projectDir is the project directory on this host (relative mount fromPath, secret src).
+	projectDir string
+	dirs       buildDirs
 
 	mu      sync.Mutex
 	done    map[string]chan struct{}

@@ -68,6 +68,21 @@ func dockerFields(d *digester, di DockerInstructions) {
 	}
 }
 
+// imageFields adds the image-wide werf keys of a stage-built image to its first stage's digest,
+// each only when set (a config without them keeps its digests): cacheVersion, the mounts (werf
+// puts them in its from stage) and the platform.
+func imageFields(d *digester, im *Image) {
+	if im.CacheVersion != "" {
+		d.add("cacheVersion", im.CacheVersion)
+	}
+	for _, m := range im.Mount {
+		d.add("mount", m.From, m.FromPath, m.To)
+	}
+	if len(im.Platform) > 0 {
+		d.list("platform", im.Platform)
+	}
+}
+
 // gitFields adds a git mapping's settings to a digest.
 func gitFields(d *digester, g GitMapping) {
 	d.add("add", g.Add, "to", g.To, "owner", g.Owner, "group", g.Group)

@@ -458,6 +458,12 @@ func dockerfileDigest(cacheVersion string, im *Image, in *dockerfileInputs) stri
 	d.add(cacheVersion, string(in.dockerfile), in.dfRel, im.Target)
 	d.dict("args", im.Args)
 	d.list("external", in.reads.external)
+	if im.CacheVersion != "" {
+		d.add("cacheVersion", im.CacheVersion)
+	}
+	if len(im.Platform) > 0 {
+		d.list("platform", im.Platform)
+	}
 	d.add("context", fmt.Sprint(len(in.files)))
 	for _, f := range in.files {
 		d.add(f.dest, f.Mode, f.Hash)
@@ -471,6 +477,13 @@ func (b *builder) dockerBuild(ctx context.Context, im *Image, in *dockerfileInpu
 	cli, err := b.readyEngine(ctx, "Dockerfile image "+im.Name)
 	if err != nil {
 		return nil, err
+	}
+	if err := b.checkPlatform(ctx, cli, im); err != nil {
+		return nil, err
+	}
+	network := b.o.Network
+	if im.Network != "" {
+		network = im.Network
 	}
 	files := append([]mappingFile(nil), in.sent...)
 	if !slices.ContainsFunc(files, func(f mappingFile) bool { return f.dest == "/"+in.dfRel }) {
@@ -489,7 +502,7 @@ func (b *builder) dockerBuild(ctx context.Context, im *Image, in *dockerfileInpu
 		args[k] = &v
 	}
 	resp, err := cli.ImageBuild(ctx, bytes.NewReader(tarData), build.ImageBuildOptions{
-		Dockerfile: in.dfRel, BuildArgs: args, Target: im.Target, NetworkMode: b.o.Network,
+		Dockerfile: in.dfRel, BuildArgs: args, Target: im.Target, NetworkMode: network, ExtraHosts: im.AddHost,
 		Remove: true, ForceRemove: true, Labels: map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest},
 	})
 	if err != nil {

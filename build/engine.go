@@ -88,6 +88,13 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	if err != nil {
 		return nil, "", err
 	}
+	if err := b.checkPlatform(ctx, cli, im); err != nil {
+		return nil, "", err
+	}
+	run, err := b.runOptions(im)
+	if err != nil {
+		return nil, "", err
+	}
 	parentRef := b.st.Ref(p.tag).String()
 	if err := b.ensureImage(ctx, cli, parentRef); err != nil {
 		return nil, "", err
@@ -96,7 +103,7 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	if err != nil {
 		return nil, "", err
 	}
-	layer, err := b.runShell(ctx, cli, parentRef, script, sync, digest)
+	layer, err := b.runShell(ctx, cli, parentRef, script, sync, digest, run)
 	if err != nil {
 		return nil, "", err
 	}
@@ -141,17 +148,25 @@ func (b *builder) shellScript(ctx context.Context, ms []compiledMapping, p *stat
 	return sb.String(), sync, commit, nil
 }
 
-// runShell runs script in a container of parentRef (sync, when set, copied into it first) and
-// returns the layer the commands added; the container and its committed image are removed.
-func (b *builder) runShell(ctx context.Context, cli *client.Client, parentRef, script string, sync []byte, digest string) (v1.Layer, error) {
-	return b.runContainer(ctx, cli, &container.Config{Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script}}, sync, digest)
+// runShell runs script in a container of parentRef (sync, when set, copied into it first) with
+// the network and mounts of run, and returns the layer the commands added, without the mount
+// points; the container and its committed image are removed.
+func (b *builder) runShell(ctx context.Context, cli *client.Client, parentRef, script string, sync []byte, digest string, run runOpts) (v1.Layer, error) {
+	return b.runContainerWith(ctx, cli, &container.Config{Image: parentRef, User: "0:0", Entrypoint: strslice.StrSlice{"/bin/sh", "-ec", script}}, sync, digest, run)
 }
 
-// runContainer runs a container of cfg (sync, when set, copied into it first) and returns the
-// layer its command added; the container, its volumes and its committed image are removed.
+// runContainer runs a container of cfg (sync, when set, copied into it first) on the build's
+// network and returns the layer its command added; the container, its volumes and its committed
+// image are removed.
 func (b *builder) runContainer(ctx context.Context, cli *client.Client, cfg *container.Config, sync []byte, digest string) (v1.Layer, error) {
+	return b.runContainerWith(ctx, cli, cfg, sync, digest, runOpts{network: b.o.Network})
+}
+
+// runContainerWith is runContainer with the network and mounts of run; the layer leaves out the
+// mount points.
+func (b *builder) runContainerWith(ctx context.Context, cli *client.Client, cfg *container.Config, sync []byte, digest string, run runOpts) (v1.Layer, error) {
 	cfg.Labels = map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest}
-	cr, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: container.NetworkMode(b.o.Network)}, nil, nil, "")
+	cr, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: container.NetworkMode(run.network), Mounts: run.mounts}, nil, nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -184,12 +199,13 @@ func (b *builder) runContainer(ctx context.Context, cli *client.Client, cfg *con
 		return nil, fmt.Errorf("commit container: %w", err)
 	}
 	defer cli.ImageRemove(context.WithoutCancel(ctx), cm.ID, image.RemoveOptions{PruneChildren: true})
-	return b.topLayer(ctx, cli, cm.ID)
+	return b.topLayer(ctx, cli, cm.ID, run.hide)
 }
 
 // topLayer reads the top layer of an engine image (the one a container commit added) into
-// memory: the saved image file goes away when it returns.
-func (b *builder) topLayer(ctx context.Context, cli *client.Client, id string) (v1.Layer, error) {
+// memory, without the entries of the mount points hide: the saved image file goes away when
+// it returns.
+func (b *builder) topLayer(ctx context.Context, cli *client.Client, id string, hide []string) (v1.Layer, error) {
 	saved, cleanup, err := b.saveImage(ctx, cli, id)
 	if err != nil {
 		return nil, err
@@ -207,6 +223,9 @@ func (b *builder) topLayer(ctx context.Context, cli *client.Client, id string) (
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("read committed layer: %w", err)
+	}
+	if data, err = hideMounts(data, hide); err != nil {
+		return nil, err
 	}
 	return layerFromBytes(data)
 }

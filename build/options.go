@@ -43,6 +43,9 @@ type Options struct {
 	// Network is the network mode of shell-stage containers and Dockerfile builds: "host"
 	// (default) or "none". The default bridge is never used.
 	Network string
+	// CacheDir holds what builds keep between runs on this host: the build_dir mounts of shell
+	// stages (CacheDir/mounts/projects/<project>/...). Default: the user cache directory + /strata.
+	CacheDir string
 	// AddTags are text/template tags published for every final image ({{.Image}}, {{.Commit}},
 	// {{.ShortCommit}}, {{.Digest}}, {{.Project}}, {{.Tag}}).
 	AddTags []string
@@ -74,6 +77,11 @@ func (o *Options) defaults() {
 			dir = os.TempDir()
 		}
 		o.GitCacheDir = filepath.Join(dir, "strata", "git")
+	}
+	if o.CacheDir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			o.CacheDir = filepath.Join(d, "strata")
+		}
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))

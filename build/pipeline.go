@@ -31,7 +31,7 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	var out []stageSpec
 	if !hasFromImage {
 		out = append(out, b.fromStage(im))
-	} else if im.FromCacheVersion != "" {
+	} else if im.FromCacheVersion != "" || im.CacheVersion != "" || len(im.Mount) > 0 {
 		out = append(out, b.fromImageStage(im))
 	}
 	shell := func(name string, cmds []string, afterGit bool) {
@@ -46,7 +46,7 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	shell("install", im.Shell.Install, true)
 	shell("beforeSetup", im.Shell.BeforeSetup, true)
 	shell("setup", im.Shell.Setup, true)
-	if g.any() {
+	if g.any() && !im.DisableGitAfterPatch {
 		out = append(out, b.gitLatestPatchStage(g))
 	}
 	if !im.Docker.Empty() {
@@ -141,6 +141,7 @@ func (b *builder) fromStage(im *Image) stageSpec {
 				latest = desc.Digest.String()
 				d.add("fromLatest", latest)
 			}
+			imageFields(d, im)
 			return d.sum(), true, nil
 		},
 		build: func(ctx context.Context, _ *state, _ string) (v1.Image, string, error) {
@@ -153,9 +154,20 @@ func (b *builder) fromStage(im *Image) stageSpec {
 					return nil, "", err
 				}
 			}
-			img, err := remote.Image(ref, b.st.Remote(ctx)...)
+			opts := b.st.Remote(ctx)
+			if len(im.Platform) == 1 {
+				pl, err := v1.ParsePlatform(im.Platform[0])
+				if err != nil {
+					return nil, "", fmt.Errorf("platform %s: %w", im.Platform[0], err)
+				}
+				opts = append(opts, remote.WithPlatform(*pl))
+			}
+			img, err := remote.Image(ref, opts...)
 			if err != nil {
 				return nil, "", fmt.Errorf("read base image %s: %w", im.From, err)
+			}
+			if err := basePlatform(img, im); err != nil {
+				return nil, "", err
 			}
 			return img, "", nil
 		}}
@@ -168,6 +180,7 @@ func (b *builder) fromImageStage(im *Image) stageSpec {
 		digest: func(ctx context.Context, p *state) (string, bool, error) {
 			d := newDigester("fromImage")
 			d.add(p.digest, im.FromCacheVersion, b.cfg.CacheVersion)
+			imageFields(d, im)
 			return d.sum(), true, nil
 		},
 		build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {

@@ -21,6 +21,10 @@ type Config struct {
 	// Cleanup is the policy of `strata cleanup` (DefaultPolicy when the key is absent).
 	Cleanup Policy
 	Images  []*Image
+	// Platform is build.platform: the platforms of every image without its own platform.
+	Platform []string
+	// ImageSpec is build.imageSpec, merged into every image's ImageSpec (werf semantics).
+	ImageSpec *ImageSpec
 	// Unsupported lists werf keys of the project document Strata cannot build yet, each as
 	// "FILE:LINE: werf key X is not supported yet"; build refuses a config with any.
 	Unsupported []string
@@ -53,10 +57,33 @@ type Image struct {
 	Git        []GitMapping
 	Shell      Shell
 	Docker     DockerInstructions
-	// Import, Mount and Dependencies are parsed but not built yet: Unsupported lists them.
-	Import       []Import
-	Mount        []Mount
+	// Import is parsed but not built yet: Unsupported lists it.
+	Import []Import
+	// Mount are bind mounts of the shell stages' containers (never in a layer).
+	Mount []Mount
+	// DisableGitAfterPatch drops the gitLatestPatch stage (werf disableGitAfterPatch).
+	DisableGitAfterPatch bool
+
+	// Keys of both kinds of images.
+	// CacheVersion is the image's cacheVersion: part of its first stage's digest.
+	CacheVersion string
+	// Dependencies expose other images' references as env (stage-built) or build args
+	// (Dockerfile); the dependency's final stage is part of the digest.
 	Dependencies []Dependency
+	// Secrets are exposed to shell stages as files /run/secrets/<id>; never in a layer, the
+	// image config, a digest or a log.
+	Secrets []Secret
+	// Network is the network mode of this image's containers and builds: "host" or "none"
+	// ("" = strata build --network).
+	Network string
+	// AddHost are extra /etc/hosts entries ("host:ip") of a Dockerfile build.
+	AddHost []string
+	// Platform lists the platforms to build for (os/arch[/variant]); Strata builds for the
+	// engine's platform only, and checks it.
+	Platform []string
+	// ImageSpec is applied to the final image config registry-side (werf imageSpec), merged
+	// with build.imageSpec.
+	ImageSpec *ImageSpec
 	// Unsupported lists the werf keys of this image that Strata parses but cannot build yet,
 	// each as "KEY (line N)"; build refuses an image with any.
 	Unsupported []string
@@ -126,19 +153,54 @@ type Import struct {
 	Owner, Group    string
 }
 
-// Mount is a werf `mount:` of a shell stage; parsed, not built yet.
+// Mount is a werf `mount:` of the shell stages: a directory bind-mounted at To while their
+// commands run.
 type Mount struct {
-	From     string // tmp_dir | build_dir ("" with FromPath)
-	FromPath string
-	To       string
+	From     string // tmp_dir (per build) | build_dir (kept per project) ("" with FromPath)
+	FromPath string // a host directory, relative to the project directory or absolute
+	To       string // absolute, cleaned
 }
 
-// Dependency is a werf `dependencies:` entry; parsed, not built yet.
+// Dependency is a werf `dependencies:` entry.
 type Dependency struct {
 	Image   string
-	Before  string            // install | setup
-	After   string            // install | setup
-	Imports map[string]string // type (ImageName, ImageTag, ImageRepo, ImageID, ImageDigest) -> target env/arg
+	Before  string // install | setup (stage-built images)
+	After   string // install | setup (stage-built images)
+	Imports []DependencyImport
+}
+
+// DependencyImport exposes one value of a dependency under a name.
+type DependencyImport struct {
+	Type   string // ImageName, ImageTag, ImageRepo, ImageID, ImageDigest
+	Target string // targetEnv (stage-built images) or targetBuildArg (Dockerfile images)
+}
+
+// DependencyTypes are the values of dependencies[].imports[].type.
+func DependencyTypes() []string {
+	return []string{"ImageName", "ImageTag", "ImageRepo", "ImageID", "ImageDigest"}
+}
+
+// Secret is a werf build secret: exactly one of Env, Src, Value gives its content.
+type Secret struct {
+	ID    string // the file /run/secrets/<ID>
+	Env   string // an environment variable of strata build
+	Src   string // a host file (~ expanded; relative to the project directory)
+	Value string // the value itself (written in the config)
+}
+
+// ImageSpec is werf's imageSpec: changes to the final image config, applied registry-side.
+type ImageSpec struct {
+	Author       string
+	ClearHistory bool
+	// Config.
+	KeepEssentialWerfLabels, ClearWerfLabels              bool
+	ClearCmd, ClearEntrypoint, ClearUser, ClearWorkingDir bool
+	RemoveLabels, RemoveVolumes, RemoveEnv                []string // names, or /REGEXP/ (labels, env)
+	Labels, Env                                           map[string]string
+	Volumes, Expose                                       []string
+	User, WorkingDir, StopSignal                          string
+	Cmd, Entrypoint                                       []string
+	Healthcheck                                           *Healthcheck
 }
 
 // Defaults of the cleanup policy (see docs/cleanup.md).

@@ -244,8 +244,13 @@ func summary(cfg *Config) string {
 			f = append(f, "mount("+m.From+m.FromPath+">"+m.To+")")
 		}
 		for _, dep := range im.Dependencies {
-			f = append(f, "dependency("+dep.Image+" "+kv(dep.Imports)+")")
+			imps := map[string]string{}
+			for _, x := range dep.Imports {
+				imps[x.Type] = x.Target
+			}
+			f = append(f, "dependency("+dep.Image+" "+kv(imps)+")")
 		}
+		werfKeysSummary(im, add, &f)
 		out = append(out, strings.Join(f, " "))
 	}
 	return strings.Join(out, "\n")

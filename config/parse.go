@@ -61,7 +61,19 @@ func Parse(file string, data []byte) (*Config, error) {
 	if first {
 		return nil, fmt.Errorf("%s:1: empty config: want a first document with project and configVersion", file)
 	}
-	return cfg, p.validate(cfg)
+	if err := p.validate(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.ImageSpec != nil && notBuiltYet["imageSpec"] {
+		cfg.Unsupported = append(cfg.Unsupported, fmt.Sprintf("%s: werf key build.imageSpec is not supported yet", file))
+	}
+	for _, im := range cfg.Images {
+		im.ImageSpec = mergeImageSpec(cfg.ImageSpec, im.ImageSpec)
+		if len(im.Platform) == 0 {
+			im.Platform = cfg.Platform
+		}
+	}
+	return cfg, checkDependencies(file, cfg)
 }
 
 type parser struct {
@@ -181,9 +193,9 @@ func (p parser) meta(n *yaml.Node, cfg *Config) error {
 		case "build":
 			if err := p.mapping(v, "build", map[string]func(*yaml.Node) error{
 				"cacheVersion": func(v *yaml.Node) (err error) { cfg.CacheVersion, err = p.str(v, "build.cacheVersion"); return },
-				"platform":     p.werfOnly("build.platform"),
+				"platform":     func(v *yaml.Node) (err error) { cfg.Platform, err = p.platforms(v, "build.platform"); return },
 				"staged":       p.werfOnly("build.staged"),
-				"imageSpec":    p.werfOnly("build.imageSpec"),
+				"imageSpec":    func(v *yaml.Node) (err error) { cfg.ImageSpec, err = p.imageSpec(v, "build.imageSpec", true); return },
 			}); err != nil {
 				return err
 			}
@@ -221,21 +233,12 @@ func (p parser) werfOnly(field string) func(*yaml.Node) error {
 
 // unsupportedImageKeys are werf image keys Strata parses but does not build yet, with the reason.
 var unsupportedImageKeys = map[string]string{
-	"import":               "werf key import is not supported yet (copy the files in a shell stage, or build the source as a Dockerfile stage)",
-	"mount":                "werf key mount is not supported yet",
-	"dependencies":         "werf key dependencies is not supported yet",
-	"fromArtifact":         "werf key fromArtifact is not supported yet (use fromImage)",
-	"disableGitAfterPatch": "werf key disableGitAfterPatch is not supported yet",
-	"platform":             "werf key platform is not supported yet (Strata builds for the engine's platform)",
-	"imageSpec":            "werf key imageSpec is not supported yet (use docker: instructions)",
-	"network":              "werf key network is not supported yet (use strata build --network)",
-	"secrets":              "werf key secrets is not supported yet",
-	"contextAddFiles":      "werf key contextAddFiles is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
-	"contextAddFile":       "werf key contextAddFile is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
-	"addHost":              "werf key addHost is not supported yet",
-	"ssh":                  "werf key ssh is not supported yet",
-	"cacheVersion":         "werf key cacheVersion on an image is not supported yet (use fromCacheVersion or shell.cacheVersion)",
-	"ansible":              "ansible is not supported: Strata runs stapel stages with shell: — rewrite the tasks as shell commands (shell: beforeInstall/install/beforeSetup/setup)",
+	"import":          "werf key import is not supported yet (copy the files in a shell stage, or build the source as a Dockerfile stage)",
+	"fromArtifact":    "werf key fromArtifact is not supported yet (use fromImage)",
+	"contextAddFiles": "werf key contextAddFiles is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
+	"contextAddFile":  "werf key contextAddFile is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
+	"ssh":             "werf key ssh is not supported: SSH agent forwarding needs BuildKit, and Strata builds Dockerfiles with the engine's classic builder (fetch private sources in a shell stage with secrets: instead)",
+	"ansible":         "ansible is not supported: Strata runs stapel stages with shell: — rewrite the tasks as shell commands (shell: beforeInstall/install/beforeSetup/setup)",
 }
 
 // image parses one image document; `image: [a, b]` gives one Image per name.
@@ -245,7 +248,7 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	p.notes = &notes
 	var names []string
 	named, nameless, artifact := false, false, false
-	var gitNode, stagedNode *yaml.Node
+	var gitNode, stagedNode, mountNode, depNode, addHostNode, disableNode *yaml.Node
 	str := func(dst *string, field string) func(*yaml.Node) error {
 		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, field); return }
 	}
@@ -301,8 +304,19 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		"shell":        func(v *yaml.Node) error { return p.shell(v, &im.Shell) },
 		"docker":       func(v *yaml.Node) error { return p.docker(v, &im.Docker) },
 		"import":       func(v *yaml.Node) (err error) { im.Import, err = p.imports(v); return },
-		"mount":        func(v *yaml.Node) (err error) { im.Mount, err = p.mounts(v); return },
-		"dependencies": func(v *yaml.Node) (err error) { im.Dependencies, err = p.dependencies(v); return },
+		"mount":        func(v *yaml.Node) (err error) { mountNode = v; im.Mount, err = p.mounts(v); return },
+		"dependencies": func(v *yaml.Node) error { depNode = v; return nil },
+		"secrets":      func(v *yaml.Node) (err error) { im.Secrets, err = p.secrets(v); return },
+		"network":      func(v *yaml.Node) (err error) { im.Network, err = p.network(v); return },
+		"addHost":      func(v *yaml.Node) (err error) { addHostNode = v; im.AddHost, err = p.addHosts(v); return },
+		"platform":     func(v *yaml.Node) (err error) { im.Platform, err = p.platforms(v, "platform"); return },
+		"cacheVersion": str(&im.CacheVersion, "cacheVersion"),
+		"imageSpec":    func(v *yaml.Node) (err error) { im.ImageSpec, err = p.imageSpec(v, "imageSpec", false); return },
+		"disableGitAfterPatch": func(v *yaml.Node) (err error) {
+			disableNode = v
+			im.DisableGitAfterPatch, err = p.boolean(v, "disableGitAfterPatch")
+			return
+		},
 	}
 	h["staged"] = func(v *yaml.Node) error {
 		if v.Kind != yaml.ScalarNode || v.Decode(&im.Staged) != nil {
@@ -325,6 +339,11 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 			im.Unsupported = append(im.Unsupported, fmt.Sprintf("%s:%d: %s", p.file, k.Line, why))
 		}
 	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; notBuiltYet[k.Value] {
+			im.Unsupported = append(im.Unsupported, fmt.Sprintf("%s:%d: werf key %s is not supported yet", p.file, k.Line, k.Value))
+		}
+	}
 	im.Unsupported = append(im.Unsupported, notes...)
 	if named && artifact {
 		return nil, p.errf(n, "artifact", "image and artifact are exclusive (an artifact is an image with final: false)")
@@ -344,12 +363,26 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	if nameless {
 		field = "image ~"
 	}
+	if depNode != nil {
+		var err error
+		if im.Dependencies, err = p.dependencies(depNode, im.Dockerfile != ""); err != nil {
+			return nil, err
+		}
+	}
 	if im.Dockerfile != "" {
 		if im.From != "" || im.FromImage != "" || gitNode != nil || !im.Docker.Empty() || im.Shell.Any() {
 			return nil, p.errf(n, field, "dockerfile cannot be combined with from, fromImage, git, shell or docker")
 		}
 		if im.FromLatest {
 			return nil, p.errf(n, field+".fromLatest", "needs from: REF (a Dockerfile image's base is its FROM)")
+		}
+		for _, k := range []*yaml.Node{mountNode, disableNode} {
+			if k != nil {
+				return nil, p.errf(k, field, "mount and disableGitAfterPatch are keys of stage-built images (werf: stapel), not of Dockerfile images")
+			}
+		}
+		if len(im.Secrets) > 0 {
+			im.Unsupported = append(im.Unsupported, fmt.Sprintf("%s:%d: werf key secrets is not supported on a Dockerfile image: RUN --mount=type=secret needs BuildKit, and Strata builds Dockerfiles with the engine's classic builder (use a stage-built image: its shell stages get /run/secrets/ID)", p.file, keyLine(n, "secrets")))
 		}
 		if path.IsAbs(im.Dockerfile) {
 			return nil, p.errf(n, field+".dockerfile", "want a path relative to context, got %q", im.Dockerfile)
@@ -363,6 +396,9 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	} else {
 		if im.Context != "" || im.Target != "" || im.Args != nil || stagedNode != nil {
 			return nil, p.errf(n, field, "context, target, args and staged need dockerfile")
+		}
+		if addHostNode != nil {
+			return nil, p.errf(addHostNode, field+".addHost", "a key of Dockerfile images (werf); a shell stage runs with the host's or no network (network:)")
 		}
 		switch {
 		case im.From == "" && im.FromImage == "" && !hasKey(n, "fromArtifact"):
@@ -380,6 +416,15 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		out[i] = &c
 	}
 	return out, nil
+}
+
+func keyLine(n *yaml.Node, key string) int {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i].Line
+		}
+	}
+	return n.Line
 }
 
 func hasKey(n *yaml.Node, key string) bool {
@@ -407,11 +452,6 @@ func (p parser) validate(cfg *Config) error {
 			src := x.Image + x.Artifact
 			if _, ok := byName[src]; !ok {
 				return fmt.Errorf("%s:%d: image %s: import: no image or artifact %q in the config", p.file, im.Line, im.Name, src)
-			}
-		}
-		for _, d := range im.Dependencies {
-			if _, ok := byName[d.Image]; !ok {
-				return fmt.Errorf("%s:%d: image %s: dependencies: no image %q in the config", p.file, im.Line, im.Name, d.Image)
 			}
 		}
 		if im.FromImage == "" {

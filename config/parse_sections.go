@@ -12,8 +12,8 @@ import (
 	"strata.dev/strata/internal/suggest"
 )
 
-// The sections of an image document: shell stages, git mappings, imports, mounts, dependencies,
-// docker instructions.
+// The sections of an image document: shell stages, git mappings, imports, docker instructions
+// (mounts, secrets, dependencies, imageSpec: parse_werfkeys.go).
 
 var userStages = []string{"beforeInstall", "install", "beforeSetup", "setup"}
 
@@ -158,81 +158,6 @@ func (p parser) imports(n *yaml.Node) ([]Import, error) {
 			im.To = im.Add
 		}
 		out = append(out, im)
-	}
-	return out, nil
-}
-
-func (p parser) mounts(n *yaml.Node) ([]Mount, error) {
-	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, "mount", "want a list of mappings, got %s", kindName(n))
-	}
-	var out []Mount
-	for i, item := range n.Content {
-		f := fmt.Sprintf("mount[%d]", i)
-		var m Mount
-		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
-			"from": func(v *yaml.Node) (err error) {
-				if m.From, err = p.str(v, f+".from"); err == nil && m.From != "tmp_dir" && m.From != "build_dir" {
-					err = p.errf(v, f+".from", "want tmp_dir or build_dir, got %q", m.From)
-				}
-				return
-			},
-			"fromPath": func(v *yaml.Node) (err error) { m.FromPath, err = p.str(v, f+".fromPath"); return },
-			"to":       func(v *yaml.Node) (err error) { m.To, err = p.str(v, f+".to"); return },
-		})
-		if err != nil {
-			return nil, err
-		}
-		if (m.From == "") == (m.FromPath == "") {
-			return nil, p.errf(item, f, "want one of from: tmp_dir|build_dir or fromPath: PATH")
-		}
-		if !path.IsAbs(m.To) {
-			return nil, p.errf(item, f+".to", "want an absolute path in the image")
-		}
-		out = append(out, m)
-	}
-	return out, nil
-}
-
-func (p parser) dependencies(n *yaml.Node) ([]Dependency, error) {
-	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, "dependencies", "want a list of mappings, got %s", kindName(n))
-	}
-	var out []Dependency
-	for i, item := range n.Content {
-		f := fmt.Sprintf("dependencies[%d]", i)
-		d := Dependency{Imports: map[string]string{}}
-		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
-			"image":  func(v *yaml.Node) (err error) { d.Image, err = p.str(v, f+".image"); return },
-			"before": func(v *yaml.Node) (err error) { d.Before, err = p.str(v, f+".before"); return },
-			"after":  func(v *yaml.Node) (err error) { d.After, err = p.str(v, f+".after"); return },
-			"imports": func(v *yaml.Node) error {
-				if v.Kind != yaml.SequenceNode {
-					return p.errf(v, f+".imports", "want a list of mappings, got %s", kindName(v))
-				}
-				for j, it := range v.Content {
-					g := fmt.Sprintf("%s.imports[%d]", f, j)
-					var typ, target string
-					set := func(v *yaml.Node) (err error) { target, err = p.str(v, g); return }
-					if err := p.mapping(it, g, map[string]func(*yaml.Node) error{
-						"type":           func(v *yaml.Node) (err error) { typ, err = p.str(v, g+".type"); return },
-						"targetEnv":      set,
-						"targetBuildArg": set,
-					}); err != nil {
-						return err
-					}
-					d.Imports[typ] = target
-				}
-				return nil
-			},
-		})
-		if err != nil {
-			return nil, err
-		}
-		if d.Image == "" {
-			return nil, p.errf(item, f+".image", "missing")
-		}
-		out = append(out, d)
 	}
 	return out, nil
 }

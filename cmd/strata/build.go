@@ -75,6 +75,7 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	f.StringVar(&o.Env, "env", "", "the config templates' .Env (werf's --env)")
 	f.StringVar(&o.Network, "network", "host", "network of shell-stage containers and Dockerfile builds: host or none")
 	f.StringVar(&o.GitCacheDir, "git-cache-dir", "", "bare clones of remote git mappings (git: - url:); default $XDG_CACHE_HOME/strata/git")
+	f.StringVar(&o.CacheDir, "cache-dir", "", "directory kept between builds on this host (build_dir mounts); default: the user cache directory + /strata")
 	f.StringVar(&report, "report", "", "write the JSON build report to this file")
 	f.StringVar(&signKey, "sign-key", "", "sign every final image with this key (cosign.key, PEM ECDSA P-256 or env://NAME; see docs/signing.md)")
 	addSyncFlag(f, &syncSpec, syncUsage)

@@ -3,37 +3,30 @@ package config
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"strata.dev/strata/internal/testing/corpus"
 )
 
 // TestCorpus loads every testdata/corpus/*.txt: werf.yaml/strata.yaml files written from werf's
-// documentation, each with the files it reads, committed to a fresh repository. The header
-// (lines before the first "-- FILE --") says:
-//
-//	dir: svc            the project directory (default: the root)
-//	env: NAME=VALUE     an environment variable for env (repeatable)
-//	werfenv: staging    the template's .Env
-//	want: LINE          the expected summary, one line per want: (see summary)
-//	error: TEXT         the error must contain TEXT (repeatable)
-//	unsupported: KEY    build refuses the image because of werf key KEY (repeatable)
+// documentation, each with the files it reads, committed to a fresh repository (the format:
+// internal/testing/corpus). The cases marked "build: yes" are also built by build's corpus test.
 func TestCorpus(t *testing.T) {
-	paths, err := filepath.Glob("testdata/corpus/*.txt")
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("corpus: %v (%d files)", err, len(paths))
+	cases, err := corpus.All()
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("corpus: %v (%d files)", err, len(cases))
 	}
-	for _, p := range paths {
-		t.Run(strings.TrimSuffix(filepath.Base(p), ".txt"), func(t *testing.T) {
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			c := readCase(t, p)
 			r := newRepo(t)
-			r.commit(c.files)
-			cfg, err := Load(context.Background(), Options{Dir: filepath.Join(r.dir, c.dir), Env: c.werfEnv, LookupEnv: envOf(c.env)})
-			if len(c.errors) > 0 {
-				for _, w := range c.errors {
+			r.commit(c.Files)
+			cfg, err := Load(context.Background(), Options{Dir: filepath.Join(r.dir, c.Dir), Env: c.WerfEnv, LookupEnv: envOf(c.Env)})
+			if len(c.Errors) > 0 {
+				for _, w := range c.Errors {
 					if err == nil || !strings.Contains(err.Error(), w) {
 						t.Errorf("error = %v\nwant containing %q", err, w)
 					}
@@ -43,8 +36,8 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := summary(cfg); got != strings.Join(c.want, "\n") {
-				t.Errorf("summary:\n%s\nwant:\n%s", got, strings.Join(c.want, "\n"))
+			if got := summary(cfg); got != strings.Join(c.Want, "\n") {
+				t.Errorf("summary:\n%s\nwant:\n%s", got, strings.Join(c.Want, "\n"))
 			}
 			unsupported := append([]string(nil), cfg.Unsupported...)
 			for _, im := range cfg.Images {
@@ -52,68 +45,22 @@ func TestCorpus(t *testing.T) {
 					unsupported = append(unsupported, u)
 				}
 			}
-			if len(unsupported) != len(c.unsupported) {
-				t.Errorf("unsupported = %q, want %d naming %q", unsupported, len(c.unsupported), c.unsupported)
+			if len(unsupported) != len(c.Unsupported) {
+				t.Errorf("unsupported = %q, want %d naming %q", unsupported, len(c.Unsupported), c.Unsupported)
 			}
-			for i, k := range c.unsupported {
+			for i, k := range c.Unsupported {
 				if i < len(unsupported) && !strings.Contains(unsupported[i], k) {
 					t.Errorf("unsupported[%d] = %q, want it to name %q", i, unsupported[i], k)
 				}
 			}
+			if c.Build && len(unsupported) > 0 {
+				t.Errorf("build: yes on a case build refuses: %q", unsupported)
+			}
 		})
 	}
-	if len(paths) < 40 {
-		t.Errorf("%d corpus files", len(paths))
+	if len(cases) < 60 {
+		t.Errorf("%d corpus files, want at least 60", len(cases))
 	}
-}
-
-type corpusCase struct {
-	dir, werfEnv              string
-	env                       map[string]string
-	want, errors, unsupported []string
-	files                     map[string]string
-}
-
-func readCase(t *testing.T, p string) corpusCase {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := corpusCase{env: map[string]string{}, files: map[string]string{}}
-	cur := ""
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		trimmed := strings.TrimRight(line, "\n")
-		if strings.HasPrefix(trimmed, "-- ") && strings.HasSuffix(trimmed, " --") {
-			cur = strings.TrimSuffix(strings.TrimPrefix(trimmed, "-- "), " --")
-			c.files[cur] = ""
-			continue
-		}
-		if cur != "" {
-			c.files[cur] += line
-			continue
-		}
-		k, v, ok := strings.Cut(trimmed, ": ")
-		switch {
-		case !ok:
-		case k == "dir":
-			c.dir = v
-		case k == "werfenv":
-			c.werfEnv = v
-		case k == "env":
-			n, val, _ := strings.Cut(v, "=")
-			c.env[n] = val
-		case k == "want":
-			c.want = append(c.want, v)
-		case k == "error":
-			c.errors = append(c.errors, v)
-		case k == "unsupported":
-			c.unsupported = append(c.unsupported, v)
-		}
-	}
-	if len(c.files) == 0 || (len(c.want) == 0) == (len(c.errors) == 0) {
-		t.Fatalf("%s: want files and exactly one of want:/error:", p)
-	}
-	return c
 }
 
 // summary is a compact, stable description of a parsed config: a project line, a cleanup line

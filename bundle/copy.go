@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -146,7 +147,15 @@ func copyImage(ctx context.Context, src *copySource, dst copyDestination, name s
 	if !to.mountable(from) {
 		mount = nil
 	}
-	d, err := oras.Copy(ctx, from.target, from.ref, to.target, to.ref, stats.options(mount))
+	source := from.name
+	if source == "" {
+		source = "the archive"
+	}
+	d, err := oras.Copy(ctx, blamedSource{from.target, source}, from.ref, to.target, to.ref, stats.options(mount))
+	var se *sourceError
+	if errors.As(err, &se) { // a failed read of the source, not the destination's fault
+		return Image{}, se
+	}
 	if err != nil {
 		return Image{}, fmt.Errorf("copy to %s: %w", to.name, err)
 	}
@@ -154,6 +163,46 @@ func copyImage(ctx context.Context, src *copySource, dst copyDestination, name s
 		return Image{}, fmt.Errorf("copied digest %s differs from the lock's %s", d.Digest, im.Digest)
 	}
 	return placed, nil
+}
+
+// sourceError is a failed read of a copy's source: a blob or manifest that could not be
+// fetched, or whose body broke off while it was pushed to the destination.
+type sourceError struct {
+	digest, from string
+	err          error
+}
+
+func (e *sourceError) Error() string {
+	return fmt.Sprintf("read %s from %s: %v", e.digest, e.from, e.err)
+}
+
+func (e *sourceError) Unwrap() error { return e.err }
+
+// blamedSource is a copy's source whose failed reads are sourceErrors.
+type blamedSource struct {
+	oras.ReadOnlyTarget
+	name string
+}
+
+func (s blamedSource) Fetch(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := s.ReadOnlyTarget.Fetch(ctx, d)
+	if err != nil {
+		return nil, &sourceError{d.Digest.String(), s.name, err}
+	}
+	return &blamedReader{rc, d.Digest.String(), s.name}, nil
+}
+
+type blamedReader struct {
+	io.ReadCloser
+	digest, from string
+}
+
+func (r *blamedReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &sourceError{r.digest, r.from, err}
+	}
+	return n, err
 }
 
 // imageEnd is one end of an image copy: the target and the reference in it; at a destination

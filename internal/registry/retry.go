@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,8 +71,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			discard(resp)
 			return r, nil
 		}
-		if !replayable || lostUpload || attempt == maxAttempts {
+		if !replayable || lostUpload {
 			return redactRequest(resp), err
+		}
+		if attempt == maxAttempts {
+			return nil, gaveUp(req, resp, err, attempt)
 		}
 		wait := backoff(attempt, resp)
 		discard(resp)
@@ -85,6 +90,64 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// StatusError is the error of a request that failed transiently on every try: the registry's
+// last answer. net/http wraps it with the method and URL (url.Error): `PUT "https://…": 503
+// Service Unavailable after 5 attempts: UNAVAILABLE: …`.
+type StatusError struct {
+	StatusCode int
+	Status     string
+	// Message is the registry's error (CODE: message of its JSON errors, else the start of
+	// the body), "" if it sent none.
+	Message  string
+	Attempts int
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("%s after %d attempts", e.Status, e.Attempts)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// gaveUp is the error of the last try of a request that failed transiently every time.
+func gaveUp(req *http.Request, resp *http.Response, err error, attempts int) error {
+	if err != nil {
+		return fmt.Errorf("%w (after %d attempts)", err, attempts)
+	}
+	defer discard(resp)
+	status := resp.Status
+	if status == "" {
+		status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	var msg string
+	if req.Method != http.MethodHead && resp.Body != nil {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		msg = registryMessage(b)
+	}
+	return &StatusError{StatusCode: resp.StatusCode, Status: status, Message: msg, Attempts: attempts}
+}
+
+// registryMessage is what a registry's error body says: "CODE: message" of each of its JSON
+// errors (the distribution spec's form), else its first line, shortened.
+func registryMessage(b []byte) string {
+	var body struct {
+		Errors []struct{ Code, Message string }
+	}
+	if json.Unmarshal(b, &body) == nil && len(body.Errors) > 0 {
+		var parts []string
+		for _, e := range body.Errors {
+			parts = append(parts, strings.TrimPrefix(e.Code+": "+e.Message, ": "))
+		}
+		return strings.Join(parts, "; ")
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	return line
 }
 
 // readSmallBody reads the body of a successful GET response of at most maxBufferedResponse

@@ -137,8 +137,8 @@ func TestRetryGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = r.Exists(ctx, ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromString("x"), Size: 1})
-	if err == nil || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("exists against a failing registry: %v, want the 503 named", err)
+	if err == nil || !strings.Contains(err.Error(), "503 Service Unavailable after 5 attempts") || !strings.Contains(err.Error(), "/blobs/") {
+		t.Fatalf("exists against a failing registry: %v, want the request and the 503 after 5 attempts named", err)
 	}
 	if n := len(p.Seen(http.MethodHead, "/blobs/")); n != 5 {
 		t.Errorf("%d tries, want 5", n)
@@ -207,5 +207,29 @@ func TestRetryErrorRedactsUploadState(t *testing.T) {
 	}
 	if got := registry.Redact(`Put "http://r/v2/a/blobs/uploads/x?_state=abc-DEF_1&digest=sha256%3A00": EOF`); got != `Put "http://r/v2/a/blobs/uploads/x?_state=REDACTED&digest=sha256%3A00": EOF` {
 		t.Errorf("Redact = %s", got)
+	}
+}
+
+// The final error of a go-containerregistry write that keeps failing names the operation, the
+// registry, the repository and reference, the status, the registry's message and the attempts.
+func TestRetryFinalErrorNamesEverything(t *testing.T) {
+	ctx := context.Background()
+	p := proxy(t, &faultproxy.Rule{Method: http.MethodPut, Path: "/manifests/v1", Status: http.StatusServiceUnavailable, Always: true})
+	repo := p.Via(testenv.Repo(t, "final"))
+	o := registry.Options{}
+	ref, _ := o.ParseReference(repo + ":v1")
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = remote.Write(ref, img, o.Remote(ctx)...)
+	want := []string{"PUT", "http://" + strings.Replace(repo, "/", "/v2/", 1) + "/manifests/v1", "503 Service Unavailable after 5 attempts"}
+	for _, w := range want {
+		if err == nil || !strings.Contains(strings.ToUpper(err.Error()), strings.ToUpper(w)) {
+			t.Errorf("error = %v, want %q in it", err, w)
+		}
+	}
+	if n := len(p.Seen(http.MethodPut, "/manifests/v1")); n != 5 {
+		t.Errorf("%d manifest PUTs, want 5 (no retries on top of the transport's)", n)
 	}
 }

@@ -63,6 +63,9 @@ type CopyResult struct {
 	Skipped int64 `json:"skipped"`
 	Mounted int64 `json:"mounted"`
 	Bytes   int64 `json:"bytes"`
+	// Signatures counts the cosign signature layers carried along: those of the images, and
+	// the bundle's when the destination holds it unchanged (an archive).
+	Signatures int `json:"signatures"`
 }
 
 type copyStats struct{ copied, skipped, mounted, bytes atomic.Int64 }
@@ -124,8 +127,26 @@ func Copy(ctx context.Context, o CopyOptions) (*CopyResult, error) {
 		res.Images[n] = placed.Ref
 		log.Info("copied image", "image", n, "ref", placed.Ref, "digest", im.Digest)
 	}
+	if res.Signatures, err = carrySignatures(ctx, o, src, dst, log); err != nil {
+		return nil, err
+	}
+	// An archive holds the bundle as published: its signatures go in before the tar is written.
+	if dst.keepsBundle() {
+		n, err := carryBundleSignature(ctx, o, src, dst, log)
+		if err != nil {
+			return nil, err
+		}
+		res.Signatures += n
+	}
 	if err := dst.putBundle(ctx, src, &meta, &stats, res, log); err != nil {
 		return nil, err
+	}
+	if !dst.keepsBundle() && res.Digest == src.bc.manifestDesc.Digest.String() {
+		n, err := carryBundleSignature(ctx, o, src, dst, log)
+		if err != nil {
+			return nil, err
+		}
+		res.Signatures += n
 	}
 	log.Info("copied bundle", "ref", res.Ref, "digest", res.Digest, "images", len(names), "copied", res.Copied, "skipped", res.Skipped, "mounted", res.Mounted, "bytes", res.Bytes)
 	return res, nil
@@ -229,7 +250,11 @@ type copySource struct {
 	tag   string
 	bc    *bundleContent
 	image func(name string, im Image) (imageEnd, error)
-	close func()
+	// bundle is where the bundle is (its repository for a registry); layoutDir the OCI layout
+	// an archive was extracted into.
+	bundle    imageEnd
+	layoutDir string
+	close     func()
 }
 
 // openCopySource opens From: an archive extracted into a temporary OCI layout, or a registry
@@ -254,7 +279,8 @@ func openCopySource(ctx context.Context, o CopyOptions) (*copySource, error) {
 			src.close()
 			return nil, fmt.Errorf("copy: archive %s: %w", file, err)
 		}
-		src.target = store
+		src.target, src.layoutDir = store, dir
+		src.bundle = imageEnd{target: store, name: o.From}
 		src.image = func(name string, _ Image) (imageEnd, error) {
 			return imageEnd{target: store, ref: archiveImageTag(name)}, nil
 		}
@@ -267,6 +293,7 @@ func openCopySource(ctx context.Context, o CopyOptions) (*copySource, error) {
 			src.tag = r.reference
 		}
 		src.target, src.bc = r.repo, r.bc
+		src.bundle = imageEnd{target: r.repo, name: repoName(r.repo), repo: repoName(r.repo)}
 		src.image = func(_ string, im Image) (imageEnd, error) {
 			r, err := o.Registry.Repository(im.Repo)
 			if err != nil {
@@ -309,6 +336,9 @@ type copyDestination interface {
 	image(name string, im Image) (imageEnd, Image)
 	// putBundle stores the bundle, meta listing the copied images, and fills res.
 	putBundle(ctx context.Context, src *copySource, meta *Metadata, stats *copyStats, res *CopyResult, log *slog.Logger) error
+	// bundle is where the bundle goes; keepsBundle says it is stored unchanged (same digest).
+	bundle() imageEnd
+	keepsBundle() bool
 	close()
 }
 
@@ -386,6 +416,12 @@ func (d *registryDestination) putBundle(ctx context.Context, src *copySource, me
 	return nil
 }
 
+func (d *registryDestination) bundle() imageEnd {
+	return imageEnd{target: d.repo, name: repoName(d.repo), repo: repoName(d.repo)}
+}
+
+func (d *registryDestination) keepsBundle() bool { return false }
+
 func (d *registryDestination) close() {}
 
 func repoName(r *orasremote.Repository) string {
@@ -415,6 +451,10 @@ func (d *archiveDestination) putBundle(ctx context.Context, src *copySource, _ *
 	res.fill(stats)
 	return nil
 }
+
+func (d *archiveDestination) bundle() imageEnd { return imageEnd{target: d.store, name: d.ref} }
+
+func (d *archiveDestination) keepsBundle() bool { return true }
 
 func (d *archiveDestination) close() { os.RemoveAll(d.dir) }
 

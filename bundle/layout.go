@@ -18,10 +18,13 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content/oci"
+
+	"strata.dev/strata/sign"
 )
 
 // An archive (CopyOptions "archive:FILE.tar") is an OCI image layout in a tar file: the bundle
-// under its tag, each image under image-NAME.
+// under its tag, each image under image-NAME, and the cosign signature image of the bundle and
+// of each image that has one under sha256-<hex>.sig (see signatures.go).
 
 // openArchive extracts the OCI layout tar file into dir and opens it.
 func openArchive(ctx context.Context, file, dir string, max int64) (*oci.Store, error) {
@@ -35,12 +38,13 @@ func openArchive(ctx context.Context, file, dir string, max int64) (*oci.Store, 
 	return store, nil
 }
 
-// archiveBundleTag finds the bundle's tag in an archive: the one tag that is not an image's.
+// archiveBundleTag finds the bundle's tag in an archive: the one tag that is neither an image's
+// nor a signature's.
 func archiveBundleTag(ctx context.Context, store *oci.Store) (string, error) {
 	var tags []string
 	err := store.Tags(ctx, "", func(ts []string) error {
 		for _, t := range ts {
-			if !strings.HasPrefix(t, "image-") {
+			if _, _, attached := sign.AttachedTo(t); !strings.HasPrefix(t, "image-") && !attached {
 				tags = append(tags, t)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -27,11 +28,7 @@ func CopySignatures(ctx context.Context, src, dstRepo string, o Options) (int, e
 	if err != nil {
 		return 0, fmt.Errorf("copy signatures of %s: want REPO@DIGEST: %w", src, err)
 	}
-	repo, err := o.Registry.ParseRepository(dstRepo)
-	if err != nil {
-		return 0, err
-	}
-	from, to := r.Context().Tag(srcTag), repo.Tag(srcTag)
+	from := r.Context().Tag(srcTag)
 	srcImg, err := remote.Image(from, c.remote...)
 	if registry.IsNotFound(err) {
 		return 0, nil
@@ -39,6 +36,31 @@ func CopySignatures(ctx context.Context, src, dstRepo string, o Options) (int, e
 	if err != nil {
 		return 0, fmt.Errorf("read signatures %s: %w", from, err)
 	}
+	return c.add(dstRepo+"@"+r.Identifier(), srcImg, from.String())
+}
+
+// AddSignatures adds the signatures of the signature image sigs (one read from an archive, say)
+// to those of the manifest signed (REPO@DIGEST) in its registry, as CopySignatures does: layers
+// missing there are appended to its signature image (created if needed). It returns how many
+// were added. from names sigs in the log.
+func AddSignatures(ctx context.Context, signed string, sigs v1.Image, from string, o Options) (int, error) {
+	c, err := newClient(ctx, o, true)
+	if err != nil {
+		return 0, err
+	}
+	return c.add(signed, sigs, from)
+}
+
+func (c *client) add(signed string, srcImg v1.Image, from string) (int, error) {
+	r, err := c.o.Registry.ParseReference(signed)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := SignatureTag(r.Identifier())
+	if err != nil {
+		return 0, fmt.Errorf("add signatures to %s: want REPO@DIGEST: %w", signed, err)
+	}
+	to := r.Context().Tag(tag)
 	srcMan, err := srcImg.Manifest()
 	if err != nil {
 		return 0, fmt.Errorf("read signatures %s: %w", from, err)
@@ -79,6 +101,6 @@ func CopySignatures(ctx context.Context, src, dstRepo string, o Options) (int, e
 	if err := remote.Write(to, img, c.remote...); err != nil {
 		return 0, fmt.Errorf("push signatures %s: %w", to, err)
 	}
-	o.log().Info("copied signatures", "from", from.String(), "to", to.String(), "added", len(adds))
+	c.o.log().Info("copied signatures", "from", from, "to", to.String(), "added", len(adds))
 	return len(adds), nil
 }

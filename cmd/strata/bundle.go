@@ -217,7 +217,7 @@ An archive holds the bundle as published; it is rewritten when copied on to a re
 			if err != nil {
 				return err
 			}
-			signed, err := carrySignatures(cmd, a, o, res, signer)
+			signed, err := signCopy(cmd, a, o, res, signer)
 			if err != nil {
 				return err
 			}

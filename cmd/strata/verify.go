@@ -272,69 +272,30 @@ func (p *publishSigner) sign(cmd *cobra.Command, a *app, ro registry.Options, re
 	return out, nil
 }
 
-// signedCopy is `bundle copy --json`'s output: the copy result, the signatures carried along
-// and the destination bundle's new signature.
+// signedCopy is `bundle copy --json`'s output: the copy result (with the signatures carried
+// along) and the destination bundle's new signature.
 type signedCopy struct {
 	*bundle.CopyResult
-	SignaturesCopied int          `json:"signaturesCopied"`
-	Signature        *sign.Signed `json:"signature,omitempty"`
+	Signature *sign.Signed `json:"signature,omitempty"`
 }
 
-// carrySignatures runs after a registry-to-registry bundle copy: the images keep their digests,
-// so their cosign signatures are copied next to them (and the bundle's, if its digest did not
-// change); the bundle itself, rewritten for its new location, is signed with --sign-key.
-func carrySignatures(cmd *cobra.Command, a *app, o bundle.CopyOptions, res *bundle.CopyResult, signer *publishSigner) (signedCopy, error) {
+// signCopy runs after a bundle copy, which carried the signatures of the images (and of the
+// bundle, into an archive, where it is unchanged): the bundle at a registry destination,
+// rewritten for its new location, is signed with --sign-key.
+func signCopy(cmd *cobra.Command, a *app, o bundle.CopyOptions, res *bundle.CopyResult, signer *publishSigner) (signedCopy, error) {
 	out := signedCopy{CopyResult: res}
-	const archive = "archive:"
-	if strings.HasPrefix(o.To, archive) {
-		a.log.Info("signatures are not carried into archives; sign the bundle again after copying it out", "to", o.To)
+	if signer == nil {
 		return out, nil
 	}
-	ctx := cmd.Context()
-	so := sign.Options{Registry: o.Registry, Log: a.log}
-	dstRepo := refRepo(res.Ref)
-	if !strings.HasPrefix(o.From, archive) {
-		tmp, err := os.MkdirTemp("", "strata-copy-")
-		if err != nil {
-			return out, err
-		}
-		defer os.RemoveAll(tmp)
-		src, err := bundle.Pull(ctx, bundle.PullOptions{Ref: o.From, Dir: filepath.Join(tmp, "chart"), Registry: o.Registry, MaxChartBytes: o.MaxChartBytes})
-		if err != nil {
-			return out, fmt.Errorf("bundle copy: carry signatures: %w", err)
-		}
-		if src.Digest == res.Digest {
-			n, err := sign.CopySignatures(ctx, src.Ref, dstRepo, so)
-			if err != nil {
-				return out, fmt.Errorf("bundle copy: %w", err)
-			}
-			out.SignaturesCopied += n
-		}
-		if src.Metadata != nil {
-			var mu sync.Mutex
-			err := src.Metadata.EachImage(func(n string, im bundle.Image) error {
-				dst, err := o.Registry.ParseReference(res.Images[n])
-				if err != nil {
-					return err
-				}
-				c, err := sign.CopySignatures(ctx, im.Repo+"@"+im.Digest, dst.Context().Name(), so)
-				mu.Lock()
-				out.SignaturesCopied += c
-				mu.Unlock()
-				return err
-			})
-			if err != nil {
-				return out, fmt.Errorf("bundle copy: carry image signatures: %w", err)
-			}
-		}
+	if strings.HasPrefix(o.To, bundle.ArchivePrefix) {
+		a.log.Info("the bundle is stored unchanged in the archive, with the signatures it had; --sign-key signs it where it is copied out to", "to", o.To)
+		return out, nil
 	}
-	if signer != nil {
-		s, err := sign.Sign(ctx, dstRepo+"@"+res.Digest, sign.SignOptions{Options: so, Key: signer.key})
-		if err != nil {
-			return out, fmt.Errorf("bundle copy: %s was copied but not signed (copy again to retry): %w", res.Ref, err)
-		}
-		out.Signature = s
+	s, err := sign.Sign(cmd.Context(), refRepo(res.Ref)+"@"+res.Digest, sign.SignOptions{Options: sign.Options{Registry: o.Registry, Log: a.log}, Key: signer.key})
+	if err != nil {
+		return out, fmt.Errorf("bundle copy: %s was copied but not signed (copy again to retry): %w", res.Ref, err)
 	}
+	out.Signature = s
 	return out, nil
 }
 

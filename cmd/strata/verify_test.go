@@ -153,11 +153,11 @@ func TestSignAndVerifyCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sc struct {
-		Digest           string       `json:"digest"`
-		SignaturesCopied int          `json:"signaturesCopied"`
-		Signature        *sign.Signed `json:"signature"`
+		Digest     string       `json:"digest"`
+		Signatures int          `json:"signatures"`
+		Signature  *sign.Signed `json:"signature"`
 	}
-	if err := json.Unmarshal([]byte(out), &sc); err != nil || sc.SignaturesCopied != 2 || sc.Signature == nil || sc.Signature.Digest != sc.Digest {
+	if err := json.Unmarshal([]byte(out), &sc); err != nil || sc.Signatures != 2 || sc.Signature == nil || sc.Signature.Digest != sc.Digest {
 		t.Fatalf("bundle copy --sign-key: %v\n%s", err, out)
 	}
 	if _, _, err := run(t, "bundle", "verify", dst+":1.0.0", "--key", pub, "--images", "--image-key", "env://IMAGE_PUB"); err != nil {

@@ -175,8 +175,8 @@ func newBuilder(o Options, src *source, st *storage) *builder {
 	}
 }
 
-// buildAll builds the images concurrently; an image built on another one (fromImage) starts
-// when that one is done. The first error cancels the others (cancel cancels ctx).
+// buildAll builds the images concurrently; an image built on another one (fromImage) or
+// importing from others starts when those are done. The first error cancels the others (cancel cancels ctx).
 func (b *builder) buildAll(ctx context.Context, cancel context.CancelFunc, images []*Image) error {
 	for _, im := range images {
 		b.done[im.Name] = make(chan struct{})
@@ -207,9 +207,9 @@ func (b *builder) buildAll(ctx context.Context, cancel context.CancelFunc, image
 // the images that build: an image takes a slot before building its first stage and keeps it
 // until it is done.
 func (b *builder) buildImage(ctx context.Context, im *Image, slots chan struct{}) error {
-	if im.FromImage != "" {
+	for _, dep := range im.Needs() {
 		select {
-		case <-b.done[im.FromImage]:
+		case <-b.done[dep]:
 		case <-ctx.Done():
 			return nil // cancelled by another image's error
 		}
@@ -247,6 +247,10 @@ func (b *builder) report(ctx context.Context, images []*Image, dev bool) (*stage
 		if r == nil || r.final == nil {
 			return nil, fmt.Errorf("image %s: not built", im.Name)
 		}
+		if !im.Final {
+			rep.Artifacts = append(rep.Artifacts, b.artifactReport(im, r))
+			continue
+		}
 		ir, err := b.finish(ctx, im, r)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", im.Name, err)
@@ -256,8 +260,8 @@ func (b *builder) report(ctx context.Context, images []*Image, dev bool) (*stage
 	return rep, nil
 }
 
-// selectImages returns the wanted images plus the images they need through fromImage, in
-// config order.
+// selectImages returns the wanted images plus the images they need (fromImage, import
+// sources), in config order.
 func selectImages(cfg *Config, names []string) ([]*Image, error) {
 	if len(names) == 0 {
 		return cfg.Images, nil
@@ -272,9 +276,17 @@ func selectImages(cfg *Config, names []string) ([]*Image, error) {
 		if !ok {
 			return nil, fmt.Errorf("no image %q in %s", n, cfg.File)
 		}
-		for ; im != nil; im = by[im.FromImage] {
+		var need func(im *Image)
+		need = func(im *Image) {
+			if want[im.Name] {
+				return
+			}
 			want[im.Name] = true
+			for _, dep := range im.Needs() {
+				need(by[dep])
+			}
 		}
+		need(im)
 	}
 	var out []*Image
 	for _, im := range cfg.Images {

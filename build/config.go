@@ -10,4 +10,5 @@ type (
 	Shell              = config.Shell
 	DockerInstructions = config.DockerInstructions
 	Healthcheck        = config.Healthcheck
+	Import             = config.Import
 )

@@ -19,7 +19,8 @@ import (
 )
 
 // Stage names in pipeline order.
-var StageNames = []string{"from", "beforeInstall", "gitArchive", "install", "beforeSetup", "setup", "gitLatestPatch", "dockerInstructions"}
+var StageNames = []string{"from", "beforeInstall", "importsBeforeInstall", "gitArchive", "install", "importsAfterInstall",
+	"beforeSetup", "importsBeforeSetup", "setup", "importsAfterSetup", "gitLatestPatch", "dockerInstructions"}
 
 // pipeline returns the non-empty stages of im in pipeline order, one step per stage kind.
 // hasFromImage says the image starts from another image's last stage (fromImage).
@@ -40,12 +41,16 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 		}
 	}
 	shell("beforeInstall", im.Shell.BeforeInstall, false)
+	out = append(out, b.importSteps(im, "importsBeforeInstall")...)
 	if g.any() {
 		out = append(out, b.gitArchiveStage(g))
 	}
 	shell("install", im.Shell.Install, true)
+	out = append(out, b.importSteps(im, "importsAfterInstall")...)
 	shell("beforeSetup", im.Shell.BeforeSetup, true)
+	out = append(out, b.importSteps(im, "importsBeforeSetup")...)
 	shell("setup", im.Shell.Setup, true)
+	out = append(out, b.importSteps(im, "importsAfterSetup")...)
 	if g.any() && !im.DisableGitAfterPatch {
 		out = append(out, b.gitLatestPatchStage(g))
 	}

@@ -122,11 +122,6 @@ func TestNamelessImageAndUnsupportedKeys(t *testing.T) {
 	if other := "linux/arm64"; runtime.GOARCH != "arm64" && (err == nil || !strings.Contains(err.Error(), "platform "+other+": base image "+base+" is linux/"+runtime.GOARCH)) {
 		t.Errorf("build.platform: %v", err)
 	}
-	g.commit("import", map[string]string{"werf.yaml": "project: nl\nconfigVersion: 1\n---\nimage: a\nfrom: " + base + "\n---\nimage: b\nfrom: " + base + "\nimport:\n- image: a\n  add: /etc\n  after: install\n"})
-	_, err = Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine})
-	if err == nil || !strings.Contains(err.Error(), "image b: ") || !strings.Contains(err.Error(), "werf.yaml:9: werf key import is not supported yet") {
-		t.Errorf("import: %v", err)
-	}
 }
 
 // With --dev the config comes from the snapshot of the work tree: an uncommitted config (new or

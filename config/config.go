@@ -57,7 +57,7 @@ type Image struct {
 	Git        []GitMapping
 	Shell      Shell
 	Docker     DockerInstructions
-	// Import is parsed but not built yet: Unsupported lists it.
+	// Import copies files from other images in the import stages (see ImportStages).
 	Import []Import
 	// Mount are bind mounts of the shell stages' containers (never in a layer).
 	Mount []Mount
@@ -142,15 +142,18 @@ type Healthcheck struct {
 	Retries                        int
 }
 
-// Import copies files from another image (werf `import:`); parsed, not built yet.
+// Import copies files from another image (werf `import:`), registry-side, in one of the image's
+// import stages (see ImportStages).
 type Import struct {
-	Image, Artifact string // the source (one of them)
-	Stage           string // the source image's stage ("" = its last)
-	Add, To         string
-	After, Before   string // install | setup
+	Image, Artifact string // the source image of the config (one of them; werf v2's from: NAME is Image)
+	External        string // or an image outside the config (werf v2's from: REF with a tag or digest)
+	Stage           string // the source image's user stage ("" = its last stage)
+	Add, To         string // absolute, cleaned; To defaults to Add
+	After, Before   string // install | setup (exactly one)
 	IncludePaths    []string
 	ExcludePaths    []string
 	Owner, Group    string
+	Line            int
 }
 
 // Mount is a werf `mount:` of the shell stages: a directory bind-mounted at To while their

@@ -233,8 +233,6 @@ func (p parser) werfOnly(field string) func(*yaml.Node) error {
 
 // unsupportedImageKeys are werf image keys Strata parses but does not build yet, with the reason.
 var unsupportedImageKeys = map[string]string{
-	"import":          "werf key import is not supported yet (copy the files in a shell stage, or build the source as a Dockerfile stage)",
-	"fromArtifact":    "werf key fromArtifact is not supported yet (use fromImage)",
 	"contextAddFiles": "werf key contextAddFiles is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
 	"contextAddFile":  "werf key contextAddFile is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
 	"ssh":             "werf key ssh is not supported: SSH agent forwarding needs BuildKit, and Strata builds Dockerfiles with the engine's classic builder (fetch private sources in a shell stage with secrets: instead)",
@@ -249,6 +247,7 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	var names []string
 	named, nameless, artifact := false, false, false
 	var gitNode, stagedNode, mountNode, depNode, addHostNode, disableNode *yaml.Node
+	var fromArtifact string // werf's older fromImage for artifacts
 	str := func(dst *string, field string) func(*yaml.Node) error {
 		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, field); return }
 	}
@@ -293,6 +292,7 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		"args":             func(v *yaml.Node) (err error) { im.Args, err = p.strMap(v, "args"); return },
 		"from":             str(&im.From, "from"),
 		"fromImage":        str(&im.FromImage, "fromImage"),
+		"fromArtifact":     str(&fromArtifact, "fromArtifact"),
 		"fromCacheVersion": str(&im.FromCacheVersion, "fromCacheVersion"),
 		"fromLatest": func(v *yaml.Node) error {
 			if v.Kind != yaml.ScalarNode || v.Decode(&im.FromLatest) != nil {
@@ -345,6 +345,12 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		}
 	}
 	im.Unsupported = append(im.Unsupported, notes...)
+	if fromArtifact != "" {
+		if im.FromImage != "" {
+			return nil, p.errf(n, "fromArtifact", "fromImage and fromArtifact are exclusive")
+		}
+		im.FromImage = fromArtifact
+	}
 	if named && artifact {
 		return nil, p.errf(n, "artifact", "image and artifact are exclusive (an artifact is an image with final: false)")
 	}
@@ -448,12 +454,6 @@ func (p parser) validate(cfg *Config) error {
 		byName[im.Name] = im
 	}
 	for _, im := range cfg.Images {
-		for _, x := range im.Import {
-			src := x.Image + x.Artifact
-			if _, ok := byName[src]; !ok {
-				return fmt.Errorf("%s:%d: image %s: import: no image or artifact %q in the config", p.file, im.Line, im.Name, src)
-			}
-		}
 		if im.FromImage == "" {
 			continue
 		}
@@ -472,7 +472,7 @@ func (p parser) validate(cfg *Config) error {
 			}
 		}
 	}
-	return nil
+	return p.validateImports(cfg, byName)
 }
 
 func kindName(n *yaml.Node) string {

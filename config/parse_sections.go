@@ -113,55 +113,6 @@ func isHex(s string) bool {
 	return true
 }
 
-func (p parser) imports(n *yaml.Node) ([]Import, error) {
-	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, "import", "want a list of mappings, got %s", kindName(n))
-	}
-	var out []Import
-	for i, item := range n.Content {
-		f := fmt.Sprintf("import[%d]", i)
-		var im Import
-		str := func(dst *string, field string) func(*yaml.Node) error {
-			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
-		}
-		stage := func(dst *string, field string) func(*yaml.Node) error {
-			return func(v *yaml.Node) error {
-				s, err := p.str(v, f+"."+field)
-				if err == nil && s != "install" && s != "setup" {
-					err = p.errf(v, f+"."+field, "want install or setup, got %q", s)
-				}
-				*dst = s
-				return err
-			}
-		}
-		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
-			"image": str(&im.Image, "image"), "artifact": str(&im.Artifact, "artifact"), "stage": str(&im.Stage, "stage"),
-			"add": str(&im.Add, "add"), "to": str(&im.To, "to"), "owner": str(&im.Owner, "owner"), "group": str(&im.Group, "group"),
-			"after": stage(&im.After, "after"), "before": stage(&im.Before, "before"),
-			"includePaths": func(v *yaml.Node) (err error) { im.IncludePaths, err = p.globList(v, f+".includePaths"); return },
-			"excludePaths": func(v *yaml.Node) (err error) { im.ExcludePaths, err = p.globList(v, f+".excludePaths"); return },
-		})
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case im.Image == "" && im.Artifact == "":
-			return nil, p.errf(item, f, "missing the source: image: NAME or artifact: NAME")
-		case im.Image != "" && im.Artifact != "":
-			return nil, p.errf(item, f, "image and artifact are exclusive")
-		case im.Add == "" || !path.IsAbs(im.Add):
-			return nil, p.errf(item, f+".add", "want an absolute path in the source image")
-		case im.After != "" && im.Before != "":
-			return nil, p.errf(item, f, "after and before are exclusive")
-		}
-		if im.To == "" {
-			im.To = im.Add
-		}
-		out = append(out, im)
-	}
-	return out, nil
-}
-
 func (p parser) docker(n *yaml.Node, d *DockerInstructions) error {
 	str := func(dst *string, field string) func(*yaml.Node) error {
 		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, "docker."+field); return }

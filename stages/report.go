@@ -29,6 +29,10 @@ type Report struct {
 	// werf.yaml...): a bundle of a werf.yaml project carries werf's values too.
 	Config string        `json:"config,omitempty"`
 	Images []ImageReport `json:"images"`
+	// Artifacts are the images built only for others to import from (werf's `artifact:` and
+	// `final: false`): stored as stages, never final images (no final repo, no extra tags, not
+	// in a bundle's values).
+	Artifacts []ImageReport `json:"artifacts,omitempty"`
 }
 
 // ImageReport is one image of strata.yaml: its final reference and the stages it is made of.

@@ -1,0 +1,269 @@
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/testenv"
+	"strata.dev/strata/stages"
+)
+
+// importsConfig is a werf.yaml with a stapel artifact (a file built in a shell stage, a file
+// deleted in a later stage: a whiteout), a Dockerfile image, an unrelated artifact, and an
+// image importing from them at each of the four import stages. Its shell stages check in the
+// engine which imports are already there.
+func importsConfig(base, builderSetup, otherInstall string) string {
+	return `project: imp
+configVersion: 1
+---
+artifact: builder
+from: ` + base + `
+shell:
+  install:
+  - mkdir -p /out/bin /out/doc
+  - echo built > /out/bin/tool && chmod 750 /out/bin/tool
+  - ln -s tool /out/bin/alias
+  - echo tmp > /out/bin/skip.tmp
+  - echo doc > /out/doc/readme
+  - echo gone > /out/bin/gone
+  setup:
+  - rm /out/bin/gone
+  - ` + builderSetup + `
+---
+image: other
+final: false
+from: ` + base + `
+shell:
+  install: [` + otherInstall + `]
+---
+image: site
+dockerfile: Dockerfile
+---
+image: pinned
+from: ` + base + `
+import:
+- image: builder
+  add: /out/bin/tool
+  to: /tool
+  after: install
+  stage: install
+---
+image: app
+from: ` + base + `
+import:
+- artifact: builder
+  add: /out
+  to: /imp/bi
+  before: install
+- image: builder
+  add: /out/bin
+  to: /imp/ai
+  after: install
+  stage: install
+  includePaths: [tool, alias, gone]
+- from: builder
+  add: /out
+  to: /imp/bs
+  before: setup
+  includePaths: [bin]
+  excludePaths: ["**/*.tmp"]
+  owner: "1000"
+  group: "1001"
+- from: site
+  add: /www
+  to: /imp/as
+  after: setup
+- image: builder
+  add: /out/doc/readme
+  to: /imp/as/readme
+  after: setup
+shell:
+  beforeInstall: ["test ! -e /imp"]
+  install: ["test -f /imp/bi/bin/tool && test ! -e /imp/ai"]
+  beforeSetup: ["test \"$(cat /imp/ai/alias)\" = built && test ! -e /imp/bs"]
+  setup: ["test -x /imp/bs/bin/tool && test ! -e /imp/as"]
+`
+}
+
+// headers flattens an image registry-side: tar headers by absolute path, regular files' data.
+func headers(t *testing.T, ref string, o registry.Options) (map[string]*tar.Header, map[string]string) {
+	t.Helper()
+	img, err := remoteImage(context.Background(), o, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	hs, data := map[string]*tar.Header{}, map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return hs, data
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := "/" + strings.Trim(h.Name, "/")
+		hs[p] = h
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			data[p] = string(b)
+		}
+	}
+}
+
+// Imports at each of the four import stages, from a stapel artifact (its last stage, and its
+// install stage), a final: false image and a Dockerfile image, built on the real engine and
+// registry; the import stages themselves run registry-side.
+func TestImports(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "imports")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"werf.yaml":  importsConfig(base, "true", "echo other > /o"),
+		"Dockerfile": "FROM " + base + "\nRUN mkdir -p /www && echo '<h1>hi</h1>' > /www/index.html\n",
+	})
+	ctx := context.Background()
+	run := func(dockerHost string) *stages.Report {
+		t.Helper()
+		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: dockerHost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	first := run(host)
+
+	// Only app is a final image; the artifacts are reported apart.
+	if len(first.Images) != 3 || first.Image("app") == nil || first.Image("site") == nil || first.Image("pinned") == nil {
+		t.Fatalf("final images %+v", first.Images)
+	}
+	if len(first.Artifacts) != 2 || first.Artifacts[0].Name != "builder" || first.Artifacts[1].Name != "other" {
+		t.Fatalf("artifacts %+v", first.Artifacts)
+	}
+	app := first.Image("app")
+	var names []string
+	for _, s := range app.Stages {
+		names = append(names, s.Name)
+	}
+	want := "from beforeInstall importsBeforeInstall install importsAfterInstall beforeSetup importsBeforeSetup setup importsAfterSetup"
+	if strings.Join(names, " ") != want {
+		t.Errorf("app stages %q, want %q", names, want)
+	}
+
+	hs, data := headers(t, app.Ref, reg)
+	check := func(p, content string) {
+		t.Helper()
+		if got, ok := data[p]; !ok || got != content {
+			t.Errorf("%s = %q (present %v), want %q", p, got, ok, content)
+		}
+	}
+	absent := func(p string) {
+		t.Helper()
+		if _, ok := hs[p]; ok {
+			t.Errorf("%s is in the image", p)
+		}
+	}
+	// importsBeforeInstall: the artifact's last stage, all of /out; the file deleted in setup is
+	// not there (its whiteout honoured).
+	check("/imp/bi/bin/tool", "built\n")
+	check("/imp/bi/doc/readme", "doc\n")
+	absent("/imp/bi/bin/gone")
+	if h := hs["/imp/bi/bin/tool"]; h == nil || h.Mode&0o777 != 0o750 || h.Uid != 0 {
+		t.Errorf("/imp/bi/bin/tool header %+v, want mode 0750 uid 0", h)
+	}
+	if h := hs["/imp/bi/bin/alias"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "tool" {
+		t.Errorf("/imp/bi/bin/alias header %+v, want a symlink to tool", h)
+	}
+	// importsAfterInstall: the artifact's install stage, so the file deleted later is there.
+	check("/imp/ai/tool", "built\n")
+	check("/imp/ai/gone", "gone\n")
+	absent("/imp/ai/skip.tmp")
+	// importsBeforeSetup: includePaths/excludePaths, owner/group.
+	check("/imp/bs/bin/tool", "built\n")
+	absent("/imp/bs/bin/skip.tmp")
+	absent("/imp/bs/doc")
+	for _, p := range []string{"/imp/bs", "/imp/bs/bin", "/imp/bs/bin/tool", "/imp/bs/bin/alias"} {
+		if h := hs[p]; h == nil || h.Uid != 1000 || h.Gid != 1001 {
+			t.Errorf("%s header %+v, want uid 1000 gid 1001", p, h)
+		}
+	}
+	// importsAfterSetup: from the Dockerfile image, and one file to a file path.
+	check("/imp/as/index.html", "<h1>hi</h1>\n")
+	check("/imp/as/readme", "doc\n")
+
+	// A second build reuses every stage, without the engine.
+	second := run(noEngine)
+	for _, im := range append(second.Images, second.Artifacts...) {
+		for _, s := range im.Stages {
+			if s.Status != stages.StatusReused {
+				t.Errorf("second build: %s/%s %s", im.Name, s.Name, s.Status)
+			}
+		}
+	}
+
+	digests := func(r *stages.Report, name string) map[string]string {
+		m := map[string]string{}
+		for _, s := range r.Image(name).Stages {
+			m[s.Name] = s.Digest
+		}
+		return m
+	}
+	before, pinned := digests(first, "app"), digests(first, "pinned")
+
+	// An unrelated change (another artifact nothing imports) changes no stage of app.
+	g.commit("other", map[string]string{"werf.yaml": importsConfig(base, "true", "echo changed > /o")})
+	third := run(host)
+	if after := digests(third, "app"); fmtMap(after) != fmtMap(before) {
+		t.Errorf("an unrelated artifact changed app's digests:\n%v\n%v", before, after)
+	}
+	for _, s := range third.Image("app").Stages {
+		if s.Status != stages.StatusReused {
+			t.Errorf("unrelated change: app/%s %s", s.Name, s.Status)
+		}
+	}
+
+	// A change of the artifact's setup stage changes the imports of its last stage, not the
+	// import of its install stage (nor the stages before).
+	g.commit("builder", map[string]string{"werf.yaml": importsConfig(base, "echo v2 > /out/v", "echo changed > /o")})
+	fourth := run(host)
+	after := digests(fourth, "app")
+	for _, st := range []string{"from", "beforeInstall"} {
+		if after[st] != before[st] {
+			t.Errorf("%s changed with the artifact's setup", st)
+		}
+	}
+	if after["importsBeforeInstall"] == before["importsBeforeInstall"] {
+		t.Errorf("importsBeforeInstall did not change with the artifact's last stage")
+	}
+	if _, data := headers(t, fourth.Image("app").Ref, reg); data["/imp/bi/v"] != "v2\n" {
+		t.Errorf("/imp/bi/v = %q after the artifact changed", data["/imp/bi/v"])
+	}
+	if got := digests(fourth, "pinned"); fmtMap(got) != fmtMap(pinned) {
+		t.Errorf("an import of the artifact's install stage changed with its setup:\n%v\n%v", pinned, got)
+	}
+	if st := statuses(fourth.Image("pinned")); st["importsAfterInstall"] != stages.StatusReused {
+		t.Errorf("pinned import %s after the artifact's setup changed", st["importsAfterInstall"])
+	}
+	st := statuses(fourth.Image("app"))
+	if st["importsBeforeInstall"] != stages.StatusBuilt {
+		t.Errorf("importsBeforeInstall %s after the artifact changed", st["importsBeforeInstall"])
+	}
+}
+
+func fmtMap(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range StageNames {
+		b.WriteString(k + "=" + m[k] + " ")
+	}
+	return b.String()
+}

@@ -19,6 +19,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"strata.dev/strata/internal/git"
@@ -406,18 +407,34 @@ func (c *controller) writeGit(ctx context.Context, app *unstructured.Unstructure
 		}
 		log.Debug("git push rejected (the branch moved on); fetching and applying again", "attempt", attempt, "branch", push)
 	}
-	if loc.parent != nil && push == base {
-		c.refreshParent(ctx, loc.parent, log)
+	if push == base {
+		c.refreshManagers(ctx, app, loc.parent, log)
 	}
 	return w, nil
 }
 
-// refreshParent asks Argo CD to refresh the app-of-apps parent now (annotation
-// argocd.argoproj.io/refresh: normal) instead of at its next poll of the repository.
-func (c *controller) refreshParent(ctx context.Context, parent *unstructured.Unstructured, log *slog.Logger) {
-	patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"normal"}}}`)
-	if _, err := c.dyn.Resource(applications).Namespace(parent.GetNamespace()).Patch(ctx, parent.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: component}); err != nil {
-		log.Warn("refresh parent Application after git write-back", "parent", parent.GetNamespace()+"/"+parent.GetName(), "error", err)
+// applicationSets is Argo CD's ApplicationSet resource (only its refresh annotation is written).
+var applicationSets = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applicationsets"}
+
+// refreshManagers asks Argo CD to read git again now rather than at its next poll: the
+// app-of-apps parent gets argocd.argoproj.io/refresh: normal, an owning ApplicationSet
+// argocd.argoproj.io/application-set-refresh: "true" (what Argo CD's git webhook sets). A
+// failure is logged only: the poll still picks the commit up.
+func (c *controller) refreshManagers(ctx context.Context, app, parent *unstructured.Unstructured, log *slog.Logger) {
+	if parent != nil {
+		patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"normal"}}}`)
+		if _, err := c.dyn.Resource(applications).Namespace(parent.GetNamespace()).Patch(ctx, parent.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: component}); err != nil {
+			log.Warn("refresh parent Application after git write-back", "parent", parent.GetNamespace()+"/"+parent.GetName(), "error", err)
+		}
+	}
+	for _, o := range app.GetOwnerReferences() {
+		if o.Kind != "ApplicationSet" || !strings.HasPrefix(o.APIVersion, "argoproj.io/") {
+			continue
+		}
+		patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/application-set-refresh":"true"}}}`)
+		if _, err := c.dyn.Resource(applicationSets).Namespace(app.GetNamespace()).Patch(ctx, o.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: component}); err != nil {
+			log.Warn("refresh ApplicationSet after git write-back", "applicationset", app.GetNamespace()+"/"+o.Name, "error", err)
+		}
 	}
 }
 

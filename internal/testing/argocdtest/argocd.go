@@ -43,6 +43,9 @@ type Options struct {
 	Log *slog.Logger
 	// Strata is a strata binary to run as the plugin; empty: one is built from this tree.
 	Strata string
+	// ApplicationSet also starts argocd-applicationset-controller (ApplicationSets in
+	// Namespace; generators that read git ask the repo-server).
+	ApplicationSet bool
 }
 
 // ArgoCD is a running Argo CD.
@@ -65,7 +68,8 @@ type ArgoCD struct {
 
 // Start builds strata from this tree (unless Options.Strata names one), creates the control-plane namespace with Argo CD's
 // settings, and starts redis, argocd-cmp-server, argocd-repo-server and
-// argocd-application-controller. Call Stop when done.
+// argocd-application-controller (and argocd-applicationset-controller with
+// Options.ApplicationSet). Call Stop when done.
 func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
 	log := o.Log
 	if log == nil {
@@ -135,6 +139,11 @@ func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
 		return a, err
 	}
 	if err := os.Symlink(env.Helm, filepath.Join(dir, "bin", "helm")); err != nil {
+		return a, err
+	}
+	// The repo-server hands git its credentials through GIT_ASKPASS=argocd (the same multi-call
+	// binary, as argocd-git-ask-pass): it must be on PATH under that name.
+	if err := os.Symlink(env.ArgoCD, filepath.Join(dir, "bin", "argocd")); err != nil {
 		return a, err
 	}
 
@@ -218,6 +227,24 @@ func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
 		return resp.StatusCode == http.StatusOK
 	}); err != nil {
 		return a, err
+	}
+	if o.ApplicationSet {
+		// Every listener on 127.0.0.1 (its defaults are :7000, :8080 and :8081 on all interfaces).
+		probe := freePort()
+		if err := a.run(ctx, "argocd-applicationset-controller", append(common, "ARGOCD_BINARY_NAME=argocd-applicationset-controller"),
+			env.ArgoCD, "--namespace", a.Namespace, "--kubeconfig", env.Kubeconfig, "--argocd-repo-server", repo,
+			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort()), "--probe-addr", fmt.Sprintf("127.0.0.1:%d", probe),
+			"--webhook-addr", fmt.Sprintf("127.0.0.1:%d", freePort()), "--enable-leader-election=false",
+			"--logformat", "text", "--loglevel", "info"); err != nil {
+			return a, err
+		}
+		// Ready when its workers run (its probe endpoints register no checks).
+		if err := a.waitFor(ctx, "argocd-applicationset-controller", func() bool {
+			b, _ := os.ReadFile(filepath.Join(a.Dir, "log", "argocd-applicationset-controller.log"))
+			return strings.Contains(string(b), "Starting workers")
+		}); err != nil {
+			return a, err
+		}
 	}
 	log.Info("Argo CD up", "namespace", a.Namespace, "took", time.Since(start).Round(time.Millisecond))
 	return a, nil

@@ -7,7 +7,8 @@
 #   FUZZTIME=5m scripts/fuzz.sh     a longer local run (go's -fuzztime: a duration or Nx)
 #
 # FUZZ_PARALLEL (default 1) is the number of fuzz workers of each target; FUZZ_MINIMIZE (default
-# 5s) bounds the minimization of each new input (go's default, 60 s, would eat a short run).
+# 1s) bounds the minimization of each new input, crashers included (go's default, 60 s for every
+# new interesting input, would eat a short run).
 # A crasher is written by go test to <package>/testdata/fuzz/<Target>/<hash>: this script prints
 # that path; commit it with the fix, it then runs as a regression case in every `go test`.
 # Execs per target are printed at the end.
@@ -15,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10s}
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}
-FUZZ_MINIMIZE=${FUZZ_MINIMIZE:-5s}
+FUZZ_MINIMIZE=${FUZZ_MINIMIZE:-1s}
 GO=${GO:-go}
 
 # package directory and target name of every fuzz target

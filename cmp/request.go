@@ -120,7 +120,7 @@ func parameters(env map[string]string) (values string, set map[string]string, re
 				case p.HasMap && !p.HasArray && p.String == nil:
 					set = map[string]string{}
 					for k, v := range p.Map {
-						set[k] = v
+						set[k] = escapeCommas(v)
 					}
 				case p.HasArray && !p.HasMap && p.String == nil:
 					// the array form: KEY=VALUE items, like helm --set
@@ -155,4 +155,23 @@ func parameters(env map[string]string) (values string, set map[string]string, re
 		}
 	}
 	return values, set, release, nil
+}
+
+// escapeCommas escapes the commas of a map-form set value that are not escaped yet, so that
+// Helm's --set parser keeps "a,b" one value, as Argo CD does with a Helm source's parameters; a
+// value in braces is a Helm list ({a,b}) and is left alone, as Argo CD leaves it.
+func escapeCommas(v string) string {
+	if strings.HasPrefix(v, "{") && strings.HasSuffix(v, "}") {
+		return v
+	}
+	var b strings.Builder
+	prev := rune(0)
+	for _, r := range v {
+		if r == ',' && prev != '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+		prev = r
+	}
+	return b.String()
 }

@@ -172,6 +172,9 @@ func summary(cfg *Config) string {
 			if x.Artifact != "" {
 				src = "artifact:" + x.Artifact
 			}
+			if x.External != "" {
+				src = "external:" + x.External
+			}
 			s := src + " " + x.Add + ">" + x.To
 			if x.After != "" {
 				s += " after=" + x.After
@@ -184,6 +187,12 @@ func summary(cfg *Config) string {
 			}
 			if len(x.IncludePaths) > 0 {
 				s += " include" + fmt.Sprint(x.IncludePaths)
+			}
+			if len(x.ExcludePaths) > 0 {
+				s += " exclude" + fmt.Sprint(x.ExcludePaths)
+			}
+			if x.Owner != "" || x.Group != "" {
+				s += " owner=" + x.Owner + ":" + x.Group
 			}
 			f = append(f, "import("+s+")")
 		}

@@ -51,6 +51,10 @@ func (p parser) imports(n *yaml.Node) ([]Import, error) {
 		f := fmt.Sprintf("import[%d]", i)
 		x := Import{Line: item.Line}
 		var from string
+		addNode, toNode := item, item
+		at := func(dst **yaml.Node, h func(*yaml.Node) error) func(*yaml.Node) error {
+			return func(v *yaml.Node) error { *dst = v; return h(v) }
+		}
 		str := func(dst *string, field string) func(*yaml.Node) error {
 			return func(v *yaml.Node) (err error) { *dst, err = p.str(v, f+"."+field); return }
 		}
@@ -86,7 +90,7 @@ func (p parser) imports(n *yaml.Node) ([]Import, error) {
 		err := p.mapping(item, f, map[string]func(*yaml.Node) error{
 			"image": str(&x.Image, "image"), "artifact": str(&x.Artifact, "artifact"), "from": str(&from, "from"),
 			"stage": oneOf(&x.Stage, "stage", userStages),
-			"add":   str(&x.Add, "add"), "to": str(&x.To, "to"), "owner": str(&x.Owner, "owner"), "group": str(&x.Group, "group"),
+			"add":   at(&addNode, str(&x.Add, "add")), "to": at(&toNode, str(&x.To, "to")), "owner": str(&x.Owner, "owner"), "group": str(&x.Group, "group"),
 			"after": oneOf(&x.After, "after", rels), "before": oneOf(&x.Before, "before", rels),
 			"includePaths": rel(&x.IncludePaths, "includePaths"), "excludePaths": rel(&x.ExcludePaths, "excludePaths"),
 		})
@@ -113,9 +117,9 @@ func (p parser) imports(n *yaml.Node) ([]Import, error) {
 		case x.External != "" && x.Stage != "":
 			return nil, p.errf(item, f+".stage", "an external image (%s) has no stages", x.External)
 		case x.Add == "" || !path.IsAbs(x.Add):
-			return nil, p.errf(item, f+".add", "want an absolute path in the source image, got %q", x.Add)
+			return nil, p.errf(addNode, f+".add", "want an absolute path in the source image, got %q", x.Add)
 		case x.To != "" && !path.IsAbs(x.To):
-			return nil, p.errf(item, f+".to", "want an absolute path in the image, got %q", x.To)
+			return nil, p.errf(toNode, f+".to", "want an absolute path in the image, got %q", x.To)
 		case x.After != "" && x.Before != "":
 			return nil, p.errf(item, f, "after and before are exclusive")
 		case x.After == "" && x.Before == "":
@@ -127,7 +131,7 @@ func (p parser) imports(n *yaml.Node) ([]Import, error) {
 		}
 		x.To = path.Clean(x.To)
 		if x.Add == "/" && len(x.IncludePaths) == 0 {
-			return nil, p.errf(item, f+".add", "add: / needs includePaths (as in werf: what to copy from the root must be named)")
+			return nil, p.errf(addNode, f+".add", "add: / needs includePaths (as in werf: what to copy from the root must be named)")
 		}
 		out = append(out, x)
 	}

@@ -221,7 +221,7 @@ func copyImport(img v1.Image, x config.Import, tw *tar.Writer) (int, error) {
 		byRel[rel] = e
 	}
 	root := byRel[""]
-	if root == nil && add != "" {
+	if root == nil && len(entries) == 0 {
 		return 0, fmt.Errorf("add %s: no such path in the source image", x.Add)
 	}
 	inc, exc := newMatcher(x.IncludePaths), newMatcher(x.ExcludePaths)
@@ -240,7 +240,7 @@ func copyImport(img v1.Image, x config.Import, tw *tar.Writer) (int, error) {
 			selected[d] = true
 		}
 	}
-	if root != nil && (root.hdr.Typeflag != tar.TypeDir || len(selected) > 0 || (len(inc) == 0 && len(exc) == 0)) {
+	if ((root != nil && root.hdr.Typeflag != tar.TypeDir) || len(selected) > 0 || (len(inc) == 0 && len(exc) == 0)) && (add != "" || x.To != "/") {
 		selected[""] = true
 	}
 	dest := func(rel string) string {
@@ -256,7 +256,8 @@ func copyImport(img v1.Image, x config.Import, tw *tar.Writer) (int, error) {
 	for _, r := range rels {
 		e := byRel[r]
 		if e == nil {
-			continue // a directory only implied by deeper entries
+			// A directory only implied by the entries below it (a layer without its header).
+			e = &importEntry{hdr: &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755}, rel: r}
 		}
 		if e.hdr.Typeflag == tar.TypeLink {
 			links = append(links, e)

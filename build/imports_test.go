@@ -2,11 +2,14 @@ package build
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"io"
+	"sort"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"strata.dev/strata/internal/registry"
@@ -266,4 +269,112 @@ func fmtMap(m map[string]string) string {
 		b.WriteString(k + "=" + m[k] + " ")
 	}
 	return b.String()
+}
+
+// copyImport on an image made in memory: whiteouts and opaque directories of upper layers, hard
+// links (to a selected target, and to one the filters leave out), a symbolic link as add, and
+// an add that is not in the image.
+func TestCopyImportLayers(t *testing.T) {
+	type ent struct {
+		name, body, link string
+		typ              byte
+		mode             int64
+	}
+	layer := func(es ...ent) v1.Layer {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, e := range es {
+			h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.body)), Uid: 5, Gid: 6}
+			if e.typ != tar.TypeReg {
+				h.Size = 0
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			if e.typ == tar.TypeReg {
+				tw.Write([]byte(e.body))
+			}
+		}
+		tw.Close()
+		l, err := layerFromBytes(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	img, err := mutate.AppendLayers(emptyImage(),
+		layer(ent{name: "out/", typ: tar.TypeDir, mode: 0o700},
+			ent{name: "out/a", body: "a", typ: tar.TypeReg, mode: 0o644},
+			ent{name: "out/old/x", body: "x", typ: tar.TypeReg, mode: 0o644},
+			ent{name: "out/gone", body: "g", typ: tar.TypeReg, mode: 0o644},
+			ent{name: "out/big.bin", body: "bin", typ: tar.TypeReg, mode: 0o755}),
+		layer(ent{name: "out/.wh.gone", typ: tar.TypeReg},
+			ent{name: "out/old/.wh..wh..opq", typ: tar.TypeReg},
+			ent{name: "out/old/y", body: "y", typ: tar.TypeReg, mode: 0o600},
+			ent{name: "out/hard", typ: tar.TypeLink, link: "out/a"},
+			ent{name: "out/hardbin", typ: tar.TypeLink, link: "out/big.bin"},
+			ent{name: "link", typ: tar.TypeSymlink, link: "out/a"}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(x Import) (map[string]*tar.Header, map[string]string, error) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		if _, err := copyImport(img, x, tw); err != nil {
+			return nil, nil, err
+		}
+		tw.Close()
+		hs, data := map[string]*tar.Header{}, map[string]string{}
+		tr := tar.NewReader(&buf)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return hs, data, nil
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(tr)
+			hs["/"+strings.Trim(h.Name, "/")], data["/"+strings.Trim(h.Name, "/")] = h, string(b)
+		}
+	}
+	hs, data, err := run(Import{Add: "/out", To: "/dst", ExcludePaths: []string{"*.bin"}, Group: "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range hs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if got := strings.Join(names, " "); got != "/dst /dst/a /dst/hard /dst/hardbin /dst/old /dst/old/y" {
+		t.Errorf("entries %s", got)
+	}
+	if h := hs["/dst"]; h.Mode&0o777 != 0o700 || h.Uid != 5 || h.Gid != 7 {
+		t.Errorf("/dst: mode %o uid %d gid %d, want 0700 5 7", h.Mode, h.Uid, h.Gid)
+	}
+	if h := hs["/dst/hard"]; h.Typeflag != tar.TypeLink || h.Linkname != "dst/a" {
+		t.Errorf("/dst/hard: %c -> %s, want a hard link to dst/a", h.Typeflag, h.Linkname)
+	}
+	if h := hs["/dst/hardbin"]; h.Typeflag != tar.TypeReg || data["/dst/hardbin"] != "bin" {
+		t.Errorf("/dst/hardbin: %c %q, want the excluded target's content", h.Typeflag, data["/dst/hardbin"])
+	}
+	if h := hs["/dst/old/y"]; h.Mode&0o777 != 0o600 || data["/dst/old/y"] != "y" {
+		t.Errorf("/dst/old/y: mode %o %q", h.Mode, data["/dst/old/y"])
+	}
+	hs, _, err = run(Import{Add: "/link", To: "/l"})
+	if err != nil || len(hs) != 1 || hs["/l"].Typeflag != tar.TypeSymlink || hs["/l"].Linkname != "out/a" {
+		t.Errorf("a symbolic link as add: %v %v", hs, err)
+	}
+	if _, _, err := run(Import{Add: "/nope", To: "/x"}); err == nil || !strings.Contains(err.Error(), "add /nope: no such path") {
+		t.Errorf("missing add: %v", err)
+	}
+	if hs, _, err := run(Import{Add: "/out/old", To: "/x", IncludePaths: []string{"y"}}); err != nil || len(hs) != 2 || hs["/x"].Mode&0o777 != 0o755 {
+		t.Errorf("a directory with no header of its own (below an opaque one): %v %v", hs, err)
+	}
+	hs, _, err = run(Import{Add: "/", To: "/", IncludePaths: []string{"out/a"}})
+	if err != nil || len(hs) != 2 || hs["/out"].Mode&0o777 != 0o700 || hs["/out/a"] == nil {
+		t.Errorf("add: / with includePaths: %v %v", hs, err)
+	}
 }

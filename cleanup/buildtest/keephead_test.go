@@ -15,7 +15,8 @@ import (
 )
 
 // TestAcceptanceStrictestCleanupKeepsHeadOfEveryImageKind builds a stapel image with git, one
-// without git and a Dockerfile image, runs cleanup with the strictest policy (only the branch
+// without git importing from a Dockerfile image, the Dockerfile image, an artifact and a
+// stapel image with git importing from the artifact, runs cleanup with the strictest policy (only the branch
 // tip, nothing kept for being recent), and builds HEAD again: every stage of every image is reused. The Dockerfile stage and
 // the stages of the image without git have no git content; they are kept because every stage
 // records the commit it was built for.
@@ -51,9 +52,34 @@ context: svc
 ---
 image: plain
 from: %[2]s
+import:
+- image: svc
+  add: /copied
+  to: /svc-copied
+  before: install
 shell:
   install:
   - echo plain > /plain
+---
+artifact: tool
+from: %[2]s
+shell:
+  install:
+  - echo tool > /tool
+---
+image: imports
+from: %[2]s
+git:
+- add: /src
+  to: /app
+import:
+- artifact: tool
+  add: /tool
+  to: /usr/bin/tool
+  after: install
+shell:
+  install:
+  - cat /app/main.txt > /installed
 `, testenv.UniqueName(t, "p"), base))
 	writeFile(t, g.dir, "src/main.txt", "v1")
 	writeFile(t, g.dir, "svc/Dockerfile", "FROM "+base+"\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copied\n")
@@ -87,7 +113,7 @@ shell:
 
 	again := buildHere("c2 after cleanup")
 	kinds := map[string]bool{}
-	for _, im := range again.Images {
+	for _, im := range append(again.Images, again.Artifacts...) {
 		for _, s := range im.Stages {
 			kinds[s.Name] = true
 			if s.Status != stages.StatusReused {
@@ -95,7 +121,7 @@ shell:
 			}
 		}
 	}
-	if !kinds["dockerfile"] || !kinds["gitArchive"] {
-		t.Errorf("stages %v: want a Dockerfile stage and a git stage", statuses(again))
+	if !kinds["dockerfile"] || !kinds["gitArchive"] || !kinds["importsBeforeInstall"] || !kinds["importsAfterInstall"] || len(again.Artifacts) != 1 {
+		t.Errorf("stages %v: want a Dockerfile stage, a git stage, both import stages and an artifact", statuses(again))
 	}
 }

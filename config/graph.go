@@ -52,7 +52,9 @@ func (c *Config) Graph(names []string, finalOnly bool) ([]ImageNode, error) {
 		}
 		n := ImageNode{Image: name, DependsOn: DependsOn{From: im.FromImage}}
 		for _, x := range im.Import {
-			n.DependsOn.Imports = appendNew(n.DependsOn.Imports, x.Image+x.Artifact)
+			if src := x.Image + x.Artifact; src != "" { // not an image outside the config
+				n.DependsOn.Imports = appendNew(n.DependsOn.Imports, src)
+			}
 		}
 		for _, d := range im.Dependencies {
 			n.DependsOn.Dependencies = appendNew(n.DependsOn.Dependencies, d.Image)

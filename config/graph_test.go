@@ -27,6 +27,9 @@ import:
 - artifact: builder
   add: /more
   after: setup
+- from: registry.example.com/tools:1.0
+  add: /bin/tool
+  before: install
 dependencies:
 - image: base
   after: install

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"strata.dev/strata/config"
 	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
@@ -157,6 +158,9 @@ func TestImports(t *testing.T) {
 	var names []string
 	for _, s := range app.Stages {
 		names = append(names, s.Name)
+	}
+	for _, s := range app.Stages {
+		t.Logf("app/%s %s %d ms", s.Name, s.Status, s.DurationMs)
 	}
 	want := "from beforeInstall importsBeforeInstall install importsAfterInstall beforeSetup importsBeforeSetup setup importsAfterSetup"
 	if strings.Join(names, " ") != want {
@@ -376,5 +380,47 @@ func TestCopyImportLayers(t *testing.T) {
 	hs, _, err = run(Import{Add: "/", To: "/", IncludePaths: []string{"out/a"}})
 	if err != nil || len(hs) != 2 || hs["/out"].Mode&0o777 != 0o700 || hs["/out/a"] == nil {
 		t.Errorf("add: / with includePaths: %v %v", hs, err)
+	}
+}
+
+// Building one image builds the images it imports from (and theirs), not the others.
+func TestSelectImagesFollowsImports(t *testing.T) {
+	cfg, err := config.Parse("werf.yaml", []byte(head+`artifact: toolchain
+from: alpine
+---
+artifact: builder
+fromArtifact: toolchain
+---
+image: lib
+final: false
+from: alpine
+import:
+- artifact: builder
+  add: /out
+  after: install
+---
+image: app
+from: alpine
+import:
+- image: lib
+  add: /lib
+  before: setup
+---
+image: other
+from: alpine
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := selectImages(cfg, []string{"app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, im := range got {
+		names = append(names, im.Name)
+	}
+	if strings.Join(names, " ") != "toolchain builder lib app" {
+		t.Errorf("selected %q", names)
 	}
 }

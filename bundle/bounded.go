@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"runtime"
 	"runtime/metrics"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
@@ -44,10 +47,12 @@ func executeTemplates(ctx context.Context, chrt *chart.Chart, values chartutil.V
 		err   error
 	}
 	done := make(chan result, 1)
+	pr := &probe{}
+	pchrt, pvalues := probed(chrt, values, pr)
 	go func() {
 		var e engine.Engine // zero Engine: no cluster behind lookup
 		e.EnableDNS = false
-		files, err := e.Render(chrt, values)
+		files, err := e.Render(pchrt, pvalues)
 		done <- result{files, err}
 	}()
 
@@ -76,7 +81,7 @@ func executeTemplates(ctx context.Context, chrt *chart.Chart, values chartutil.V
 		case <-ctx.Done():
 			return nil, fmt.Errorf("templates stopped: %w", ctx.Err())
 		case <-timer.C:
-			return nil, fmt.Errorf("templates did not finish within %s (a template loops too long; the bound is --render-timeout): %w", l.timeout, ErrRenderBound)
+			return nil, fmt.Errorf("templates did not finish within %s%s (a template loops too long; the bound is --render-timeout): %w", l.timeout, pr.in(), ErrRenderBound)
 		case <-tick.C:
 			metrics.Read(sample)
 			if int64(sample[0].Value.Uint64())-base <= l.maxMemory {
@@ -96,7 +101,71 @@ func executeTemplates(ctx context.Context, chrt *chart.Chart, values chartutil.V
 					continue
 				}
 			}
-			return nil, fmt.Errorf("templates took more than %d MiB of memory (a template builds too much output; the bound is --max-render-memory): %w", l.maxMemory>>20, ErrRenderBound)
+			return nil, fmt.Errorf("templates took more than %d MiB of memory%s (a template builds too much output; the bound is --max-render-memory): %w", l.maxMemory>>20, pr.in(), ErrRenderBound)
 		}
 	}
+}
+
+// probe tells which template file Helm's engine is executing, for the error of a render that
+// runs past a bound: each template file starts with an action that calls it (see probed).
+type probe struct{ current atomic.Pointer[string] }
+
+// in is " in template CHART/templates/FILE", or "" before the first template started.
+func (p *probe) in() string {
+	if name := p.current.Load(); name != nil {
+		return " in template " + *name
+	}
+	return ""
+}
+
+// probeAction starts every probed template file: it prints nothing.
+const probeAction = `{{ .Capabilities.StrataEnterTemplate .Template.Name }}`
+
+// probedCapabilities is what the templates see as .Capabilities: Helm's, whose fields and
+// methods it promotes (and whose JSON, for toYaml and toJson, is the same), with a method that
+// records the template being executed.
+type probedCapabilities struct {
+	*chartutil.Capabilities
+	probe *probe
+}
+
+// StrataEnterTemplate records that template name starts executing.
+func (c probedCapabilities) StrataEnterTemplate(name string) string {
+	c.probe.current.Store(&name)
+	return ""
+}
+
+// probed returns copies of the chart (its subcharts too) whose rendered template files start
+// with probeAction, and of the values whose .Capabilities carries p. Partials are left as they
+// are: they only define templates. Values of another shape are returned as they are.
+func probed(c *chart.Chart, values chartutil.Values, p *probe) (*chart.Chart, chartutil.Values) {
+	caps, ok := values["Capabilities"].(*chartutil.Capabilities)
+	if !ok || caps == nil {
+		return c, values
+	}
+	out := make(chartutil.Values, len(values))
+	for k, v := range values {
+		out[k] = v
+	}
+	out["Capabilities"] = probedCapabilities{caps, p}
+	return probedChart(c), out
+}
+
+func probedChart(c *chart.Chart) *chart.Chart {
+	cp := *c
+	cp.Templates = make([]*chart.File, len(c.Templates))
+	for i, f := range c.Templates {
+		if f == nil || strings.HasPrefix(path.Base(f.Name), "_") {
+			cp.Templates[i] = f
+			continue
+		}
+		cp.Templates[i] = &chart.File{Name: f.Name, Data: append([]byte(probeAction), f.Data...)}
+	}
+	deps := c.Dependencies()
+	probedDeps := make([]*chart.Chart, len(deps))
+	for i, d := range deps {
+		probedDeps[i] = probedChart(d)
+	}
+	cp.SetDependencies(probedDeps...)
+	return &cp
 }

@@ -45,6 +45,8 @@ func strataBinary(t *testing.T) string {
 // the chart and the bound, within a generous time and memory, instead of running forever or
 // until the machine runs out of memory. Each runs as its own process: Helm's engine cannot be
 // stopped, and a process exits after such an error.
+//
+// The error names the template file running when the bound was reached (CHART/templates/FILE).
 func TestRenderBoundsHostileTemplates(t *testing.T) {
 	bin := strataBinary(t)
 	launch := procstat.Launcher(t)
@@ -78,6 +80,9 @@ func TestRenderBoundsHostileTemplates(t *testing.T) {
 			t.Logf("after %s: %s", took.Round(time.Millisecond), msg[strings.LastIndex(msg, "\n\n")+1:])
 			if !strings.Contains(msg, "render chart "+dir) {
 				t.Errorf("the error does not name the chart %s: %s", dir, msg)
+			}
+			if !strings.Contains(msg, "larger than the limit of") && !strings.Contains(msg, "in template hostile/templates/bomb.yaml") {
+				t.Errorf("the error does not name the template hostile/templates/bomb.yaml: %s", msg)
 			}
 			found := false
 			for _, w := range c.wants {
@@ -123,7 +128,7 @@ data:
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME=shop", "ARGOCD_APP_NAMESPACE=team-a")
 	_, st, err := procstat.Run(cmd)
-	if err == nil || !strings.Contains(err.Error(), "more than 128 MiB of memory") || strings.Contains(err.Error(), "fatal error") {
+	if err == nil || !strings.Contains(err.Error(), "more than 128 MiB of memory in template hostile/templates/bomb.yaml") || strings.Contains(err.Error(), "fatal error") {
 		t.Fatalf("want the memory bound's error, got %v\n%+v", err, st)
 	}
 	if st.RSSKiB > 512<<10 {

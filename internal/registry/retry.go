@@ -150,10 +150,13 @@ func registryMessage(b []byte) string {
 	return line
 }
 
-// readSmallBody reads the body of a successful GET response of at most maxBufferedResponse
-// bytes into memory; a body cut short is an error (io.ErrUnexpectedEOF).
+// readSmallBody reads into memory the body of at most maxBufferedResponse bytes of a successful
+// GET response (manifests, configs, small blobs, tag listings) or of an error response (the
+// registry's JSON errors): a body cut short is then an error (io.ErrUnexpectedEOF) another try
+// may not meet, instead of a failed read or JSON decode after the transport returned.
 func readSmallBody(resp *http.Response) (*http.Response, error) {
-	if resp.Request == nil || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
+	if resp.Request == nil || resp.Request.Method == http.MethodHead ||
+		!(resp.Request.Method == http.MethodGet && resp.StatusCode == http.StatusOK || resp.StatusCode >= 400) ||
 		resp.ContentLength <= 0 || resp.ContentLength > maxBufferedResponse {
 		return resp, nil
 	}
@@ -163,7 +166,7 @@ func readSmallBody(resp *http.Response) (*http.Response, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the response to GET %s: %w", resp.Request.URL.Redacted(), err)
+		return nil, fmt.Errorf("read the response to %s %s: %w", resp.Request.Method, Redact(resp.Request.URL.Redacted()), err)
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	return resp, nil

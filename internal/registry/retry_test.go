@@ -233,3 +233,21 @@ func TestRetryFinalErrorNamesEverything(t *testing.T) {
 		t.Errorf("%d manifest PUTs, want 5 (no retries on top of the transport's)", n)
 	}
 }
+
+// A registry's error answer cut short (here the 404 of a repository not yet written, to a tags
+// listing) is read again, not failed on: the listing says the repository has no tags.
+func TestRetryTruncatedErrorBody(t *testing.T) {
+	p := proxy(t, &faultproxy.Rule{Method: http.MethodGet, Path: "/tags/list", Truncate: true})
+	o := registry.Options{}
+	repo, err := o.ParseRepository(p.Via(testenv.Repo(t, "empty")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = remote.List(repo, o.Remote(context.Background())...)
+	if !registry.IsNotFound(err) {
+		t.Fatalf("list tags of a repository never written, through one cut-short answer: %v, want its 404", err)
+	}
+	if n := len(p.Seen(http.MethodGet, "/tags/list")); n != 2 {
+		t.Errorf("%d listings, want 2 (cut short, then whole)", n)
+	}
+}

@@ -39,7 +39,7 @@ type Rule struct {
 	hits int
 }
 
-// Kind names the fault of the rule: "503", "429 Retry-After: 1", "reset", "lost", "truncated",
+// Kind names the fault of the rule: "503", "429 (Retry-After 1)", "reset", "lost", "truncated",
 // "slow".
 func (f *Rule) Kind() string {
 	switch {
@@ -52,7 +52,7 @@ func (f *Rule) Kind() string {
 	case f.Slow > 0:
 		return "slow"
 	case f.RetryAfter != "":
-		return fmt.Sprintf("%d Retry-After: %s", f.Status, f.RetryAfter)
+		return fmt.Sprintf("%d (Retry-After %s)", f.Status, f.RetryAfter)
 	}
 	return fmt.Sprint(f.Status)
 }

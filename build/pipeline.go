@@ -20,13 +20,17 @@ import (
 
 // Stage names in pipeline order.
 var StageNames = []string{"from", "beforeInstall", "importsBeforeInstall", "gitArchive", "install", "importsAfterInstall",
-	"beforeSetup", "importsBeforeSetup", "setup", "importsAfterSetup", "gitLatestPatch", "dockerInstructions"}
+	"beforeSetup", "importsBeforeSetup", "setup", "importsAfterSetup", "gitLatestPatch", "dockerInstructions", "imageSpec"}
 
 // pipeline returns the non-empty stages of im in pipeline order, one step per stage kind.
 // hasFromImage says the image starts from another image's last stage (fromImage).
 func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	if im.Dockerfile != "" {
-		return []stageSpec{b.dockerfileStage(im)}
+		out := []stageSpec{b.dockerfileStage(im)}
+		if im.ImageSpec != nil {
+			out = append(out, b.imageSpecStage(im, false, true))
+		}
+		return out
 	}
 	g := b.gitInputs(im)
 	var out []stageSpec
@@ -56,6 +60,9 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	}
 	if !im.Docker.Empty() {
 		out = append(out, b.dockerInstructionsStage(im, g.any()))
+	}
+	if im.ImageSpec != nil {
+		out = append(out, b.imageSpecStage(im, g.any(), false))
 	}
 	return out
 }

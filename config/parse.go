@@ -64,9 +64,6 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := p.validate(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.ImageSpec != nil && notBuiltYet["imageSpec"] {
-		cfg.Unsupported = append(cfg.Unsupported, fmt.Sprintf("%s: werf key build.imageSpec is not supported yet", file))
-	}
 	for _, im := range cfg.Images {
 		im.ImageSpec = mergeImageSpec(cfg.ImageSpec, im.ImageSpec)
 		if len(im.Platform) == 0 {

@@ -56,7 +56,7 @@ func (p parser) mounts(n *yaml.Node) ([]Mount, error) {
 }
 
 // notBuiltYet are werf image keys parsed and checked here that build does not honour yet.
-var notBuiltYet = map[string]bool{"dependencies": true, "imageSpec": true}
+var notBuiltYet = map[string]bool{"dependencies": true}
 
 var secretID = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 

@@ -440,6 +440,13 @@ func (b *builder) dockerfileStage(im *Image) stageSpec {
 	var inputs *dockerfileInputs
 	return stageSpec{name: "dockerfile", atHead: true,
 		digest: func(ctx context.Context, _ *state) (string, bool, error) {
+			// Dependencies are build args: their values (the dependency's final stage
+			// reference) join the args in the digest.
+			withDeps, err := b.withDependencyArgs(ctx, im)
+			if err != nil {
+				return "", false, err
+			}
+			im = withDeps
 			in, err := b.dockerfileInputs(ctx, im)
 			if err != nil {
 				return "", false, err

@@ -19,8 +19,8 @@ import (
 )
 
 // Stage names in pipeline order.
-var StageNames = []string{"from", "beforeInstall", "importsBeforeInstall", "gitArchive", "install", "importsAfterInstall",
-	"beforeSetup", "importsBeforeSetup", "setup", "importsAfterSetup", "gitLatestPatch", "dockerInstructions", "imageSpec"}
+var StageNames = []string{"from", "beforeInstall", "importsBeforeInstall", "dependenciesBeforeInstall", "gitArchive", "install", "importsAfterInstall", "dependenciesAfterInstall",
+	"beforeSetup", "importsBeforeSetup", "dependenciesBeforeSetup", "setup", "importsAfterSetup", "dependenciesAfterSetup", "gitLatestPatch", "dockerInstructions", "imageSpec"}
 
 // pipeline returns the non-empty stages of im in pipeline order, one step per stage kind.
 // hasFromImage says the image starts from another image's last stage (fromImage).
@@ -46,15 +46,19 @@ func (b *builder) pipeline(im *Image, hasFromImage bool) []stageSpec {
 	}
 	shell("beforeInstall", im.Shell.BeforeInstall, false)
 	out = append(out, b.importSteps(im, "importsBeforeInstall")...)
+	out = append(out, b.dependencySteps(im, "dependenciesBeforeInstall")...)
 	if g.any() {
 		out = append(out, b.gitArchiveStage(g))
 	}
 	shell("install", im.Shell.Install, true)
 	out = append(out, b.importSteps(im, "importsAfterInstall")...)
+	out = append(out, b.dependencySteps(im, "dependenciesAfterInstall")...)
 	shell("beforeSetup", im.Shell.BeforeSetup, true)
 	out = append(out, b.importSteps(im, "importsBeforeSetup")...)
+	out = append(out, b.dependencySteps(im, "dependenciesBeforeSetup")...)
 	shell("setup", im.Shell.Setup, true)
 	out = append(out, b.importSteps(im, "importsAfterSetup")...)
+	out = append(out, b.dependencySteps(im, "dependenciesAfterSetup")...)
 	if g.any() && !im.DisableGitAfterPatch {
 		out = append(out, b.gitLatestPatchStage(g))
 	}

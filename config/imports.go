@@ -178,7 +178,7 @@ func (p parser) validateImports(cfg *Config, byName map[string]*Image) error {
 }
 
 // Needs lists the config images im must be built after: the one it is built on (fromImage,
-// fromArtifact) and those it imports from.
+// fromArtifact), those it imports from and its dependencies.
 func (im *Image) Needs() []string {
 	var out []string
 	if im.FromImage != "" {
@@ -187,6 +187,11 @@ func (im *Image) Needs() []string {
 	for _, x := range im.Import {
 		if s := x.Source(); s != "" && !slices.Contains(out, s) {
 			out = append(out, s)
+		}
+	}
+	for _, d := range im.Dependencies {
+		if !slices.Contains(out, d.Image) {
+			out = append(out, d.Image)
 		}
 	}
 	return out
@@ -212,7 +217,7 @@ func (p parser) cycles(cfg *Config, byName map[string]*Image) error {
 				i++
 			}
 			chain := append(append([]string(nil), stack[i:]...), im.Name)
-			return fmt.Errorf("%s:%d: image %s: cycle of fromImage/import: %s", p.file, im.Line, im.Name, strings.Join(chain, " -> "))
+			return fmt.Errorf("%s:%d: image %s: cycle of fromImage/import/dependencies: %s", p.file, im.Line, im.Name, strings.Join(chain, " -> "))
 		}
 		state[im.Name] = active
 		stack = append(stack, im.Name)

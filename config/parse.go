@@ -336,11 +336,6 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 			im.Unsupported = append(im.Unsupported, fmt.Sprintf("%s:%d: %s", p.file, k.Line, why))
 		}
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; notBuiltYet[k.Value] {
-			im.Unsupported = append(im.Unsupported, fmt.Sprintf("%s:%d: werf key %s is not supported yet", p.file, k.Line, k.Value))
-		}
-	}
 	im.Unsupported = append(im.Unsupported, notes...)
 	if fromArtifact != "" {
 		if im.FromImage != "" {
@@ -370,6 +365,13 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		var err error
 		if im.Dependencies, err = p.dependencies(depNode, im.Dockerfile != ""); err != nil {
 			return nil, err
+		}
+		for _, d := range im.Dependencies {
+			for _, x := range d.Imports {
+				if _, ok := im.Args[x.Target]; ok {
+					return nil, p.errf(depNode, "dependencies", "build arg %s is also set in args", x.Target)
+				}
+			}
 		}
 	}
 	if im.Dockerfile != "" {

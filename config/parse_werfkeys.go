@@ -55,9 +55,6 @@ func (p parser) mounts(n *yaml.Node) ([]Mount, error) {
 	return out, nil
 }
 
-// notBuiltYet are werf image keys parsed and checked here that build does not honour yet.
-var notBuiltYet = map[string]bool{"dependencies": true}
-
 var secretID = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // secrets parses secrets: (werf: each of env, src or value, with an optional id).
@@ -408,8 +405,8 @@ func mergeImageSpec(global, im *ImageSpec) *ImageSpec {
 	return &out
 }
 
-// checkDependencies checks that dependencies name other images of the config and that no image
-// depends on itself through dependencies and fromImage.
+// checkDependencies checks that dependencies name other images of the config (cycles through
+// them are found with fromImage and imports: Image.Needs).
 func checkDependencies(file string, cfg *Config) error {
 	byName := map[string]*Image{}
 	for _, im := range cfg.Images {
@@ -420,45 +417,10 @@ func checkDependencies(file string, cfg *Config) error {
 			if _, ok := byName[d.Image]; !ok {
 				return fmt.Errorf("%s:%d: image %s: dependencies: no image %q in the config", file, im.Line, im.Name, d.Image)
 			}
-		}
-	}
-	// Depth-first search for a cycle over fromImage and dependencies edges.
-	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(im *Image, path []string) error
-	visit = func(im *Image, path []string) error {
-		switch state[im.Name] {
-		case 1:
-			return fmt.Errorf("%s:%d: image %s: dependency cycle %s", file, im.Line, im.Name, strings.Join(append(path, im.Name), " -> "))
-		case 2:
-			return nil
-		}
-		state[im.Name] = 1
-		for _, n := range NeedsOf(im) {
-			if dep := byName[n]; dep != nil {
-				if err := visit(dep, append(path, im.Name)); err != nil {
-					return err
-				}
+			if d.Image == im.Name {
+				return fmt.Errorf("%s:%d: image %s: dependencies: an image cannot depend on itself", file, im.Line, im.Name)
 			}
-		}
-		state[im.Name] = 2
-		return nil
-	}
-	for _, im := range cfg.Images {
-		if err := visit(im, nil); err != nil {
-			return err
 		}
 	}
 	return nil
-}
-
-// NeedsOf lists the images im is built from or needs built first (fromImage, dependencies).
-func NeedsOf(im *Image) []string {
-	var out []string
-	if im.FromImage != "" {
-		out = append(out, im.FromImage)
-	}
-	for _, d := range im.Dependencies {
-		out = append(out, d.Image)
-	}
-	return out
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// WebhookInsecureNoSecret serves /webhook without a secret (anyone reaching it can trigger
 	// checks).
 	WebhookInsecureNoSecret bool
+	// WebhookReplayWindow is how long webhook deliveries are remembered and how far from now
+	// their timestamps may lie (webhook_replay.go); 0 means DefaultWebhookReplayWindow, < 0
+	// turns replay protection off.
+	WebhookReplayWindow time.Duration
 	// Registries holds insecure registries, rate limits and default credentials.
 	Registries RegistriesConfig
 	// Registry is how registries are reached (insecure list, keychain, transport).
@@ -145,7 +149,8 @@ type controller struct {
 
 	beforeWrite func(*unstructured.Unstructured) // test hook: runs between decision and write
 
-	git            *gitRepos // scratch clones of git write-back
+	git            *gitRepos    // scratch clones of git write-back
+	replay         *replayGuard // webhook deliveries seen
 	commitTemplate *template.Template
 }
 
@@ -189,6 +194,9 @@ func newController(opts Options) (*controller, error) {
 		}
 		policy = p
 	}
+	if opts.WebhookReplayWindow == 0 {
+		opts.WebhookReplayWindow = DefaultWebhookReplayWindow
+	}
 	if opts.GitCommitUser == "" {
 		opts.GitCommitUser = DefaultGitCommitUser
 	}
@@ -224,7 +232,8 @@ func newController(opts Options) (*controller, error) {
 	m := newMetrics()
 	c := &controller{
 		policy: policy, commitTemplate: commitTemplate, git: &gitRepos{dir: opts.GitWorkDir},
-		opts: opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
+		replay: &replayGuard{window: opts.WebhookReplayWindow},
+		opts:   opts, log: log, dyn: dyn, kube: kube, metrics: m, hostname: host,
 		reg:     newRegistryAccess(opts.Registry, opts.Registries, kube, m),
 		lastErr: map[string]string{}, lastWarn: map[string]string{}, lastRefused: map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(

@@ -14,6 +14,9 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	cycles    prometheus.Counter
 	lastCycle prometheus.Gauge
+	// webhookReplays counts webhook deliveries refused as replays (seen before, or dated
+	// outside the replay window).
+	webhookReplays prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -34,8 +37,10 @@ func newMetrics() *metrics {
 			Name: "strata_image_updater_cycles_total", Help: "Completed check cycles."}),
 		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strata_image_updater_last_cycle_timestamp_seconds", Help: "End of the last completed cycle (unix seconds)."}),
+		webhookReplays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_image_updater_webhook_replays_total", Help: "Webhook deliveries refused as replays (seen before or dated outside the replay window)."}),
 	}
-	m.reg.MustRegister(m.checks, m.updates, m.errors, m.listings, m.latency, m.cycles, m.lastCycle,
+	m.reg.MustRegister(m.checks, m.updates, m.errors, m.listings, m.latency, m.cycles, m.lastCycle, m.webhookReplays,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

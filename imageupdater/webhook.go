@@ -144,6 +144,15 @@ func (c *controller) webhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// A delivery seen before, or dated outside the replay window, checks nothing. It is answered
+	// 200, not an error: a sender retrying a delivery whose answer it lost must stop retrying.
+	if why := c.replay.admit(deliveryOf(strings.ToLower(name), r, body), time.Now()); why != "" {
+		c.metrics.webhookReplays.Inc()
+		c.log.Warn("webhook refused: replay", "type", name, "remote", r.RemoteAddr, "why", why)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"refused": why, "applications": []string{}})
+		return
+	}
 	if host := r.URL.Query().Get("registry_url"); host != "" {
 		host = strings.TrimSuffix(hostOfURL(host), "/")
 		for i, e := range events {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"strata.dev/strata/imageupdater"
@@ -9,8 +12,9 @@ import (
 func newImageUpdaterCmd(a *app) *cobra.Command {
 	c := &cobra.Command{Use: "image-updater", Short: "Move Argo CD Applications to newly published bundles"}
 	var (
-		o          imageupdater.Options
-		registries string
+		o             imageupdater.Options
+		registries    string
+		commitMsgPath string
 	)
 	run := &cobra.Command{
 		Use:   "run",
@@ -34,6 +38,13 @@ distribution notifications or {"repository","tag"}; needs --webhook-secret), /he
 				}
 				o.Registries = rc
 			}
+			if commitMsgPath != "" {
+				b, err := os.ReadFile(commitMsgPath)
+				if err != nil {
+					return fmt.Errorf("--git-commit-message-path: %w", err)
+				}
+				o.GitCommitMessageTemplate = string(b)
+			}
 			if o.Once && !cmd.Flags().Changed("listen") {
 				o.Listen = ""
 			}
@@ -52,6 +63,11 @@ distribution notifications or {"repository","tag"}; needs --webhook-secret), /he
 	f.StringVar(&o.WebhookSecret, "webhook-secret", "", "secret /webhook requires, sent as each registry sends it (see docs/image-updater.md); without it /webhook is disabled")
 	f.BoolVar(&o.WebhookInsecureNoSecret, "webhook-insecure-no-secret", false, "serve /webhook without a secret (anyone reaching it can trigger checks)")
 	f.StringVar(&o.VerifyPolicy, "verify-policy", "", "verification policy file (the plugin's, docs/signing.md): never move an Application to a bundle that fails it")
+	f.DurationVar(&o.WebhookReplayWindow, "webhook-replay-window", imageupdater.DefaultWebhookReplayWindow, "how long webhook deliveries are remembered (a delivery seen before or dated outside it checks nothing); negative: off")
+	f.StringVar(&o.GitCommitUser, "git-commit-user", imageupdater.DefaultGitCommitUser, "author name of git write-back commits")
+	f.StringVar(&o.GitCommitEmail, "git-commit-email", imageupdater.DefaultGitCommitEmail, "author e-mail of git write-back commits")
+	f.StringVar(&commitMsgPath, "git-commit-message-path", "", "file holding a text/template for git write-back commit messages (upstream's fields; default upstream's message)")
+	f.StringVar(&o.GitWorkDir, "git-work-dir", "", "directory for git write-back's scratch clones (default a temporary directory)")
 	a.addRegistryFlags(f)
 	c.AddCommand(run)
 	return c

@@ -44,6 +44,7 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 		return nil, err
 	}
 	b := newBuilder(o, src, st)
+	defer b.removeSpools()
 	if err := b.fetchRemotes(ctx, images); err != nil {
 		return nil, err
 	}
@@ -314,6 +315,9 @@ type builder struct {
 	done    map[string]chan struct{}
 	results map[string]*imageResult
 	docker  *client.Client
+	// spools are temporary files holding layers made registry-side (imports), removed when
+	// the build ends.
+	spools []string
 }
 
 // state is the last stage reached in an image's pipeline.

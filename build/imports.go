@@ -2,11 +2,12 @@ package build
 
 import (
 	"archive/tar"
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"slices"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"strata.dev/strata/config"
 	"strata.dev/strata/internal/version"
@@ -75,8 +77,13 @@ func (b *builder) importStage(im *Image, name string, xs []config.Import) stageS
 			if err != nil {
 				return nil, "", err
 			}
-			var buf bytes.Buffer
-			tw := tar.NewWriter(&buf)
+			out, err := b.spool()
+			if err != nil {
+				return nil, "", err
+			}
+			defer out.Close()
+			bw := bufio.NewWriterSize(out, 1<<20)
+			tw := tar.NewWriter(bw)
 			var what []string
 			for i, x := range xs {
 				src, err := b.importSource(x)
@@ -99,7 +106,11 @@ func (b *builder) importStage(im *Image, name string, xs []config.Import) stageS
 			if err := tw.Close(); err != nil {
 				return nil, "", err
 			}
-			layer, err := layerFromBytes(buf.Bytes())
+			if err := bw.Flush(); err != nil {
+				return nil, "", fmt.Errorf("write import layer: %w", err)
+			}
+			file := out.Name()
+			layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(file) })
 			if err != nil {
 				return nil, "", err
 			}
@@ -175,9 +186,10 @@ func (b *builder) importImage(ctx context.Context, x config.Import, src importSo
 
 // importEntry is a file system entry of the source image under add.
 type importEntry struct {
-	hdr  *tar.Header
-	rel  string // path relative to add ("" = add itself)
-	data []byte
+	hdr *tar.Header
+	rel string // path relative to add ("" = add itself)
+	// data is a regular file's content: its place in the spool of the copy.
+	data *io.SectionReader
 }
 
 // copyImport writes the entries of img's flattened file system (whiteouts honoured) that x
@@ -187,6 +199,15 @@ type importEntry struct {
 // kept; owner/group replace the uid/gid when set. It returns the number of entries written.
 func copyImport(img v1.Image, x config.Import, tw *tar.Writer) (int, error) {
 	add := strings.TrimPrefix(x.Add, "/")
+	// The contents under add wait in a temporary file, not in memory, until the selection is
+	// known (an artifact's tree can be large).
+	sp, err := os.CreateTemp("", "strata-import-*")
+	if err != nil {
+		return 0, fmt.Errorf("import spool: %w", err)
+	}
+	defer os.Remove(sp.Name())
+	defer sp.Close()
+	var off int64
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	tr := tar.NewReader(rc)
@@ -213,9 +234,12 @@ func copyImport(img v1.Image, x config.Import, tw *tar.Writer) (int, error) {
 		}
 		e := &importEntry{hdr: h, rel: rel}
 		if h.Typeflag == tar.TypeReg {
-			if e.data, err = io.ReadAll(tr); err != nil {
+			n, err := io.Copy(sp, tr)
+			if err != nil {
 				return 0, fmt.Errorf("read %s: %w", h.Name, err)
 			}
+			e.data = io.NewSectionReader(sp, off, n)
+			off += n
 		}
 		entries = append(entries, e)
 		byRel[rel] = e
@@ -276,7 +300,7 @@ func copyImport(img v1.Image, x config.Import, tw *tar.Writer) (int, error) {
 		if target == add {
 			trel, inside = "", true
 		}
-		var data []byte
+		var data *io.SectionReader
 		switch t := byRel[trel]; {
 		case inside && selected[trel] && t != nil:
 			link := *e
@@ -306,7 +330,7 @@ func cloneHeader(h *tar.Header) *tar.Header {
 }
 
 // writeImport writes one entry at name; data turns a hard link into a regular file.
-func writeImport(tw *tar.Writer, e *importEntry, name string, x config.Import, data []byte) error {
+func writeImport(tw *tar.Writer, e *importEntry, name string, x config.Import, data *io.SectionReader) error {
 	h := cloneHeader(e.hdr)
 	h.Name = name
 	if h.Typeflag == tar.TypeDir {
@@ -327,7 +351,7 @@ func writeImport(tw *tar.Writer, e *importEntry, name string, x config.Import, d
 	h.PAXRecords = pax
 	h.Xattrs = nil //nolint:staticcheck // the PAX records above carry them
 	if data != nil {
-		h.Typeflag, h.Linkname, h.Size = tar.TypeReg, "", int64(len(data))
+		h.Typeflag, h.Linkname, h.Size = tar.TypeReg, "", data.Size()
 	}
 	if h.ModTime.IsZero() {
 		h.ModTime = time.Unix(0, 0)
@@ -346,8 +370,8 @@ func writeImport(tw *tar.Writer, e *importEntry, name string, x config.Import, d
 	if data != nil {
 		body = data
 	}
-	if h.Typeflag == tar.TypeReg {
-		if _, err := tw.Write(body); err != nil {
+	if h.Typeflag == tar.TypeReg && body != nil {
+		if _, err := io.Copy(tw, io.NewSectionReader(body, 0, body.Size())); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}
@@ -382,4 +406,26 @@ func (b *builder) artifactReport(im *Image, r *imageResult) stages.ImageReport {
 		ir.Stages = []stages.StageReport{}
 	}
 	return ir
+}
+
+// spool creates a temporary file that lives until the build ends (a layer made registry-side
+// is read again when it is pushed).
+func (b *builder) spool() (*os.File, error) {
+	f, err := os.CreateTemp("", "strata-layer-*.tar")
+	if err != nil {
+		return nil, fmt.Errorf("layer spool: %w", err)
+	}
+	b.mu.Lock()
+	b.spools = append(b.spools, f.Name())
+	b.mu.Unlock()
+	return f, nil
+}
+
+func (b *builder) removeSpools() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range b.spools {
+		os.Remove(f)
+	}
+	b.spools = nil
 }

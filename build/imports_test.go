@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -137,11 +138,16 @@ func TestImports(t *testing.T) {
 		"Dockerfile": "FROM " + base + "\nRUN mkdir -p /www && echo '<h1>hi</h1>' > /www/index.html\n",
 	})
 	ctx := context.Background()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // the import spools go there and are gone when Run returns
 	run := func(dockerHost string) *stages.Report {
 		t.Helper()
 		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: dockerHost})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(tmp, "strata-*")); len(left) > 0 {
+			t.Errorf("temporary files left: %q", left)
 		}
 		return rep
 	}

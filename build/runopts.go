@@ -93,7 +93,7 @@ func secretValue(s config.Secret, projectDir string) ([]byte, error) {
 		}
 		f, err := os.Open(p)
 		if err != nil {
-			return nil, fmt.Errorf("src: %w", errors.Unwrap(err))
+			return nil, fmt.Errorf("src %s: %w", p, errors.Unwrap(err))
 		}
 		defer f.Close()
 		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {

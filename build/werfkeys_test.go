@@ -35,6 +35,10 @@ func TestWerfMountsSecretsNetwork(t *testing.T) {
 	if err := os.WriteFile(srcSecret, []byte("file-s3cr3t-5be31"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	hostDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostDir, "data"), []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	config := func(cacheVersion string) string {
 		return `project: werfkeys
 configVersion: 1
@@ -53,6 +57,8 @@ mount:
   to: /var/cache/tmp
 - from: build_dir
   to: /root/.cache/b
+- fromPath: ` + hostDir + `
+  to: /opt/host
 secrets:
 - env: STRATA_TEST_SECRET
 - src: ` + srcSecret + `
@@ -65,6 +71,7 @@ shell:
   - echo built >> /root/.cache/b/count
   - wc -l < /root/.cache/b/count | tr -d ' ' > /count
   - ls /sys/class/net | tr '\n' ' ' > /net
+  - cat /opt/host/data > /from-host && echo written > /opt/host/out
   setup:
   - test -s /var/cache/tmp/s && echo shared > /tmp-shared
 `
@@ -85,11 +92,14 @@ shell:
 	first := run()
 	app := first.Image("app")
 	fs := files(t, app.Ref, reg)
-	if fs["/count"] != "1\n" || fs["/net"] != "lo " || fs["/tmp-shared"] != "shared\n" || fs["/app/a.txt"] != "one" || fs["/plain-length"] != "18\n" {
+	if fs["/count"] != "1\n" || fs["/net"] != "lo " || fs["/tmp-shared"] != "shared\n" || fs["/app/a.txt"] != "one" || fs["/plain-length"] != "18\n" || fs["/from-host"] != "from the host" {
 		t.Errorf("files: /count %q /net %q /tmp-shared %q /app/a.txt %q /plain-length %q", fs["/count"], fs["/net"], fs["/tmp-shared"], fs["/app/a.txt"], fs["/plain-length"])
 	}
+	if out, err := os.ReadFile(filepath.Join(hostDir, "out")); err != nil || string(out) != "written\n" {
+		t.Errorf("fromPath on the host: %q %v", out, err)
+	}
 	for p := range fs {
-		for _, hidden := range []string{"/run/secrets", "/var/cache/tmp/", "/root/.cache/b/"} {
+		for _, hidden := range []string{"/run/secrets", "/var/cache/tmp/", "/root/.cache/b/", "/opt/host"} {
 			if strings.HasPrefix(p, hidden) {
 				t.Errorf("%s is in the image", p)
 			}
@@ -98,7 +108,7 @@ shell:
 	for _, st := range app.Stages {
 		if st.Name == "install" || st.Name == "setup" {
 			for p := range topLayerHeaders(t, reg, repo+":"+st.Tag) {
-				if strings.HasPrefix(p, "/run") || strings.HasPrefix(p, "/var/cache/tmp") || strings.HasPrefix(p, "/root/.cache") {
+				if strings.HasPrefix(p, "/run") || strings.HasPrefix(p, "/var/cache/tmp") || strings.HasPrefix(p, "/root/.cache") || strings.HasPrefix(p, "/opt") {
 					t.Errorf("stage %s: layer entry %s (a mount point)", st.Name, p)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -59,6 +60,9 @@ type Signed struct {
 	Signatures int `json:"signatures"`
 	// Unchanged is true when the same key had already signed the same payload: nothing was pushed.
 	Unchanged bool `json:"unchanged"`
+	// Referrer is true when the registry serves the OCI 1.1 referrers API: the signature is
+	// stored as a referrer of the manifest too (see referrers.go).
+	Referrer bool `json:"referrer,omitempty"`
 }
 
 // Sign signs the manifest ref (REPO:TAG or REPO@DIGEST) names and adds the signature to the
@@ -90,6 +94,8 @@ func Sign(ctx context.Context, ref string, o SignOptions) (*Signed, error) {
 type client struct {
 	o      Options
 	remote []remote.Option
+	// base are the options without the shared puller and pusher (whose own options are fixed).
+	base []remote.Option
 }
 
 func newClient(ctx context.Context, o Options, push bool) (*client, error) {
@@ -98,7 +104,7 @@ func newClient(ctx context.Context, o Options, push bool) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{o: o, remote: append(opts, remote.Reuse(p))}
+	c := &client{o: o, base: opts, remote: append(slices.Clone(opts), remote.Reuse(p))}
 	if push {
 		pu, err := remote.NewPusher(opts...)
 		if err != nil {
@@ -177,6 +183,7 @@ func (c *client) sign(target name.Digest, o SignOptions) (*Signed, error) {
 	if err != nil {
 		return nil, err
 	}
+	b64 := base64.StdEncoding.EncodeToString(sig)
 	// the same key over the same payload: cosign's duplicate rule, so re-signing is idempotent
 	for _, l := range m.Layers {
 		if l.Digest == ld && string(l.MediaType) == MediaTypeSimpleSigning && verifiesWith(l.Annotations[AnnotationSignature], h[:], &o.Key.PublicKey) {
@@ -185,12 +192,12 @@ func (c *client) sign(target name.Digest, o SignOptions) (*Signed, error) {
 				return nil, err
 			}
 			res.SignatureDigest, res.Signatures, res.Unchanged = d.String(), len(m.Layers), true
-			return res, nil
+			return c.referrer(res, target, payload, b64, o, h[:])
 		}
 	}
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:       layer,
-		Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)},
+		Annotations: map[string]string{AnnotationSignature: b64},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add signature: %w", err)
@@ -203,6 +210,19 @@ func (c *client) sign(target name.Digest, o SignOptions) (*Signed, error) {
 		return nil, err
 	}
 	res.SignatureDigest, res.Signatures = d.String(), len(m.Layers)+1
+	return c.referrer(res, target, payload, b64, o, h[:])
+}
+
+// referrer also stores the signature as an OCI 1.1 referrer when the registry has the API.
+func (c *client) referrer(res *Signed, target name.Digest, payload []byte, b64 string, o SignOptions, hash []byte) (*Signed, error) {
+	supported, pushed, err := c.signReferrer(target, payload, b64, &o.Key.PublicKey, hash)
+	if err != nil {
+		return nil, fmt.Errorf("store the signature as a referrer (the %s image is pushed): %w", SignatureTagSuffix, err)
+	}
+	res.Referrer = supported
+	if pushed {
+		res.Unchanged = false
+	}
 	return res, nil
 }
 

@@ -107,16 +107,63 @@ func (c *client) verify(target name.Digest, keys []*ecdsa.PublicKey) (*Verified,
 	if err != nil {
 		return nil, err
 	}
-	img, err := remote.Image(sigTag, c.remote...)
-	if err != nil {
-		if registry.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: there is no signature image %s", ErrNotSigned, sigTag)
+	var reasons []string
+	checked := 0
+	where := sigTag.String()
+	tagged, err := remote.Image(sigTag, c.remote...)
+	switch {
+	case err == nil:
+		v, r, n, err := c.checkSignatures(tagged, sigTag.String(), target, keys)
+		if v != nil || err != nil {
+			return v, err
 		}
+		reasons, checked = r, n
+	case !registry.IsNotFound(err):
 		return nil, fmt.Errorf("read signatures %s: %w", sigTag, err)
 	}
+	// Signatures stored as OCI 1.1 referrers, on a registry with the referrers API.
+	refs, apiErr := c.referrers(target)
+	if apiErr != nil && !errors.Is(apiErr, errNoReferrersAPI) {
+		return nil, apiErr
+	}
+	for _, d := range refs {
+		ref := target.Context().Digest(d.Digest.String())
+		img, err := remote.Image(ref, c.remote...)
+		if err != nil {
+			return nil, fmt.Errorf("read signature referrer %s: %w", ref, err)
+		}
+		v, r, n, err := c.checkSignatures(img, "referrer "+ref.String(), target, keys)
+		if v != nil || err != nil {
+			return v, err
+		}
+		reasons, checked = append(reasons, r...), checked+n
+		where = sigTag.String() + " and the signature referrers"
+	}
+	switch {
+	case checked > 0:
+	case tagged == nil && len(refs) == 0 && apiErr == nil:
+		return nil, fmt.Errorf("%w: there is no signature image %s nor a signature referrer", ErrNotSigned, sigTag)
+	case tagged == nil && len(refs) == 0:
+		return nil, fmt.Errorf("%w: there is no signature image %s", ErrNotSigned, sigTag)
+	case len(refs) == 0:
+		return nil, fmt.Errorf("%w: the signature image %s holds no %s layer", ErrNotSigned, sigTag, MediaTypeSimpleSigning)
+	default:
+		return nil, fmt.Errorf("%w: %s hold no %s layer", ErrNotSigned, where, MediaTypeSimpleSigning)
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = KeyID(k)
+	}
+	return nil, fmt.Errorf("%w (%s) in %s: %s", ErrUntrusted, strings.Join(ids, ", "), where, strings.Join(reasons, "; "))
+}
+
+// checkSignatures looks for a layer of img (a signature image, named sigRef) that is a valid
+// signature of target by one of keys. It returns the verified signature, or why each layer was
+// refused and how many were checked.
+func (c *client) checkSignatures(img v1.Image, sigRef string, target name.Digest, keys []*ecdsa.PublicKey) (*Verified, []string, int, error) {
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("read signatures %s: %w", sigTag, err)
+		return nil, nil, 0, fmt.Errorf("read signatures %s: %w", sigRef, err)
 	}
 	var reasons []string
 	checked := 0
@@ -140,7 +187,7 @@ func (c *client) verify(target name.Digest, keys []*ecdsa.PublicKey) (*Verified,
 		}
 		payload, err := readLayer(img, l.Digest)
 		if err != nil {
-			return nil, fmt.Errorf("read %s of %s: %w", where, sigTag, err)
+			return nil, nil, 0, fmt.Errorf("read %s of %s: %w", where, sigRef, err)
 		}
 		h := sha256.Sum256(payload)
 		var key *ecdsa.PublicKey
@@ -160,18 +207,11 @@ func (c *client) verify(target name.Digest, keys []*ecdsa.PublicKey) (*Verified,
 			continue
 		}
 		return &Verified{
-			Ref: target.String(), Digest: target.DigestStr(), SignatureRef: sigTag.String(),
+			Ref: target.String(), Digest: target.DigestStr(), SignatureRef: strings.TrimPrefix(sigRef, "referrer "),
 			KeyID: KeyID(key), Identity: p.Critical.Identity.DockerReference, Optional: p.Optional,
-		}, nil
+		}, nil, checked, nil
 	}
-	if checked == 0 {
-		return nil, fmt.Errorf("%w: the signature image %s holds no %s layer", ErrNotSigned, sigTag, MediaTypeSimpleSigning)
-	}
-	ids := make([]string, len(keys))
-	for i, k := range keys {
-		ids[i] = KeyID(k)
-	}
-	return nil, fmt.Errorf("%w (%s) in %s: %s", ErrUntrusted, strings.Join(ids, ", "), sigTag, strings.Join(reasons, "; "))
+	return nil, reasons, checked, nil
 }
 
 // readLayer reads one payload blob; go-containerregistry checks it against its digest.

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -339,6 +340,9 @@ func (g *gitRepos) cleanup() {
 // times; nothing is ever force-pushed. No commit when the file already says the revision.
 func (c *controller) writeGit(ctx context.Context, app *unstructured.Unstructured, d decision, log *slog.Logger) (gitWrite, error) {
 	wb := d.writeBack
+	if _, err := exec.LookPath("git"); err != nil {
+		return gitWrite{}, fail(reasonWriteError, fmt.Errorf("write-back-method git needs the git CLI on PATH (the distroless updater image has none: run an image with git): %w", err))
+	}
 	loc, err := c.locate(app, wb)
 	if err != nil {
 		return gitWrite{}, fail(reasonInvalid, err)

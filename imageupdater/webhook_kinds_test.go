@@ -315,21 +315,3 @@ func TestWebhookKindsTriggerUpdate(t *testing.T) {
 		t.Errorf("cycles = %s: an update came from a cycle, not from a webhook", got)
 	}
 }
-
-// FuzzWebhookKinds: no body makes a kind's parser panic.
-func FuzzWebhookKinds(f *testing.F) {
-	f.Add("harbor", []byte(`{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"tag":"1","resource_url":"h/a/b:1"}],"repository":{"repo_full_name":"a/b"}}}`))
-	f.Add("cloudevents", []byte(`{"specversion":"1.0","type":"com.amazon.ecr.image.push","source":"urn:aws:ecr:r:1","subject":"a:1"}`))
-	f.Add("ghcr.io", []byte(`{"action":"published","package":{"name":"b","package_type":"container","owner":{"login":"a"}}}`))
-	f.Add("quay.io", []byte(`{"repository":"a/b","docker_url":"%zz","updated_tags":["1"]}`))
-	f.Fuzz(func(t *testing.T, kind string, body []byte) {
-		k, ok := webhookKinds[kind]
-		if !ok {
-			return
-		}
-		r := httptest.NewRequest(http.MethodPost, "/webhook", nil)
-		r.Header.Set("X-GitHub-Event", "package")
-		_, _ = k.parse(r, body)
-		_ = k.authorized(r, body, "s")
-	})
-}

@@ -18,8 +18,8 @@ import (
 // kind, signed as that registry signs it, and once with a fuzzed Authorization header and
 // query secret. Nothing panics or hangs; a request without the right secret is refused (401)
 // before its body is parsed; with it, the answer is 202 (with the Applications as JSON) or 400
-// naming the problem; each kind parses the same body the same way twice, and every push it
-// reads names a repository.
+// naming the problem; each kind parses the same body (and its delivery id and time) the same way
+// twice, every push it reads names a repository, and a delivery with an id is admitted once.
 func FuzzWebhookReceivers(f *testing.F) {
 	for _, b := range []string{
 		`{"events":[{"action":"push","target":{"repository":"team/app","tag":"1.0.0"},"request":{"host":"reg.local:5000"}}]}`,
@@ -79,6 +79,18 @@ func FuzzWebhookReceivers(f *testing.F) {
 			e2, err2 := webhookKinds[kind].parse(r, body)
 			if (err1 == nil) != (err2 == nil) || len(e1) != len(e2) {
 				t.Fatalf("kind %q parses the same body differently: %v %v / %v %v", kind, e1, err1, e2, err2)
+			}
+			// The delivery's id and time, read the same way twice; a delivery with an id that
+			// was admitted is refused the second time (replay).
+			d1, d2 := deliveryOf(kind, r, body), deliveryOf(kind, r, body)
+			if d1 != d2 {
+				t.Fatalf("kind %q reads the delivery differently: %+v / %+v", kind, d1, d2)
+			}
+			g := &replayGuard{window: DefaultWebhookReplayWindow}
+			if why := g.admit(d1, time.Now()); why == "" && d1.id != "" {
+				if g.admit(d1, time.Now()) == "" {
+					t.Fatalf("kind %q: delivery %+v admitted twice", kind, d1)
+				}
 			}
 			for i, e := range e1 {
 				if e != e2[i] {

@@ -1,6 +1,15 @@
 package registry
 
-import "testing"
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
 
 func TestInsecureOnlyForLoopbackAndListed(t *testing.T) {
 	o := Options{Insecure: []string{"registry.internal:5000"}}
@@ -33,5 +42,31 @@ func TestInsecureOnlyForLoopbackAndListed(t *testing.T) {
 	}
 	if _, err := o.ParseReference("UPPER/case:tag"); err == nil {
 		t.Error("want an error for an invalid reference")
+	}
+}
+
+// A registry that answers plain HTTP under a name that is not a loopback address (here
+// registry.test:5000, dialled to a plain-HTTP server on loopback) is reached over HTTPS; the error
+// says it answers plain HTTP and which flag makes Strata use it.
+func TestPlainHTTPRegistryErrorSaysWhatToDo(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+	}
+	o := Options{Transport: &http.Transport{DialContext: dial}}
+	ref, err := o.ParseReference("registry.test:5000/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = remote.Head(ref, o.Remote(context.Background())...)
+	if err == nil || !strings.Contains(err.Error(), "registry registry.test:5000 answers plain HTTP") ||
+		!strings.Contains(err.Error(), "--insecure-registry registry.test:5000") {
+		t.Fatalf("error = %v, want it to say the registry answers plain HTTP and name --insecure-registry", err)
+	}
+	o.Insecure = []string{"registry.test:5000"}
+	ref, _ = o.ParseReference("registry.test:5000/app:v1")
+	if _, err = remote.Head(ref, o.Remote(context.Background())...); !IsNotFound(err) {
+		t.Errorf("with --insecure-registry: %v, want the server's 404", err)
 	}
 }

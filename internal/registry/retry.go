@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.base.RoundTrip(req)
 		if err == nil {
 			resp, err = readSmallBody(resp)
+		} else if plainHTTP(err) {
+			return nil, fmt.Errorf("registry %s answers plain HTTP, not HTTPS: if it is meant to, list it with --insecure-registry %s (or STRATA_INSECURE_REGISTRY; loopback addresses always are): %w", req.URL.Host, req.URL.Host, err)
 		}
 		// after a lost response, the upload session of a blob PUT is gone: a 404 on the next try
 		lostUpload := attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound
@@ -242,6 +245,14 @@ func rewind(req *http.Request) (*http.Request, error) {
 	r := req.Clone(req.Context())
 	r.Body = body
 	return r, nil
+}
+
+// plainHTTP reports whether err is a TLS handshake answered by plain HTTP (net/http's client
+// calls it "server gave HTTP response to HTTPS client").
+func plainHTTP(err error) bool {
+	var re tls.RecordHeaderError
+	return errors.As(err, &re) && string(re.RecordHeader[:]) == "HTTP/" ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // transient reports whether a try failed in a way another try may not.

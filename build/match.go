@@ -83,6 +83,12 @@ func relTo(dir, p string) (string, bool) {
 // mappingSelects reports whether repository path p belongs to mapping g, and its path relative
 // to g.Add.
 func mappingSelects(g GitMapping, inc, exc matcher, p string) (string, bool) {
+	if add := strings.Trim(g.Add, "/"); add != "" && p == add {
+		// add names a file or a symbolic link, not a directory: it is mapped itself, at to —
+		// werf's semantics, and git's for a link (stored as a link, never followed; a link to a
+		// directory adds the link, not the directory's files)
+		return "", len(inc) == 0
+	}
 	rel, ok := relTo(g.Add, p)
 	if !ok {
 		return "", false

@@ -163,7 +163,9 @@ func openStorage(o Options) (*storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newStorage(store, "", locker, o.Log), nil
+	st := newStorage(store, "", locker, o.Log)
+	st.tagCache = newTagCache(o.CacheDir)
+	return st, nil
 }
 
 // newBuilder builds src with the storage st, whose locks it names after the project.

@@ -35,11 +35,13 @@ type counter struct {
 	held   func() bool
 	locked map[string]int
 	heads  []string // HEAD /v2/<repo>/manifests/<ref> paths
+	paths  []string // every request: METHOD PATH
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	c.all++
+	c.paths = append(c.paths, r.Method+" "+r.URL.Path)
 	switch {
 	case r.Method == http.MethodPut || r.Method == http.MethodPost || r.Method == http.MethodPatch:
 		c.writes = append(c.writes, r.Method+" "+r.URL.Path)
@@ -68,7 +70,7 @@ func (c *counter) reset() (writes, blobs []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	writes, blobs = c.writes, c.blobs
-	c.writes, c.blobs, c.lists, c.locked, c.heads, c.all = nil, nil, nil, nil, nil, 0
+	c.writes, c.blobs, c.lists, c.locked, c.heads, c.paths, c.all = nil, nil, nil, nil, nil, nil, 0
 	return
 }
 

@@ -44,7 +44,9 @@ type Options struct {
 	// (default) or "none". The default bridge is never used.
 	Network string
 	// CacheDir holds what builds keep between runs on this host: the build_dir mounts of shell
-	// stages (CacheDir/mounts/projects/<project>/...). Default: the user cache directory + /strata.
+	// stages (CacheDir/mounts/projects/<project>/...), and what never changes for its name: the
+	// manifests of stored stages by tag (CacheDir/manifests; tags are never overwritten) and the
+	// file lists of layers by digest (CacheDir/layers). Default: the user cache directory + /strata.
 	CacheDir string
 	// AddTags are text/template tags published for every final image ({{.Image}}, {{.Commit}},
 	// {{.ShortCommit}}, {{.Digest}}, {{.Project}}, {{.Tag}}).

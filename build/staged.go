@@ -234,6 +234,8 @@ type stagedBuild struct {
 	done map[int]*state // the last stage of each Dockerfile stage built
 	envs map[int]dfEnv  // the ENV values a Dockerfile stage's instructions set (FROM <stage> inherits them)
 	ctx  *srcTree
+	// layers are the file lists of the layers read for COPY and WORKDIR, by digest.
+	layers map[v1.Hash]*layerFiles
 }
 
 // stagedImage builds a Dockerfile image instruction by instruction (staged: true). A
@@ -255,7 +257,7 @@ func (b *builder) stagedImage(ctx context.Context, im *Image, slot func() error,
 		return err
 	}
 	s := &stagedBuild{b: b, im: im, plan: plan, in: in, slot: slot, res: res, done: map[int]*state{}, envs: map[int]dfEnv{},
-		ctx: newContextTree(in.sent)}
+		ctx: newContextTree(in.sent), layers: map[v1.Hash]*layerFiles{}}
 	final, err := s.stage(ctx, plan.target)
 	res.final = final
 	return err

@@ -5,9 +5,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -215,6 +218,140 @@ func readFS(img v1.Image, keep func(p string) bool) (*imageFS, error) {
 	return f, nil
 }
 
+// layerFiles is the file list of one layer: every entry's header, whiteouts included, and the
+// contents of /etc/passwd and /etc/group when the layer has them. Layers are content-addressed,
+// so it is kept on disk by layer digest.
+type layerFiles struct {
+	Entries []layerEntry      `json:"entries"`
+	Data    map[string][]byte `json:"data,omitempty"`
+}
+
+type layerEntry struct {
+	Path string `json:"p"`
+	Type byte   `json:"t"`
+	Mode int64  `json:"m"`
+	UID  int    `json:"u,omitempty"`
+	GID  int    `json:"g,omitempty"`
+	Link string `json:"l,omitempty"`
+}
+
+// indexFS returns the file system of img (headers, /etc/passwd and /etc/group) from the file
+// lists of its layers: read from the cache when known, else from the layer once.
+func (s *stagedBuild) indexFS(img v1.Image) (*imageFS, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	f := &imageFS{hdr: map[string]*tar.Header{"/": {Name: "/", Typeflag: tar.TypeDir, Mode: 0o755}}, data: map[string][]byte{}}
+	for _, l := range layers {
+		lf, err := s.layerFiles(l)
+		if err != nil {
+			return nil, err
+		}
+		f.apply(lf)
+	}
+	return f, nil
+}
+
+// apply lays a layer's entries over the file system, with OCI whiteouts.
+func (f *imageFS) apply(lf *layerFiles) {
+	added := map[string]bool{}
+	removeBelow := func(dir string, keepAdded bool) {
+		prefix := strings.TrimSuffix(dir, "/") + "/"
+		for p := range f.hdr {
+			if strings.HasPrefix(p, prefix) && !(keepAdded && added[p]) {
+				delete(f.hdr, p)
+				delete(f.data, p)
+			}
+		}
+	}
+	for _, e := range lf.Entries {
+		p := path.Clean("/" + e.Path)
+		dir, base := path.Split(p)
+		switch {
+		case base == ".wh..wh..opq":
+			removeBelow(dir, true)
+			continue
+		case strings.HasPrefix(base, ".wh."):
+			victim := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			delete(f.hdr, victim)
+			delete(f.data, victim)
+			removeBelow(victim, false)
+			continue
+		}
+		if old, ok := f.hdr[p]; ok && old.Typeflag == tar.TypeDir && e.Type != tar.TypeDir {
+			removeBelow(p, false)
+		}
+		f.hdr[p] = &tar.Header{Name: p, Typeflag: e.Type, Mode: e.Mode, Uid: e.UID, Gid: e.GID, Linkname: e.Link}
+		added[p] = true
+		delete(f.data, p)
+		if d, ok := lf.Data[p]; ok {
+			f.data[p] = d
+		}
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if _, ok := f.hdr[d]; ok {
+				break
+			}
+			f.hdr[d] = &tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}
+		}
+	}
+}
+
+// layerFiles returns the file list of layer l: from memory, the disk cache, or read once.
+func (s *stagedBuild) layerFiles(l v1.Layer) (*layerFiles, error) {
+	h, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if lf, ok := s.layers[h]; ok {
+		return lf, nil
+	}
+	var file string
+	if dir := s.b.o.CacheDir; dir != "" {
+		file = filepath.Join(dir, "layers", h.Algorithm+"-"+h.Hex+".json")
+		if raw, err := os.ReadFile(file); err == nil {
+			lf := &layerFiles{}
+			if json.Unmarshal(raw, lf) == nil {
+				s.layers[h] = lf
+				return lf, nil
+			}
+		}
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, fmt.Errorf("read layer %s: %w", h, err)
+	}
+	defer rc.Close()
+	lf := &layerFiles{Data: map[string][]byte{}}
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read layer %s: %w", h, err)
+		}
+		p := path.Clean("/" + hdr.Name)
+		lf.Entries = append(lf.Entries, layerEntry{Path: p, Type: hdr.Typeflag, Mode: hdr.Mode & 0o7777, UID: hdr.Uid, GID: hdr.Gid, Link: hdr.Linkname})
+		if hdr.Typeflag == tar.TypeReg && (p == "/etc/passwd" || p == "/etc/group") {
+			if lf.Data[p], err = io.ReadAll(tr); err != nil {
+				return nil, fmt.Errorf("read layer %s: %w", h, err)
+			}
+		}
+	}
+	s.layers[h] = lf
+	if file != "" {
+		if raw, err := json.Marshal(lf); err == nil && os.MkdirAll(filepath.Dir(file), 0o755) == nil {
+			tmp := fmt.Sprintf("%s.%d.tmp", file, os.Getpid())
+			if os.WriteFile(tmp, raw, 0o644) == nil && os.Rename(tmp, file) != nil {
+				os.Remove(tmp)
+			}
+		}
+	}
+	return lf, nil
+}
+
 // resolve follows the symbolic links of p inside the image's root, as the Docker builder does
 // for a destination.
 func (f *imageFS) resolve(p string) string {
@@ -338,7 +475,7 @@ func (w *layerWriter) put(p string, e *srcEntry) {
 // directory's destination are root's. COPY --from without --chown keeps the source's owners
 // (the directories it creates are root's).
 func (s *stagedBuild) copy(ctx context.Context, parent v1.Image, cf *v1.ConfigFile, ci *copyInputs, dest, chown, name string) (v1.Image, error) {
-	pfs, err := readFS(parent, nil)
+	pfs, err := s.indexFS(parent)
 	if err != nil {
 		return nil, err
 	}
@@ -528,7 +665,7 @@ func (s *stagedBuild) workdir(ctx context.Context, parent v1.Image, cf *v1.Confi
 	}
 	cfg := cf.Config.DeepCopy()
 	cfg.WorkingDir = wd
-	pfs, err := readFS(parent, nil)
+	pfs, err := s.indexFS(parent)
 	if err != nil {
 		return nil, err
 	}

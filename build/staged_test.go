@@ -363,3 +363,78 @@ func TestPlanStaged(t *testing.T) {
 		t.Errorf("parse error %v, want the file and line", err)
 	}
 }
+
+// An idle rebuild makes one request to the stages storage: the tags listing. What else it needs per stage (the commit
+// labels of git stages for the ancestor check, the final manifest digests) never changes for a
+// tag, and comes from the tag cache the first build filled.
+func TestIdleRebuildListsTagsOnly(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "idle")
+	cnt := &counter{}
+	reg := registry.Options{Transport: cnt}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"strata.yaml": "project: idle\nconfigVersion: 1\n---\nimage: api\nfrom: " + base + "\ngit:\n- add: /api\n  to: /app\n  stageDependencies:\n    install: [deps.txt]\n" +
+			"shell:\n  install: [cat /app/deps.txt > /installed]\ndocker:\n  CMD: [cat, /app/main.txt]\n" +
+			"---\nimage: web\ndockerfile: web/Dockerfile\nstaged: true\n",
+		"api/deps.txt": "d", "api/main.txt": "m",
+		"web/Dockerfile": "FROM " + base + "\nWORKDIR /web\nCOPY web/ .\nRUN cat index.html > /built\nCMD [\"cat\", \"/built\"]\n",
+		"web/index.html": "<p>hi</p>",
+	})
+	o := Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: host, CacheDir: t.TempDir()}
+	first, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.commit("api source", map[string]string{"api/main.txt": "m2"})
+	o.DockerHost = noEngine
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	cnt.reset()
+	idle, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, _ := cnt.listings()
+	var other []string
+	for _, p := range cnt.paths {
+		// The registry ping (GET /v2/: go-containerregistry learns the auth scheme once, trying
+		// https and http at once for a plain-HTTP registry) is per registry, not per stage.
+		if p != "GET /v2/" && !strings.HasSuffix(p, "/tags/list") {
+			other = append(other, p)
+		}
+	}
+	if len(other) > 0 || len(lists) != 1 || lists[strings.TrimPrefix(repo, testenv.Registry(t)+"/")] != 1 {
+		t.Errorf("idle rebuild: %d requests, listings %v, requests %q; want the one tags listing", cnt.all, lists, cnt.paths)
+	}
+	if w := idle.Image("web"); w.Ref != first.Image("web").Ref {
+		t.Errorf("web: %s, first %s", w.Ref, first.Image("web").Ref)
+	}
+	for _, im := range idle.Images {
+		if im.ManifestDigest == "" {
+			t.Errorf("%s: no manifest digest", im.Name)
+		}
+		for _, s := range im.Stages {
+			if s.Status != stages.StatusReused {
+				t.Errorf("%s/%s: %s", im.Name, s.Name, s.Status)
+			}
+		}
+	}
+
+	// Without the cache (another runner), the same answers come from the registry.
+	warm := len(cnt.paths)
+	cnt.reset()
+	o.CacheDir = t.TempDir() // an empty cache
+	cold, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range cold.Images {
+		if d := idle.Image(im.Name).ManifestDigest; im.ManifestDigest != d {
+			t.Errorf("%s: manifest digest %s without the cache, %s with it", im.Name, im.ManifestDigest, d)
+		}
+	}
+	t.Logf("idle rebuild: %d requests with the tag cache, %d without", warm, cnt.all)
+}

@@ -36,6 +36,12 @@ type storage struct {
 	// manifests are the stages' manifests this build read or published, by tag, with their
 	// exact bytes and media type: enough to put one back if cleanup deletes it (restoreParents).
 	manifests map[string]*remote.Descriptor
+	// present are blobs the repository holds: those of the manifests this build read or
+	// published. A push does not ask the registry about them again.
+	present map[v1.Hash]bool
+	// tagCache keeps the manifests of stored stages across builds, by tag: tags are never
+	// overwritten, so a tag of the listing reads the same manifest forever ("" = off).
+	tagCache *tagCache
 }
 
 // newStorage returns the build's view of the stages storage store; its git repository (for the
@@ -84,9 +90,16 @@ func (s *storage) add(digest string, ms int64) {
 // manifestDigest returns the manifest digest of a stored stage if this build already read it.
 func (s *storage) manifestDigest(tag string) (v1.Hash, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	d, ok := s.digests[tag]
-	return d, ok
+	s.mu.Unlock()
+	if ok {
+		return d, true
+	}
+	if desc, ok := s.tagCache.get(s.Repo.String(), tag); ok {
+		s.keep(tag, desc)
+		return desc.Digest, true
+	}
+	return v1.Hash{}, false
 }
 
 // stageLabels returns the strata labels of a stored stage (cached). Stages carry their digest
@@ -100,17 +113,27 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 		return l, nil
 	}
 	s.mu.Unlock()
-	desc, err := s.Read(ctx, tag)
-	if err != nil {
-		return nil, err
-	}
 	var labels map[string]string
-	if m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest)); err == nil {
-		if t, ok := stages.ParseTag(tag); ok && m.Annotations[stages.LabelDigest] == t.Digest {
-			labels = m.Annotations
+	fromAnnotations := func(desc *remote.Descriptor) {
+		if m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest)); err == nil {
+			if t, ok := stages.ParseTag(tag); ok && m.Annotations[stages.LabelDigest] == t.Digest {
+				labels = m.Annotations
+			}
 		}
 	}
+	desc, cached := s.tagCache.get(s.Repo.String(), tag)
+	if cached {
+		fromAnnotations(desc)
+	}
 	if labels == nil {
+		var err error
+		if desc, err = s.Read(ctx, tag); err != nil {
+			return nil, err
+		}
+		fromAnnotations(desc)
+	}
+	if labels == nil {
+		var err error
 		if labels, err = s.Labels(tag, desc); err != nil {
 			return nil, err
 		}
@@ -125,16 +148,36 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 	return labels, nil
 }
 
-// keep records the manifest of a stored stage as this build read or published it.
+// keep records the manifest of a stored stage as this build read or published it, and the
+// blobs it names as present in the repository.
 func (s *storage) keep(tag string, desc *remote.Descriptor) {
+	m, _ := v1.ParseManifest(bytes.NewReader(desc.Manifest))
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.manifests == nil {
 		s.manifests = map[string]*remote.Descriptor{}
 		s.digests = map[string]v1.Hash{}
+		s.present = map[v1.Hash]bool{}
 	}
+	_, known := s.manifests[tag]
 	s.manifests[tag] = &remote.Descriptor{Descriptor: desc.Descriptor, Manifest: desc.Manifest}
 	s.digests[tag] = desc.Digest
+	if m != nil {
+		s.present[m.Config.Digest] = true
+		for _, l := range m.Layers {
+			s.present[l.Digest] = true
+		}
+	}
+	s.mu.Unlock()
+	if !known {
+		s.tagCache.put(s.Repo.String(), tag, desc)
+	}
+}
+
+// has reports whether the repository holds blob h, as far as this build knows.
+func (s *storage) has(h v1.Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.present[h]
 }
 
 // kept returns the manifest of a stage that this build read or published.
@@ -473,6 +516,9 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 		sem  = make(chan struct{}, 4)
 	)
 	for _, l := range layers {
+		if h, err := l.Digest(); err == nil && s.has(h) {
+			continue // a blob of a stage this build read or published
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -491,6 +537,9 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 	cl, err := partial.ConfigLayer(img)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	if h, err := cl.Digest(); err == nil && s.has(h) {
+		return nil
 	}
 	if err := p.Upload(ctx, s.Repo, cl); err != nil {
 		return fmt.Errorf("upload config: %w", err)

@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -13,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/lock"
@@ -42,6 +46,8 @@ type storage struct {
 	// tagCache keeps the manifests of stored stages across builds, by tag: tags are never
 	// overwritten, so a tag of the listing reads the same manifest forever ("" = off).
 	tagCache *tagCache
+	// pushRT is the authenticated transport of blob pushes, made once.
+	pushRT http.RoundTripper
 }
 
 // newStorage returns the build's view of the stages storage store; its git repository (for the
@@ -523,7 +529,12 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := p.Upload(ctx, s.Repo, l); err != nil {
+			upload := func() error { return p.Upload(ctx, s.Repo, l) }
+			if _, mountable := l.(*remote.MountableLayer); !mountable {
+				// Made by this build: new content, sent in one request after the POST.
+				upload = func() error { return s.pushBlob(ctx, l) }
+			}
+			if err := upload(); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -541,8 +552,75 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 	if h, err := cl.Digest(); err == nil && s.has(h) {
 		return nil
 	}
-	if err := p.Upload(ctx, s.Repo, cl); err != nil {
+	if err := s.pushBlob(ctx, cl); err != nil {
 		return fmt.Errorf("upload config: %w", err)
+	}
+	return nil
+}
+
+// pushBlob uploads a blob this build made (a new layer, a config) monolithically: POST to open
+// the upload, then one PUT with the content and its digest. go-containerregistry's upload
+// first asks whether the blob exists and sends it in a PATCH before the PUT: four requests
+// where two do, for content that is new.
+func (s *storage) pushBlob(ctx context.Context, l v1.Layer) error {
+	h, err := l.Digest()
+	if err != nil {
+		return err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	rt := s.pushRT
+	s.mu.Unlock()
+	if rt == nil {
+		if rt, err = s.Registry.RoundTripper(ctx, s.Repo, transport.PushScope); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.pushRT = rt
+		s.mu.Unlock()
+	}
+	client := &http.Client{Transport: rt}
+	u := url.URL{Scheme: s.Repo.Scheme(), Host: s.Repo.RegistryStr(), Path: "/v2/" + s.Repo.RepositoryStr() + "/blobs/uploads/"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("upload blob %s: %w", h, err)
+	}
+	resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
+		return fmt.Errorf("upload blob %s: %w", h, err)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return fmt.Errorf("upload blob %s: %w", h, err)
+	}
+	q := loc.Query()
+	q.Set("digest", h.String())
+	loc.RawQuery = q.Encode()
+	req, err = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.ContentLength = int64(len(data))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = client.Do(req)
+	if err != nil {
+		return fmt.Errorf("upload blob %s: %w", h, err)
+	}
+	resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
+		return fmt.Errorf("upload blob %s: %w", h, err)
 	}
 	return nil
 }

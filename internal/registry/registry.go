@@ -134,6 +134,20 @@ func (o Options) Remote(ctx context.Context) []remote.Option {
 	}
 }
 
+// RoundTripper returns the transport of requests to repo's API with credentials for scope
+// (transport.PushScope, transport.PullScope), through the same retries as every other request.
+func (o Options) RoundTripper(ctx context.Context, repo name.Repository, scope string) (http.RoundTripper, error) {
+	auth, err := o.keychain().Resolve(repo)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo, err)
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, transport.NewUserAgent(o.transport(), UserAgent()), []string{repo.Scope(scope)})
+	if err != nil {
+		return nil, fmt.Errorf("reach %s: %w", repo, err)
+	}
+	return rt, nil
+}
+
 // Repository returns an oras-go repository for REGISTRY/PATH with credentials from the docker
 // config (and its credential helpers) and plain HTTP where it applies.
 func (o Options) Repository(repo string) (*orasremote.Repository, error) {

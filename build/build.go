@@ -564,7 +564,6 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*stage
 	f := r.final
 	ref := b.st.Ref(f.tag)
 	var desc *v1.Descriptor
-	var err error
 	if f.img != nil {
 		d, derr := f.img.Digest()
 		if derr != nil {
@@ -573,8 +572,12 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*stage
 		desc = &v1.Descriptor{Digest: d}
 	} else if d, ok := b.st.manifestDigest(f.tag); ok {
 		desc = &v1.Descriptor{Digest: d}
-	} else if desc, err = remote.Head(ref, b.st.Remote(ctx)...); err != nil {
+	} else if rd, err := b.st.Read(ctx, f.tag); err != nil {
 		return nil, fmt.Errorf("read final stage %s: %w", ref, err)
+	} else {
+		// Read whole (not HEAD): kept, the tag cache answers the next build.
+		b.st.keep(f.tag, rd)
+		desc = &rd.Descriptor
 	}
 	ir := &stages.ImageReport{Name: im.Name, Repo: b.st.Repo.String(), Tag: f.tag, Ref: ref.String(), ManifestDigest: desc.Digest.String(), StageRef: ref.String(), Stages: r.stages}
 	if ir.Stages == nil {

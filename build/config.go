@@ -7,6 +7,7 @@ type (
 	Config             = config.Config
 	Image              = config.Image
 	GitMapping         = config.GitMapping
+	BasicAuth          = config.BasicAuth
 	Shell              = config.Shell
 	DockerInstructions = config.DockerInstructions
 	Healthcheck        = config.Healthcheck

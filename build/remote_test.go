@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/gitserver"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -125,6 +126,62 @@ shell:
 		_, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine, GitCacheDir: cache})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %q", c.ref, err, c.want)
+		}
+	}
+}
+
+// A remote mapping over HTTP on 127.0.0.1 behind basic authentication (git http-backend):
+// werf's basicAuth with the password from the environment, a file or the config fetches it;
+// without credentials, or with an unset variable, the build stops naming the cause and never
+// the password.
+func TestRemoteGitBasicAuth(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "remoteauth")
+	reg := registry.Options{}
+	ctx := context.Background()
+	srv, err := gitserver.Start(gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	url, err := srv.CreateRepo(ctx, "team/lib", "main", map[string]string{"lib/a.txt": "from http\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(auth string) string {
+		return "project: remoteauth\nconfigVersion: 1\n---\nimage: app\nfrom: " + base + "\ngit:\n- url: " + url + "\n  add: /lib\n  to: /lib\n" + auth
+	}
+	g := newGitRepo(t)
+	t.Setenv("LIB_PASSWORD", srv.Password)
+	var ref string
+	for _, c := range []struct{ what, auth string }{
+		{"env", "  basicAuth:\n    username: " + srv.Username + "\n    password: {env: LIB_PASSWORD}\n"},
+		{"file", "  basicAuth:\n    username: " + srv.Username + "\n    password: {src: secrets/lib-password}\n"},
+		{"value", "  basicAuth:\n    username: " + srv.Username + "\n    password: {value: " + srv.Password + "}\n"},
+	} {
+		g.commit(c.what, map[string]string{"werf.yaml": cfg(c.auth), "secrets/lib-password": srv.Password + "\n"})
+		rep, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine, GitCacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		im := rep.Image("app")
+		if fs := files(t, im.Ref, reg); fs["/lib/a.txt"] != "from http\n" {
+			t.Errorf("%s: /lib/a.txt = %q", c.what, fs["/lib/a.txt"])
+		}
+		if ref != "" && im.Ref != ref {
+			t.Errorf("%s: %s, want %s (credentials are no digest input)", c.what, im.Ref, ref)
+		}
+		ref = im.Ref
+	}
+	for _, c := range []struct{ what, auth, want string }{
+		{"no credentials", "", "git remote " + url},
+		{"unset variable", "  basicAuth:\n    username: u\n    password: {env: NO_SUCH_PASSWORD_VAR}\n", "environment variable NO_SUCH_PASSWORD_VAR is not set"},
+		{"wrong password", "  basicAuth:\n    username: " + srv.Username + "\n    password: {value: wrong}\n", "git remote " + url},
+	} {
+		g.commit(c.what, map[string]string{"werf.yaml": cfg(c.auth)})
+		_, err := Run(ctx, Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine, GitCacheDir: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), srv.Password) {
+			t.Errorf("%s: %v, want an error naming %q, without the password", c.what, err, c.want)
 		}
 	}
 }

@@ -96,12 +96,24 @@ type GitMapping struct {
 	// or Commit (at most one; none = the remote's default branch) say which commit: build
 	// resolves it and the commit is the digest input.
 	URL, Branch, Tag, Commit string
+	// BasicAuth is werf's basicAuth of a remote mapping: HTTP basic credentials, the password
+	// read at build time from one source. Never a digest input.
+	BasicAuth *BasicAuth
 	Add                      string // path in the repository, from its root ("/" = root)
 	To                       string // absolute path in the image
 	IncludePaths             []string
 	ExcludePaths             []string
 	Owner, Group             string
 	StageDependencies        map[string][]string // install, beforeSetup, setup -> globs
+}
+
+// BasicAuth are the HTTP basic credentials of a remote git mapping: Username and a password
+// from exactly one of PasswordEnv (an environment variable), PasswordFile (a file; werf's src:
+// or file:, relative to the project directory, ~ expanded) or PasswordValue (written in the
+// config).
+type BasicAuth struct {
+	Username                                 string
+	PasswordEnv, PasswordFile, PasswordValue string
 }
 
 // Shell holds the commands of the user stages.

@@ -65,7 +65,7 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 				return p.mapping(v, f+".stageDependencies", h)
 			},
 			"url": str(&g.URL, "url"), "branch": str(&g.Branch, "branch"), "tag": str(&g.Tag, "tag"), "commit": str(&g.Commit, "commit"),
-			"basicAuth": p.werfOnly(f + ".basicAuth (git uses its credential helpers, ~/.netrc and the SSH agent)"),
+			"basicAuth": func(v *yaml.Node) (err error) { g.BasicAuth, err = p.basicAuth(v, f+".basicAuth"); return },
 		})
 		if err != nil {
 			return nil, err
@@ -77,6 +77,8 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 			}
 		}
 		switch {
+		case g.URL == "" && g.BasicAuth != nil:
+			return nil, p.errf(item, f+".basicAuth", "needs url (credentials of a remote repository)")
 		case g.URL == "" && refs > 0:
 			return nil, p.errf(item, f, "branch, tag and commit need url (they name a commit of a remote repository)")
 		case refs > 1:
@@ -99,6 +101,37 @@ func (p parser) git(n *yaml.Node) ([]GitMapping, error) {
 		out = append(out, g)
 	}
 	return out, nil
+}
+
+// basicAuth parses werf's git basicAuth: username and a password from env, src (or file, the
+// name werf's reference uses) or value — exactly one.
+func (p parser) basicAuth(v *yaml.Node, field string) (*BasicAuth, error) {
+	a := &BasicAuth{}
+	var pw *yaml.Node
+	err := p.mapping(v, field, map[string]func(*yaml.Node) error{
+		"username": func(v *yaml.Node) (err error) { a.Username, err = p.str(v, field+".username"); return },
+		"password": func(v *yaml.Node) error {
+			pw = v
+			str := func(dst *string, k string) func(*yaml.Node) error {
+				return func(v *yaml.Node) (err error) { *dst, err = p.str(v, field+".password."+k); return }
+			}
+			return p.mapping(v, field+".password", map[string]func(*yaml.Node) error{
+				"env": str(&a.PasswordEnv, "env"), "src": str(&a.PasswordFile, "src"), "file": str(&a.PasswordFile, "file"),
+				"value": str(&a.PasswordValue, "value"),
+			})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pw == nil {
+		return nil, p.errf(v, field+".password", "missing (env: NAME, src: FILE or value: PASSWORD)")
+	}
+	n := len(pw.Content) / 2
+	if n != 1 || (a.PasswordEnv == "" && a.PasswordFile == "" && a.PasswordValue == "") {
+		return nil, p.errf(pw, field+".password", "want exactly one of env, src (file) or value")
+	}
+	return a, nil
 }
 
 func isHex(s string) bool {

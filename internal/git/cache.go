@@ -42,7 +42,10 @@ var fullHash = regexp.MustCompile(`^[0-9a-f]{40}$|^[0-9a-f]{64}$`)
 // time, since they move. Fetches into one cache entry are serialized across processes by a
 // file lock. Git's own configuration applies (credential helpers, SSH agent, insteadOf);
 // prompts are disabled.
-func FetchRemote(ctx context.Context, cacheDir string, ref RemoteRef) (*Repo, string, error) {
+//
+// auth, when set, goes to git through its environment (http.extraHeader), never the command
+// line or the cached repository's config.
+func FetchRemote(ctx context.Context, cacheDir string, ref RemoteRef, auth Auth) (*Repo, string, error) {
 	if ref.URL == "" || strings.HasPrefix(ref.URL, "-") {
 		return nil, "", fmt.Errorf("git remote %q: not a repository URL", ref.URL)
 	}
@@ -66,21 +69,21 @@ func FetchRemote(ctx context.Context, cacheDir string, ref RemoteRef) (*Repo, st
 			return nil, "", err
 		}
 	}
-	commit, err := r.resolveRemote(ctx, ref)
+	commit, err := r.resolveRemote(ctx, ref, auth)
 	if err != nil {
 		return nil, "", fmt.Errorf("git remote %s: %w", ref, err)
 	}
 	return r, commit, nil
 }
 
-func (r *Repo) fetch(ctx context.Context, url string, refspecs ...string) error {
+func (r *Repo) fetch(ctx context.Context, url string, auth Auth, refspecs ...string) error {
 	args := append([]string{"-c", "protocol.ext.allow=never", "fetch", "-q", "--no-tags", "--force", "--", url}, refspecs...)
-	_, err := r.outEnv(ctx, Auth{}.env(), args...) // no prompts: nobody would answer
+	_, err := r.outEnv(ctx, auth.env(), args...) // no prompts: nobody would answer
 
 	return err
 }
 
-func (r *Repo) resolveRemote(ctx context.Context, ref RemoteRef) (string, error) {
+func (r *Repo) resolveRemote(ctx context.Context, ref RemoteRef, auth Auth) (string, error) {
 	switch {
 	case ref.Commit != "":
 		c := strings.ToLower(ref.Commit)
@@ -88,12 +91,12 @@ func (r *Repo) resolveRemote(ctx context.Context, ref RemoteRef) (string, error)
 			return strings.TrimSpace(full), nil
 		}
 		// Not cached yet: every branch and tag, then (servers allowing it) the commit itself.
-		ferr := r.fetch(ctx, ref.URL, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+		ferr := r.fetch(ctx, ref.URL, auth, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 		if full, err := r.out(ctx, "rev-parse", "-q", "--verify", c+"^{commit}"); err == nil {
 			return strings.TrimSpace(full), nil
 		}
 		if fullHash.MatchString(c) {
-			if err := r.fetch(ctx, ref.URL, c); err == nil {
+			if err := r.fetch(ctx, ref.URL, auth, c); err == nil {
 				if full, err := r.out(ctx, "rev-parse", "-q", "--verify", c+"^{commit}"); err == nil {
 					return strings.TrimSpace(full), nil
 				}
@@ -105,19 +108,19 @@ func (r *Repo) resolveRemote(ctx context.Context, ref RemoteRef) (string, error)
 		return "", errors.New("commit not found in the repository's branches and tags")
 	case ref.Branch != "":
 		local := "refs/heads/" + ref.Branch
-		if err := r.fetch(ctx, ref.URL, "+"+local+":"+local); err != nil {
+		if err := r.fetch(ctx, ref.URL, auth, "+"+local+":"+local); err != nil {
 			return "", err
 		}
 		return r.verify(ctx, local)
 	case ref.Tag != "":
 		local := "refs/tags/" + ref.Tag
-		if err := r.fetch(ctx, ref.URL, "+"+local+":"+local); err != nil {
+		if err := r.fetch(ctx, ref.URL, auth, "+"+local+":"+local); err != nil {
 			return "", err
 		}
 		return r.verify(ctx, local)
 	}
 	const local = "refs/strata/default-branch"
-	if err := r.fetch(ctx, ref.URL, "+HEAD:"+local); err != nil {
+	if err := r.fetch(ctx, ref.URL, auth, "+HEAD:"+local); err != nil {
 		return "", err
 	}
 	return r.verify(ctx, local)

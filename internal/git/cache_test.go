@@ -30,7 +30,7 @@ func TestFetchRemote(t *testing.T) {
 	get := func(ref RemoteRef) (*Repo, string) {
 		t.Helper()
 		ref.URL = url
-		r, c, err := FetchRemote(ctx, cache, ref)
+		r, c, err := FetchRemote(ctx, cache, ref, Auth{})
 		if err != nil {
 			t.Fatalf("%s: %v", ref, err)
 		}
@@ -73,17 +73,17 @@ func TestFetchRemote(t *testing.T) {
 		{RemoteRef{URL: url, Commit: strings.Repeat("ab", 20)}, "commit not found"},
 		{RemoteRef{URL: "-upload-pack=touch"}, "not a repository URL"},
 	} {
-		if _, _, err := FetchRemote(ctx, cache, bad.ref); err == nil || !strings.Contains(err.Error(), bad.want) {
+		if _, _, err := FetchRemote(ctx, cache, bad.ref, Auth{}); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: %v, want an error naming %q", bad.ref, err, bad.want)
 		}
 	}
 
 	// A cached commit needs no remote.
 	os.RemoveAll(src)
-	if _, c, err := FetchRemote(ctx, cache, RemoteRef{URL: url, Commit: c1}); err != nil || c != c1 {
+	if _, c, err := FetchRemote(ctx, cache, RemoteRef{URL: url, Commit: c1}, Auth{}); err != nil || c != c1 {
 		t.Errorf("cached commit with the remote gone: %s %v", c, err)
 	}
-	if _, _, err := FetchRemote(ctx, cache, RemoteRef{URL: url, Branch: "trunk"}); err == nil {
+	if _, _, err := FetchRemote(ctx, cache, RemoteRef{URL: url, Branch: "trunk"}, Auth{}); err == nil {
 		t.Error("a branch of a vanished remote resolved from the cache")
 	}
 }

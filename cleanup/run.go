@@ -66,6 +66,9 @@ type Result struct {
 	// Attached are the tags cosign's scheme attached to the deleted manifests (signatures
 	// sha256-<hex>.sig, attestations .att, SBOM .sbom), deleted after them.
 	Attached []string
+	// Referrers are the OCI 1.1 referrers of the deleted manifests (on a registry with the
+	// referrers API), deleted after them: their manifest digests.
+	Referrers []string
 }
 
 // Run collects the inputs, plans, prints the plan and, unless DryRun, deletes. The whole run
@@ -126,23 +129,28 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	PrintPlan(o.Out, plan)
 	if o.DryRun || len(plan.Manifests) == 0 {
 		fmt.Fprintf(o.Out, "%d stages: keep %d, delete %d (%d manifests%s)%s\n", len(in.Stages), len(plan.Keep), len(plan.Delete), len(plan.Manifests),
-			attachedCount(len(plan.Attached)), map[bool]string{true: " [dry run]", false: ""}[o.DryRun])
+			attachedCount(len(plan.Attached), 0), map[bool]string{true: " [dry run]", false: ""}[o.DryRun])
 		return res, nil
 	}
 	if err := deletePlanned(ctx, o, cfg.Project, storage, locker, lease, in, res); err != nil {
 		return res, fmt.Errorf("cleanup: %w", err)
 	}
 	fmt.Fprintf(o.Out, "%d stages: kept %d, deleted %d manifests%s, spared %d changed meanwhile, restored %d\n", len(in.Stages), len(plan.Keep), len(res.Deleted),
-		attachedCount(len(res.Attached)), len(res.Spared), len(res.Restored))
+		attachedCount(len(res.Attached), len(res.Referrers)), len(res.Spared), len(res.Restored))
 	return res, nil
 }
 
-// attachedCount is ", and N signature tags" for a summary line, or nothing for none.
-func attachedCount(n int) string {
-	if n == 0 {
-		return ""
+// attachedCount is " + N signature/attestation/SBOM tags and M referrers" for a summary line,
+// or nothing for none.
+func attachedCount(tags, referrers int) string {
+	s := ""
+	if tags > 0 {
+		s = fmt.Sprintf(" + %d signature/attestation/SBOM tags", tags)
 	}
-	return fmt.Sprintf(" + %d signature/attestation/SBOM tags", n)
+	if referrers > 0 {
+		s += fmt.Sprintf(" + %d referrers", referrers)
+	}
+	return s
 }
 
 func collect(ctx context.Context, o Options, cfg *config.Config, storage *Storage) (*Input, error) {
@@ -280,6 +288,10 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 						continue
 					}
 					rc.saved[m] = saved
+					if err := rc.listReferrers(ctx, o.Registry, m); err != nil {
+						errs = append(errs, err)
+						continue
+					}
 					if err := storage.Delete(ctx, m); err != nil {
 						errs = append(errs, err)
 						continue
@@ -306,7 +318,27 @@ func deletePlanned(ctx context.Context, o Options, project string, storage *Stor
 	return errors.Join(errs...)
 }
 
-// deleteAttached deletes the tags cosign's scheme attaches to the manifests this run deleted and
+// listReferrers records the OCI 1.1 referrers of manifest m, to delete them once m stays
+// deleted. After the registry said it has no referrers API it is not asked again.
+func (rc *raceCheck) listReferrers(ctx context.Context, ro registry.Options, m string) error {
+	if rc.noReferrersAPI {
+		return nil
+	}
+	refs, err := sign.ListReferrers(ctx, rc.storage.Repo.Digest(m).String(), sign.Options{Registry: ro})
+	switch {
+	case errors.Is(err, sign.ErrNoReferrersAPI):
+		rc.noReferrersAPI = true
+		return nil
+	case err != nil:
+		return err
+	}
+	for _, r := range refs {
+		rc.referrers[m] = append(rc.referrers[m], r.Digest.String())
+	}
+	return nil
+}
+
+// deleteAttached deletes the referrers and the tags cosign's scheme attaches to the manifests this run deleted and
 // did not put back (their signatures, attestations, SBOM), as the last listing shows them — also
 // those pushed while cleanup ran. It runs after that listing, so no manifest they belong to can
 // be restored any more. An attached tag whose manifest a remaining tag carries stays.
@@ -331,6 +363,25 @@ func (rc *raceCheck) deleteAttached(ctx context.Context, run lock.Lease, res *Re
 	}
 	var errs []error
 	done := map[string]bool{}
+	// The referrers of what stays deleted: whatever their artifactType, they describe nothing
+	// any more.
+	for _, m := range res.Deleted {
+		for _, r := range rc.referrers[m] {
+			if lock.IsLost(run) {
+				return errors.Join(append(errs, fmt.Errorf("lost the cleanup lock: %w", run.Err()))...)
+			}
+			if done[r] {
+				continue
+			}
+			done[r] = true
+			if err := rc.storage.Delete(ctx, r); err != nil && !registry.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete referrer %s of %s: %w", r, m, err))
+				continue
+			}
+			rc.log.Info("deleted", "referrer", r, "of", m)
+			res.Referrers = append(res.Referrers, r)
+		}
+	}
 	for _, a := range attachedTo(deleted, others, remaining) {
 		if lock.IsLost(run) {
 			return errors.Join(append(errs, fmt.Errorf("lost the cleanup lock: %w", run.Err()))...)
@@ -375,13 +426,17 @@ type raceCheck struct {
 	present map[string]bool   // the tags of the last listing
 	// saved are the manifests deleted by this run, as they were.
 	saved map[string]*remote.Descriptor
+	// referrers of the manifests deleted by this run, listed right before deleting each;
+	// noReferrersAPI once the registry said it has no referrers API.
+	referrers      map[string][]string
+	noReferrersAPI bool
 }
 
 func newRaceCheck(storage *Storage, in *Input, out io.Writer, log *slog.Logger) *raceCheck {
 	rc := &raceCheck{
 		storage: storage, out: out, log: log,
 		known: map[string]bool{}, byTag: map[string]Stage{}, fresh: map[string]Stage{},
-		others: map[string]Tagged{}, saved: map[string]*remote.Descriptor{},
+		others: map[string]Tagged{}, saved: map[string]*remote.Descriptor{}, referrers: map[string][]string{},
 	}
 	for _, s := range in.Stages {
 		rc.known[s.Tag] = true

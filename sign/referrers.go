@@ -1,6 +1,7 @@
 package sign
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
@@ -31,18 +32,36 @@ const ArtifactTypeSignature = "application/vnd.dev.cosign.artifact.sig.v1+json"
 // mediaTypeEmpty is the OCI empty descriptor's media type (some writers' referrer config).
 const mediaTypeEmpty = "application/vnd.oci.empty.v1+json"
 
-// errNoReferrersAPI: the registry does not serve the referrers API.
-var errNoReferrersAPI = errors.New("the registry has no referrers API")
+// ErrNoReferrersAPI: the registry does not serve the OCI 1.1 referrers API.
+var ErrNoReferrersAPI = errors.New("the registry has no referrers API")
 
-// referrers lists the signature referrers of target, or errNoReferrersAPI.
-func (c *client) referrers(target name.Digest) ([]v1.Descriptor, error) {
+// ListReferrers lists every referrer of the manifest ref (REPO@DIGEST) names through the OCI 1.1
+// referrers API (signatures, attestations, SBOMs, whatever their artifactType), or returns
+// ErrNoReferrersAPI. The referrers tag schema's fallback tag is not read.
+func ListReferrers(ctx context.Context, ref string, o Options) ([]v1.Descriptor, error) {
+	c, err := newClient(ctx, o, false)
+	if err != nil {
+		return nil, err
+	}
+	r, err := o.Registry.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := r.(name.Digest)
+	if !ok {
+		return nil, fmt.Errorf("list referrers of %s: want REPO@DIGEST", ref)
+	}
+	return c.allReferrers(d)
+}
+
+func (c *client) allReferrers(target name.Digest) ([]v1.Descriptor, error) {
 	opts := append(slices.Clone(c.base), remote.WithReferrersTagFallback(false))
 	idx, err := remote.Referrers(target, opts...)
 	if err != nil {
 		// go-containerregistry says so in words only, when the API is absent and the tag
 		// fallback is off.
 		if strings.Contains(err.Error(), "does not support the Referrers API") {
-			return nil, errNoReferrersAPI
+			return nil, ErrNoReferrersAPI
 		}
 		return nil, fmt.Errorf("list referrers of %s: %w", target, err)
 	}
@@ -50,8 +69,17 @@ func (c *client) referrers(target name.Digest) ([]v1.Descriptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list referrers of %s: %w", target, err)
 	}
+	return m.Manifests, nil
+}
+
+// referrers lists the signature referrers of target, or ErrNoReferrersAPI.
+func (c *client) referrers(target name.Digest) ([]v1.Descriptor, error) {
+	all, err := c.allReferrers(target)
+	if err != nil {
+		return nil, err
+	}
 	var out []v1.Descriptor
-	for _, d := range m.Manifests {
+	for _, d := range all {
 		switch d.ArtifactType {
 		case ArtifactTypeSignature:
 			out = append(out, d)
@@ -98,7 +126,7 @@ type referrerManifest struct {
 // referrer was pushed.
 func (c *client) signReferrer(target name.Digest, payload []byte, sig string, pub *ecdsa.PublicKey, hash []byte) (supported, pushed bool, err error) {
 	refs, err := c.referrers(target)
-	if errors.Is(err, errNoReferrersAPI) {
+	if errors.Is(err, ErrNoReferrersAPI) {
 		return false, false, nil
 	}
 	if err != nil {

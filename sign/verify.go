@@ -123,7 +123,7 @@ func (c *client) verify(target name.Digest, keys []*ecdsa.PublicKey) (*Verified,
 	}
 	// Signatures stored as OCI 1.1 referrers, on a registry with the referrers API.
 	refs, apiErr := c.referrers(target)
-	if apiErr != nil && !errors.Is(apiErr, errNoReferrersAPI) {
+	if apiErr != nil && !errors.Is(apiErr, ErrNoReferrersAPI) {
 		return nil, apiErr
 	}
 	for _, d := range refs {

@@ -430,3 +430,36 @@ from: alpine
 		t.Errorf("selected %q", names)
 	}
 }
+
+// An import from an external image (werf v2's from: REF with a tag): the base image's /bin/sh
+// (a relative symbolic link to busybox) and busybox are copied under another path, and the link
+// runs in a later shell stage.
+func TestImportFromExternalImage(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "import-ext")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{"werf.yaml": head + `image: ext
+from: ` + base + `
+import:
+- from: ` + base + `
+  add: /bin
+  to: /opt/bb
+  includePaths: [sh, busybox]
+  before: setup
+shell:
+  setup: ["/opt/bb/sh -c 'echo ran > /ran'"]
+`})
+	rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, data := headers(t, rep.Image("ext").Ref, reg)
+	if h := hs["/opt/bb/sh"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "busybox" || data["/ran"] != "ran\n" || hs["/opt/bb/ls"] != nil {
+		t.Errorf("/opt/bb/sh %+v, /ran %q", h, data["/ran"])
+	}
+	if st := statuses(rep.Image("ext")); st["importsBeforeSetup"] != stages.StatusBuilt || st["setup"] != stages.StatusBuilt {
+		t.Errorf("stages %v", st)
+	}
+}

@@ -354,6 +354,7 @@ func (b *builder) engine() (*client.Client, error) {
 		return nil, fmt.Errorf("docker engine: %w", err)
 	}
 	b.docker = c
+	b.removeStaleContainers(c)
 	return c, nil
 }
 

@@ -3,13 +3,17 @@ package build
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	dockerregistry "github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/strslice"
@@ -165,7 +169,7 @@ func (b *builder) runContainer(ctx context.Context, cli *client.Client, cfg *con
 // runContainerWith is runContainer with the network and mounts of run; the layer leaves out the
 // mount points.
 func (b *builder) runContainerWith(ctx context.Context, cli *client.Client, cfg *container.Config, sync []byte, digest string, run runOpts) (v1.Layer, error) {
-	cfg.Labels = map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest}
+	cfg.Labels = map[string]string{stages.LabelProject: b.cfg.Project, stages.LabelDigest: digest, labelBuilder: builderID()}
 	cr, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: container.NetworkMode(run.network), Mounts: run.mounts}, nil, nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -299,4 +303,74 @@ func materialize(img v1.Image) (v1.Image, error) {
 		return nil, err
 	}
 	return mutate.Append(base, adds...)
+}
+
+// labelBuilder marks a shell-stage container with the strata process that runs it, "HOST PID
+// START" (START: the process's start time, so that a reused PID is told apart). The process
+// removes its container when the stage ends; a process killed meanwhile cannot, and the next
+// build on the same host that uses the engine removes the containers whose process is gone
+// (an exited container would also keep its parent image from host cleanup).
+const labelBuilder = "dev.strata.builder"
+
+// builderID is this process's labelBuilder value.
+func builderID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s %d %s", host, os.Getpid(), processStart(os.Getpid()))
+}
+
+// processStart is the start time of process pid (field 22 of /proc/PID/stat, in clock ticks
+// since boot), "" where /proc is not readable.
+func processStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// the command (field 2) is in parentheses and may hold spaces: count after the last ')'
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+// builderGone reports whether the process a labelBuilder value names ran on this host and is
+// gone.
+func builderGone(id string) bool {
+	f := strings.Fields(id)
+	host, _ := os.Hostname()
+	if len(f) < 2 || f[0] != host {
+		return false
+	}
+	pid, err := strconv.Atoi(f[1])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	return len(f) == 3 && processStart(pid) != "" && processStart(pid) != f[2]
+}
+
+// removeStaleContainers removes the shell-stage containers left by strata processes of this
+// host that are gone (killed before their cleanup ran). Failures are logged: they never fail
+// the build.
+func (b *builder) removeStaleContainers(cli *client.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelBuilder))})
+	if err != nil {
+		b.o.Log.Debug("list containers of earlier builds", "error", err)
+		return
+	}
+	for _, c := range list {
+		if !builderGone(c.Labels[labelBuilder]) {
+			continue
+		}
+		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+			b.o.Log.Warn("remove the container of a build that was killed", "container", c.ID[:12], "error", err)
+			continue
+		}
+		b.o.Log.Info("removed the container of a build that was killed", "container", c.ID[:12], "project", c.Labels[stages.LabelProject], "builder", c.Labels[labelBuilder])
+	}
 }

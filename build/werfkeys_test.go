@@ -207,3 +207,25 @@ func TestWerfPlatformRefused(t *testing.T) {
 		}
 	}
 }
+
+// A Dockerfile image's network: and addHost: reach its build: RUN sees only the loopback
+// interface with network: none, and the extra /etc/hosts entries.
+func TestWerfDockerfileNetworkAddHost(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "werfdfnet")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"strata.yaml": head + "image: web\ndockerfile: Dockerfile\nnetwork: none\naddHost: [db.internal:127.0.0.9]\n",
+		"Dockerfile":  "FROM " + base + "\nRUN ls /sys/class/net | tr '\\n' ' ' > /net && grep db.internal /etc/hosts | tr -s ' \\t' ' ' > /hosts\n",
+	})
+	rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := files(t, rep.Image("web").Ref, reg)
+	if fs["/net"] != "lo " || fs["/hosts"] != "127.0.0.9 db.internal\n" {
+		t.Errorf("/net %q /hosts %q", fs["/net"], fs["/hosts"])
+	}
+}

@@ -94,3 +94,20 @@ func FuzzAnnotations(f *testing.F) {
 		}
 	})
 }
+
+// With several annotations over the size limit the error names the same one every time (found
+// by FuzzAnnotations: map order picked one at random, so the Application's error, and the
+// Event the controller emits when it changes, flapped between cycles).
+func TestPolicySizeErrorDeterministic(t *testing.T) {
+	big := strings.Repeat("x", MaxAnnotationBytes+1)
+	ann := map[string]string{AnnotationAllowTags: "regexp:" + big, upstreamPrefix + "app.allow-tags": big, AnnotationIgnoreTags: big, AnnotationAllowDowngrade: big}
+	_, first := parsePolicy(ann, &imageSpec{alias: "app"})
+	if first == nil || !strings.Contains(first.Error(), AnnotationAllowTags+":") {
+		t.Fatalf("error %v, want the first key in order, %s", first, AnnotationAllowTags)
+	}
+	for range 50 {
+		if _, err := parsePolicy(ann, &imageSpec{alias: "app"}); err == nil || err.Error() != first.Error() {
+			t.Fatalf("error %v, then %v", first, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package imageupdater
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"regexp/syntax"
@@ -173,8 +174,10 @@ func compileTagPattern(expr string) (*regexp.Regexp, error) {
 // parsePolicy reads the annotations for the bundle the image-list entry spec names (nil: no
 // entry, app-wide keys only). Errors name the annotation and the bad value.
 func parsePolicy(ann map[string]string, spec *imageSpec) (*policy, error) {
-	for k, v := range ann {
-		if k != AnnotationImageList && (strings.HasPrefix(k, upstreamPrefix) || strings.HasPrefix(k, "strata.dev/")) && len(v) > MaxAnnotationBytes {
+	// in key order: with several over the limit, the error (and the Event it becomes) is the
+	// same every cycle
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		if v := ann[k]; k != AnnotationImageList && (strings.HasPrefix(k, upstreamPrefix) || strings.HasPrefix(k, "strata.dev/")) && len(v) > MaxAnnotationBytes {
 			return nil, fmt.Errorf("annotation %s: value of %d bytes: at most %d are allowed", k, len(v), MaxAnnotationBytes)
 		}
 	}

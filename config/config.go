@@ -98,13 +98,13 @@ type GitMapping struct {
 	URL, Branch, Tag, Commit string
 	// BasicAuth is werf's basicAuth of a remote mapping: HTTP basic credentials, the password
 	// read at build time from one source. Never a digest input.
-	BasicAuth *BasicAuth
-	Add                      string // path in the repository, from its root ("/" = root)
-	To                       string // absolute path in the image
-	IncludePaths             []string
-	ExcludePaths             []string
-	Owner, Group             string
-	StageDependencies        map[string][]string // install, beforeSetup, setup -> globs
+	BasicAuth         *BasicAuth
+	Add               string // path in the repository, from its root ("/" = root)
+	To                string // absolute path in the image
+	IncludePaths      []string
+	ExcludePaths      []string
+	Owner, Group      string
+	StageDependencies map[string][]string // install, beforeSetup, setup -> globs
 }
 
 // BasicAuth are the HTTP basic credentials of a remote git mapping: Username and a password

@@ -68,6 +68,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// after a lost response, the upload session of a blob PUT is gone: a 404 on the next try
 		lostUpload := attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound
 		if !transient(resp, err) && !lostUpload {
+			if err == nil && resumable(resp) {
+				resp.Body = &resumingBody{t: t, req: req, body: resp.Body, size: resp.ContentLength}
+			}
 			return redactRequest(resp), err
 		}
 		if r, ok := t.uploadLanded(req); ok {
@@ -94,6 +97,78 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+// resumable reports whether resp is a whole blob too large to be read before it is returned
+// (see readSmallBody): its body is read on, from where it broke off, by resumingBody.
+func resumable(resp *http.Response) bool {
+	req := resp.Request
+	return req != nil && req.Method == http.MethodGet && resp.StatusCode == http.StatusOK &&
+		resp.ContentLength > maxBufferedResponse && strings.Contains(req.URL.Path, "/blobs/") &&
+		req.Header.Get("Range") == ""
+}
+
+// resumingBody is the body of a large blob: when the connection breaks off before its end, the
+// rest is asked for (Range: bytes=OFFSET-, answered 206 from that offset) and reading goes on,
+// up to maxAttempts-1 times; the bytes read are the blob's either way (the caller verifies its
+// digest).
+type resumingBody struct {
+	t       *retryTransport
+	req     *http.Request
+	body    io.ReadCloser
+	off     int64
+	size    int64
+	resumes int
+	broken  error // the error of the last read, to resume from at the next one
+}
+
+func (b *resumingBody) Read(p []byte) (int, error) {
+	if b.broken != nil {
+		if err := b.resume(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := b.body.Read(p)
+	b.off += int64(n)
+	if err == nil || err == io.EOF && b.off >= b.size || !transient(nil, err) || b.resumes >= maxAttempts-1 {
+		return n, err
+	}
+	b.broken = err
+	if n > 0 {
+		return n, nil
+	}
+	return b.Read(p)
+}
+
+// resume asks for the rest of the blob; on failure it returns the error the body broke off with.
+func (b *resumingBody) resume() error {
+	broken := b.broken
+	b.broken = nil
+	b.resumes++
+	b.body.Close()
+	ctx := b.req.Context()
+	timer := time.NewTimer(backoff(b.resumes, nil))
+	select {
+	case <-ctx.Done():
+		timer.Stop()
+		return ctx.Err()
+	case <-timer.C:
+	}
+	r := b.req.Clone(ctx)
+	r.Header.Set("Range", fmt.Sprintf("bytes=%d-", b.off))
+	resp, err := b.t.base.RoundTrip(r)
+	if err != nil {
+		return fmt.Errorf("%w (resuming at byte %d: %v)", broken, b.off, err)
+	}
+	want := fmt.Sprintf("bytes %d-%d/%d", b.off, b.size-1, b.size)
+	if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != want {
+		discard(resp)
+		return fmt.Errorf("%w (resuming at byte %d: %s, Content-Range %q)", broken, b.off, resp.Status, resp.Header.Get("Content-Range"))
+	}
+	b.body = resp.Body
+	return nil
+}
+
+func (b *resumingBody) Close() error { return b.body.Close() }
 
 // StatusError is the error of a request that failed transiently on every try: the registry's
 // last answer. net/http wraps it with the method and URL (url.Error): `PUT "https://…": 503

@@ -251,3 +251,42 @@ func TestRetryTruncatedErrorBody(t *testing.T) {
 		t.Errorf("%d listings, want 2 (cut short, then whole)", n)
 	}
 }
+
+// A large blob (streamed, not read whole) whose body breaks off is read on from where it broke
+// off (Range), and arrives whole; one that breaks off every time fails after 5 tries.
+func TestRetryResumesLargeBlob(t *testing.T) {
+	ctx := context.Background()
+	repo := testenv.Repo(t, "large")
+	r, err := registry.Options{}.Repository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6<<20)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	desc := content.NewDescriptorFromBytes("application/octet-stream", b)
+	if err := r.Push(ctx, desc, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, always := range []bool{false, true} {
+		p := proxy(t, &faultproxy.Rule{Method: http.MethodGet, Path: "/blobs/" + desc.Digest.String(), Truncate: true, Always: always})
+		pr, _ := registry.Options{}.Repository(p.Via(repo))
+		rc, err := pr.Blobs().Fetch(ctx, desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := content.ReadAll(rc, desc)
+		rc.Close()
+		gets := p.Seen(http.MethodGet, "/blobs/"+desc.Digest.String())
+		if always {
+			if err == nil || len(gets) != 5 {
+				t.Errorf("a blob cut short every time: %v after %d GETs, want an error after 5", err, len(gets))
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(got, b) || len(gets) != 2 {
+			t.Errorf("a blob cut short once: %v after %d GETs, want it whole after 2", err, len(gets))
+		}
+	}
+}

@@ -3,15 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/lock"
-	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -75,28 +72,9 @@ context: .
 		b.Fatal(err)
 	}
 	webTag := first.Image("web").Stages[0].Tag
-	dockerRefs := map[string]string{"api": repo + "-docker-api:latest", "web": repo + "-docker-web:latest"}
-	contexts := map[string][]string{"api": {filepath.Join(dir, "api"), "."}, "web": {dir, "-f", "web/Dockerfile", "."}}
-	for name, ref := range dockerRefs {
-		docker(b, host, contexts[name][0], append([]string{"build", "-q", "-t", ref}, contexts[name][1:]...)...)
-		docker(b, host, dir, "push", "-q", ref)
-	}
-	b.Cleanup(func() {
-		for _, r := range dockerRefs {
-			exec.Command("docker", "-H", host, "rmi", "-f", r).Run()
-		}
-	})
-
-	bin := strataproc.Binary(b)
-	home := b.TempDir()
-	cli := func() {
-		c := exec.Command(bin, "build", "--repo", repo, "-q")
-		c.Dir = dir
-		c.Env = append(os.Environ(), "DOCKER_HOST="+noEngine, "STRATA_HOME="+home)
-		if out, err := c.CombinedOutput(); err != nil {
-			b.Fatalf("strata build without an engine after a stapel source change: %v\n%s", err, out)
-		}
-	}
+	dockerSide := newDockerBaseline(b, host, dir, []string{repo + "-docker-api:latest", repo + "-docker-web:latest"},
+		[][]string{{filepath.Join(dir, "api"), "."}, {dir, "-f", "web/Dockerfile", "."}})
+	cli := strataCLI(b, dir, repo, noEngine)
 	// check: the last build stored everything, and the Dockerfile image is the first one.
 	check := func() {
 		rep, err := build.Run(ctx, build.Options{Dir: dir, Repo: repo, Locker: locker, DockerHost: noEngine})
@@ -117,48 +95,29 @@ context: .
 	commit()
 	cli() // the binary's first run may warm caches of its own (lock dir)
 
-	var strataTime, cliTime, dockerTime time.Duration
+	var strataTime, cliTime time.Duration
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
 		commit()
 		b.StartTimer()
-		start := time.Now()
-		cli()
-		cliTime += time.Since(start)
+		cliTime += cli()
 		b.StopTimer()
 		check()
 		commit()
 		b.StartTimer()
 
-		start = time.Now()
+		start := time.Now()
 		if _, err := build.Run(ctx, build.Options{Dir: dir, Repo: repo, Locker: locker, DockerHost: noEngine}); err != nil {
 			b.Fatal(err)
 		}
 		strataTime += time.Since(start)
-
 		b.StopTimer()
 		check()
-		for _, r := range dockerRefs {
-			docker(b, host, dir, "rmi", "-f", r)
-		}
 		b.StartTimer()
-		start = time.Now()
-		for name, ref := range dockerRefs {
-			docker(b, host, dir, "pull", "-q", ref)
-			docker(b, host, contexts[name][0], append([]string{"build", "-q", "--cache-from", ref, "-t", ref}, contexts[name][1:]...)...)
-		}
-		dockerTime += time.Since(start)
+
+		dockerSide.round(b)
 	}
 	b.StopTimer()
-	s := float64(strataTime.Milliseconds()) / float64(b.N)
-	c := float64(cliTime.Milliseconds()) / float64(b.N)
-	d := float64(dockerTime.Milliseconds()) / float64(b.N)
-	b.ReportMetric(s, "strata-ms/op")
-	b.ReportMetric(c, "strata-cli-ms/op")
-	b.ReportMetric(d, "docker-ms/op")
-	b.ReportMetric(d/c, "speedup-x")
-	b.ReportMetric(d/s, "speedup-in-process-x")
-	b.Logf("one-file change in the stapel image of a stapel + Dockerfile project: strata build (process, no engine) %.0f ms, build.Run %.0f ms, docker pull + build --cache-from of both %.0f ms: %.1fx (in process %.1fx); the Dockerfile image stayed %s",
-		c, s, d, d/c, d/s, webTag)
+	reportVersus(b, "one-file change in the stapel image of a stapel + Dockerfile project (the Dockerfile image stays "+webTag+")", cliTime, strataTime, dockerSide.total)
 }

@@ -11,7 +11,6 @@ import (
 
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/lock"
-	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -95,39 +94,22 @@ CMD ["cat", "/app/main.txt"]
 	if _, err := build.Run(ctx, o); err != nil {
 		b.Fatal(err)
 	}
-	dockerRefs := make([]string, images)
-	for i := range dockerRefs {
-		dockerRefs[i] = fmt.Sprintf("%s-docker-%d:latest", repo, i)
-		docker(b, host, filepath.Join(dir, fmt.Sprintf("img%d", i)), "build", "-q", "-t", dockerRefs[i], ".")
-		docker(b, host, dir, "push", "-q", dockerRefs[i])
+	refs := make([]string, images)
+	ctxs := make([][]string, images)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("%s-docker-%d:latest", repo, i)
+		ctxs[i] = []string{filepath.Join(dir, fmt.Sprintf("img%d", i)), "."}
 	}
-	b.Cleanup(func() {
-		for _, r := range dockerRefs {
-			exec.Command("docker", "-H", host, "rmi", "-f", r).Run()
-		}
-	})
-
+	dockerSide := newDockerBaseline(b, host, dir, refs, ctxs)
 	// The same idle rebuild as a user runs it: the strata binary, process start-up included.
-	bin := strataproc.Binary(b)
-	home := b.TempDir()
-	cli := func() {
-		c := exec.Command(bin, "build", "--repo", repo, "-q")
-		c.Dir = dir
-		c.Env = append(os.Environ(), "DOCKER_HOST="+host, "STRATA_HOME="+home)
-		if out, err := c.CombinedOutput(); err != nil {
-			b.Fatalf("strata build: %v\n%s", err, out)
-		}
-	}
+	cli := strataCLI(b, dir, repo, host)
 	cli() // the binary's first run may warm caches of its own (lock dir)
 
-	var strataTime, cliTime, dockerTime time.Duration
+	var strataTime, cliTime time.Duration
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
+		cliTime += cli()
 		start := time.Now()
-		cli()
-		cliTime += time.Since(start)
-
-		start = time.Now()
 		rep, err := build.Run(ctx, o)
 		if err != nil {
 			b.Fatal(err)
@@ -140,28 +122,8 @@ CMD ["cat", "/app/main.txt"]
 				}
 			}
 		}
-
-		b.StopTimer()
-		for _, r := range dockerRefs {
-			docker(b, host, dir, "rmi", "-f", r)
-		}
-		b.StartTimer()
-		start = time.Now()
-		for i, r := range dockerRefs {
-			docker(b, host, dir, "pull", "-q", r)
-			docker(b, host, filepath.Join(dir, fmt.Sprintf("img%d", i)), "build", "-q", "--cache-from", r, "-t", r, ".")
-		}
-		dockerTime += time.Since(start)
+		dockerSide.round(b)
 	}
 	b.StopTimer()
-	s := float64(strataTime.Milliseconds()) / float64(b.N)
-	c := float64(cliTime.Milliseconds()) / float64(b.N)
-	d := float64(dockerTime.Milliseconds()) / float64(b.N)
-	b.ReportMetric(s, "strata-ms/op")
-	b.ReportMetric(c, "strata-cli-ms/op")
-	b.ReportMetric(d, "docker-ms/op")
-	b.ReportMetric(d/c, "speedup-x")
-	b.ReportMetric(d/s, "speedup-in-process-x")
-	b.Logf("idle rebuild of %d images: strata build (process) %.0f ms, build.Run in process %.0f ms, docker pull + build --cache-from %.0f ms: %.1fx (in process %.1fx)",
-		images, c, s, d, d/c, d/s)
+	reportVersus(b, fmt.Sprintf("idle rebuild of %d images", images), cliTime, strataTime, dockerSide.total)
 }

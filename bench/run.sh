@@ -16,6 +16,12 @@ run BenchmarkIdleRebuild ./bench/ 10x
 # build: one-file change in the stapel image of a stapel + Dockerfile project (the Dockerfile image
 # reused, no engine) vs docker pull + docker build --cache-from of both images (issue 20)
 run BenchmarkDockerfileReuse ./bench/ 5x
+# build: one-file source change in a project of 3 staged Dockerfile images (RUN reused, late COPY
+# rebuilt registry-side, no engine) vs docker pull + docker build --cache-from of the 3 (issue 20: >= 10x)
+run BenchmarkStagedSourceChange ./bench/ 5x
+# build: idle rebuild of a stapel + staged Dockerfile project vs docker, and the git + listing floor
+# (issue 20: >= 20x)
+run BenchmarkIdleTwoImages ./bench/ 10x
 # build: stage digests of a 20,000-file repository (target < 300 ms; stapel and Dockerfile images)
 # and the dirty check on it
 run 20k ./build/ 5x

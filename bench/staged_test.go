@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/git"
 	"strata.dev/strata/internal/lock"
-	"strata.dev/strata/internal/testing/strataproc"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -29,13 +26,15 @@ const stagedImages = 3
 // reused, the late COPY stages of the changed image are rebuilt registry-side) against `docker
 // pull` + `docker build --cache-from` of the three images on a runner without them. It reports
 // both times and their ratio (speedup-x: the strata binary as a process; speedup-in-process-x:
-// build.Run), and the bytes the registry received per build (pushed-bytes/op).
+// build.Run).
 func BenchmarkStagedSourceChange(b *testing.B) {
 	host := testenv.DockerHost(b)
 	base := testenv.BaseImage(b)
 	repo := testenv.Repo(b, "bench-staged")
 	dir := b.TempDir()
 	cfg := "project: benchstaged\nconfigVersion: 1\n"
+	refs := make([]string, stagedImages)
+	ctxs := make([][]string, stagedImages)
 	for i := 0; i < stagedImages; i++ {
 		cfg += fmt.Sprintf("---\nimage: svc%[1]d\ndockerfile: Dockerfile\ncontext: svc%[1]d\nstaged: true\n", i)
 		write(b, filepath.Join(dir, fmt.Sprintf("svc%d/Dockerfile", i)), fmt.Sprintf(`FROM %s
@@ -52,6 +51,8 @@ CMD ["cat", "/app/main.txt"]
 		for j := 0; j < 20; j++ {
 			write(b, filepath.Join(dir, fmt.Sprintf("svc%d/src/f%d.txt", i, j)), strings.Repeat(fmt.Sprintf("line %d %d\n", i, j), 50))
 		}
+		refs[i] = fmt.Sprintf("%s-docker-%d:latest", repo, i)
+		ctxs[i] = []string{filepath.Join(dir, fmt.Sprintf("svc%d", i)), "."}
 	}
 	write(b, filepath.Join(dir, "strata.yaml"), cfg)
 	gitRun(b, dir, "init", "-q")
@@ -65,8 +66,8 @@ CMD ["cat", "/app/main.txt"]
 	}
 
 	ctx := context.Background()
-	locker := &lock.File{Dir: b.TempDir()}
-	first, err := build.Run(ctx, build.Options{Dir: dir, Repo: repo, Locker: locker, DockerHost: host})
+	o := build.Options{Dir: dir, Repo: repo, Locker: &lock.File{Dir: b.TempDir()}, DockerHost: host}
+	first, err := build.Run(ctx, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,31 +82,12 @@ CMD ["cat", "/app/main.txt"]
 	if len(runTags) != stagedImages {
 		b.Fatalf("RUN stages %v", runTags)
 	}
-	dockerRefs := make([]string, stagedImages)
-	for i := range dockerRefs {
-		dockerRefs[i] = fmt.Sprintf("%s-docker-%d:latest", repo, i)
-		docker(b, host, filepath.Join(dir, fmt.Sprintf("svc%d", i)), "build", "-q", "-t", dockerRefs[i], ".")
-		docker(b, host, dir, "push", "-q", dockerRefs[i])
-	}
-	b.Cleanup(func() {
-		for _, r := range dockerRefs {
-			exec.Command("docker", "-H", host, "rmi", "-f", r).Run()
-		}
-	})
-
-	bin := strataproc.Binary(b)
-	home := b.TempDir()
-	cli := func() {
-		c := exec.Command(bin, "build", "--repo", repo, "-q")
-		c.Dir = dir
-		c.Env = append(os.Environ(), "DOCKER_HOST="+noEngine, "STRATA_HOME="+home)
-		if out, err := c.CombinedOutput(); err != nil {
-			b.Fatalf("strata build without an engine after a source change: %v\n%s", err, out)
-		}
-	}
+	dockerSide := newDockerBaseline(b, host, dir, refs, ctxs)
+	o.DockerHost = noEngine
+	cli := strataCLI(b, dir, repo, noEngine)
 	// check: the RUN stages were never rebuilt, and the last build stored everything.
 	check := func() {
-		rep, err := build.Run(ctx, build.Options{Dir: dir, Repo: repo, Locker: locker, DockerHost: noEngine})
+		rep, err := build.Run(ctx, o)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,63 +105,31 @@ CMD ["cat", "/app/main.txt"]
 	commit()
 	cli()
 
-	var strataTime, cliTime, dockerTime time.Duration
+	var strataTime, cliTime time.Duration
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
 		commit()
 		b.StartTimer()
-		start := time.Now()
-		cli()
-		cliTime += time.Since(start)
+		cliTime += cli()
 		b.StopTimer()
 		check()
 		commit()
 		b.StartTimer()
 
-		start = time.Now()
-		if _, err := build.Run(ctx, build.Options{Dir: dir, Repo: repo, Locker: locker, DockerHost: noEngine}); err != nil {
+		start := time.Now()
+		if _, err := build.Run(ctx, o); err != nil {
 			b.Fatal(err)
 		}
 		strataTime += time.Since(start)
-
 		b.StopTimer()
 		check()
-		for _, r := range dockerRefs {
-			docker(b, host, dir, "rmi", "-f", r)
-		}
 		b.StartTimer()
-		start = time.Now()
-		for i, r := range dockerRefs {
-			docker(b, host, dir, "pull", "-q", r)
-			docker(b, host, filepath.Join(dir, fmt.Sprintf("svc%d", i)), "build", "-q", "--cache-from", r, "-t", r, ".")
-		}
-		dockerTime += time.Since(start)
+
+		dockerSide.round(b)
 	}
 	b.StopTimer()
-	s := float64(strataTime.Milliseconds()) / float64(b.N)
-	c := float64(cliTime.Milliseconds()) / float64(b.N)
-	d := float64(dockerTime.Milliseconds()) / float64(b.N)
-	b.ReportMetric(s, "strata-ms/op")
-	b.ReportMetric(c, "strata-cli-ms/op")
-	b.ReportMetric(d, "docker-ms/op")
-	b.ReportMetric(d/c, "speedup-x")
-	b.ReportMetric(d/s, "speedup-in-process-x")
-	b.Logf("one-file source change in a project of %d staged Dockerfile images: strata build (process, no engine) %.0f ms, build.Run %.0f ms, docker pull + build --cache-from of the %d images %.0f ms: %.1fx (in process %.1fx); load %s",
-		stagedImages, c, s, stagedImages, d, d/c, d/s, loadavg())
-}
-
-// loadavg is the machine's load average (1, 5, 15 min), to read the numbers with.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	reportVersus(b, fmt.Sprintf("one-file source change in a project of %d staged Dockerfile images (no engine for strata)", stagedImages), cliTime, strataTime, dockerSide.total)
 }
 
 // idleFloor is what an idle rebuild cannot avoid, measured in this process: open HEAD, list
@@ -251,37 +201,18 @@ staged: true
 	if _, err := build.Run(ctx, o); err != nil {
 		b.Fatal(err)
 	}
-	dockerRefs := map[string]string{"api": repo + "-docker-api:latest", "web": repo + "-docker-web:latest"}
-	for name, ref := range dockerRefs {
-		docker(b, host, filepath.Join(dir, name), "build", "-q", "-t", ref, ".")
-		docker(b, host, dir, "push", "-q", ref)
-	}
-	b.Cleanup(func() {
-		for _, r := range dockerRefs {
-			exec.Command("docker", "-H", host, "rmi", "-f", r).Run()
-		}
-	})
-	bin := strataproc.Binary(b)
-	home := b.TempDir()
-	cli := func() {
-		c := exec.Command(bin, "build", "--repo", repo, "-q")
-		c.Dir = dir
-		c.Env = append(os.Environ(), "DOCKER_HOST="+noEngine, "STRATA_HOME="+home)
-		if out, err := c.CombinedOutput(); err != nil {
-			b.Fatalf("strata build: %v\n%s", err, out)
-		}
-	}
+	dockerSide := newDockerBaseline(b, host, dir, []string{repo + "-docker-api:latest", repo + "-docker-web:latest"},
+		[][]string{{filepath.Join(dir, "api"), "."}, {filepath.Join(dir, "web"), "."}})
+	o.DockerHost = noEngine
+	cli := strataCLI(b, dir, repo, noEngine)
 	cli()
 
-	var strataTime, cliTime, dockerTime, floorTime time.Duration
+	var strataTime, cliTime, floorTime time.Duration
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
+		cliTime += cli()
 		start := time.Now()
-		cli()
-		cliTime += time.Since(start)
-
-		start = time.Now()
-		rep, err := build.Run(ctx, build.Options{Dir: dir, Repo: repo, Locker: o.Locker, DockerHost: noEngine})
+		rep, err := build.Run(ctx, o)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -294,30 +225,10 @@ staged: true
 			}
 		}
 		floorTime += idleFloor(b, dir, repo)
-
-		b.StopTimer()
-		for _, r := range dockerRefs {
-			docker(b, host, dir, "rmi", "-f", r)
-		}
-		b.StartTimer()
-		start = time.Now()
-		for name, r := range dockerRefs {
-			docker(b, host, dir, "pull", "-q", r)
-			docker(b, host, filepath.Join(dir, name), "build", "-q", "--cache-from", r, "-t", r, ".")
-		}
-		dockerTime += time.Since(start)
+		dockerSide.round(b)
 	}
 	b.StopTimer()
-	s := float64(strataTime.Microseconds()) / 1000 / float64(b.N)
-	c := float64(cliTime.Microseconds()) / 1000 / float64(b.N)
-	d := float64(dockerTime.Microseconds()) / 1000 / float64(b.N)
 	f := float64(floorTime.Microseconds()) / 1000 / float64(b.N)
-	b.ReportMetric(s, "strata-ms/op")
-	b.ReportMetric(c, "strata-cli-ms/op")
-	b.ReportMetric(d, "docker-ms/op")
 	b.ReportMetric(f, "floor-ms/op")
-	b.ReportMetric(d/c, "speedup-x")
-	b.ReportMetric(d/s, "speedup-in-process-x")
-	b.Logf("idle rebuild of a stapel + staged Dockerfile project: strata build (process) %.0f ms, build.Run %.1f ms, floor (git HEAD + file list + one tags listing, in process) %.1f ms, docker pull + build --cache-from of both %.0f ms: %.1fx (in process %.1fx); load %s",
-		c, s, f, d, d/c, d/s, loadavg())
+	reportVersus(b, fmt.Sprintf("idle rebuild of a stapel + staged Dockerfile project (floor: git HEAD + file list + one tags listing, in process, %.1f ms)", f), cliTime, strataTime, dockerSide.total)
 }

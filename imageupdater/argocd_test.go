@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"strata.dev/strata/internal/testing/argocdtest"
+	"strata.dev/strata/internal/testing/gitserver"
 	"strata.dev/strata/internal/testing/testenv"
 )
 
@@ -63,6 +64,18 @@ func argoEnv(t *testing.T, a *argocdtest.ArgoCD) *kubeEnv {
 	return &kubeEnv{cfg: cfg, kube: a.Kube, argo: a.Argo, ns: a.Namespace}
 }
 
+// argoScene is one test's share of the shared Argo CD: the updater's view of its namespace, a
+// git server, a bundle repository holding 1.0.0 and 1.2.0, and a suffix for unique names.
+func argoScene(t *testing.T) (*argocdtest.ArgoCD, *kubeEnv, *gitserver.Server, string, string) {
+	t.Helper()
+	a := argoCD(t)
+	repo := testenv.Repo(t, "shop")
+	pushBundle(t, repo, "1.0.0", t0)
+	pushBundle(t, repo, "1.2.0", t0.Add(time.Hour))
+	u := testenv.UniqueName(t, "")
+	return a, argoEnv(t, a), gitServer(t), repo, u[len(u)-8:]
+}
+
 // waitFor polls cond for up to 2 minutes, failing with Argo CD's log tails.
 func waitFor(t *testing.T, a *argocdtest.ArgoCD, what string, cond func() bool) time.Duration {
 	t.Helper()
@@ -103,14 +116,8 @@ func childYAML(name, ns, repo, rev string, ann map[string]string) string {
 // changes nothing). A sibling with the in-cluster method is moved, then put back by the
 // parent's self-heal: the revert problem git write-back solves.
 func TestAppOfAppsGitWriteBackSticks(t *testing.T) {
-	a := argoCD(t)
-	k := argoEnv(t, a)
+	a, k, srv, repo, sfx := argoScene(t)
 	ctx := context.Background()
-	srv := gitServer(t)
-	repo := testenv.Repo(t, "shop")
-	pushBundle(t, repo, "1.0.0", t0)
-	pushBundle(t, repo, "1.2.0", t0.Add(time.Hour))
-	sfx := testenv.UniqueName(t, "")[len(testenv.UniqueName(t, ""))-8:]
 	shop, legacy, root := "shop-"+sfx, "legacy-"+sfx, "root-"+sfx
 	url, err := srv.CreateRepo(ctx, "team/gitops", "main", map[string]string{
 		"apps/shop.yaml": childYAML(shop, a.Namespace, repo, "1.0.0", map[string]string{
@@ -233,16 +240,9 @@ func (k *kubeEnv) refreshAppSet(t *testing.T, a *argocdtest.ArgoCD, name string)
 // write-back through a git files generator: the updater writes the version into the generator's
 // config file, asks the ApplicationSet to refresh, and the regenerated Application says it.
 func TestApplicationSetWriteBack(t *testing.T) {
-	a := argoCD(t)
-	k := argoEnv(t, a)
+	a, k, srv, repo, sfx := argoScene(t)
 	ctx := context.Background()
-	srv := gitServer(t)
-	repo := testenv.Repo(t, "shop")
-	pushBundle(t, repo, "1.0.0", t0)
-	pushBundle(t, repo, "1.2.0", t0.Add(time.Hour))
 	i := strings.LastIndex(repo, "/")
-	u := testenv.UniqueName(t, "")
-	sfx := u[len(u)-8:]
 	url, err := srv.CreateRepo(ctx, "team/appsets", "main", map[string]string{
 		"apps/gen-" + sfx + "/config.yaml": "name: gen-" + sfx + "\nversion: 1.0.0\n",
 	})

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"text/template"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -218,9 +219,8 @@ func sameGitURL(a, b string) bool {
 }
 
 // gitAuth reads the credentials: the write-back-method's Secret (username/password), else the
-// Argo CD repository Secret (or repo-creds template) for url in the Application's namespace,
-// else none.
-func (c *controller) gitAuth(ctx context.Context, app *unstructured.Unstructured, wb writeBack, url string) (git.Auth, error) {
+// Argo CD repository Secret (or the longest matching repo-creds template) for url, else none.
+func (c *controller) gitAuth(ctx context.Context, app, parent *unstructured.Unstructured, wb writeBack, url string) (git.Auth, error) {
 	if wb.secret != "" {
 		ns, name, ok := strings.Cut(wb.secret, "/")
 		if !ok {
@@ -239,13 +239,23 @@ func (c *controller) gitAuth(ctx context.Context, app *unstructured.Unstructured
 		}
 		return git.Auth{Username: u, Password: p}, nil
 	}
-	list, err := c.kube.CoreV1().Secrets(app.GetNamespace()).List(ctx, metav1.ListOptions{LabelSelector: "argocd.argoproj.io/secret-type in (repository,repo-creds)"})
-	if err != nil {
-		return git.Auth{}, fmt.Errorf("Argo CD repository credentials in %s: %w", app.GetNamespace(), err)
+	// Argo CD keeps repository Secrets in its control-plane namespace: the Application's, or
+	// (for Applications in other namespaces) its parent's.
+	namespaces := []string{app.GetNamespace()}
+	if parent != nil && parent.GetNamespace() != app.GetNamespace() {
+		namespaces = append(namespaces, parent.GetNamespace())
+	}
+	var secrets []corev1.Secret
+	for _, ns := range namespaces {
+		list, err := c.kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "argocd.argoproj.io/secret-type in (repository,repo-creds)"})
+		if err != nil {
+			return git.Auth{}, fmt.Errorf("Argo CD repository credentials in %s (or name a Secret: %s: git:secret:NS/NAME): %w", ns, AnnotationWriteBackMethod, err)
+		}
+		secrets = append(secrets, list.Items...)
 	}
 	var best git.Auth
 	bestLen := -1
-	for _, s := range list.Items {
+	for _, s := range secrets {
 		u := string(s.Data["url"])
 		exact := s.Labels["argocd.argoproj.io/secret-type"] == "repository" && sameGitURL(u, url)
 		prefix := s.Labels["argocd.argoproj.io/secret-type"] == "repo-creds" && u != "" && strings.HasPrefix(url, u)
@@ -347,7 +357,7 @@ func (c *controller) writeGit(ctx context.Context, app *unstructured.Unstructure
 	if err != nil {
 		return gitWrite{}, fail(reasonInvalid, err)
 	}
-	auth, err := c.gitAuth(ctx, app, wb, loc.url)
+	auth, err := c.gitAuth(ctx, app, loc.parent, wb, loc.url)
 	if err != nil {
 		return gitWrite{}, fail(reasonWriteError, err)
 	}

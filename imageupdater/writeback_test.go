@@ -47,7 +47,8 @@ func childManifest(name, ns, repo, rev string) string {
 // message; the Application in the cluster is left to the parent's sync, which is asked for (the
 // parent's refresh annotation). A second cycle commits nothing; a push that loses a race with
 // another commit is fetched and applied again, keeping both; helmvalues with base:target
-// branches and kustomization targets; an sshPrivateKey Secret is refused by name.
+// branches and kustomization targets; an sshPrivateKey Secret is refused by name, and an
+// Application with neither a parent nor git-repository is told to name one.
 func TestGitWriteBack(t *testing.T) {
 	ctx := context.Background()
 	k := newKubeEnv(t)
@@ -90,14 +91,18 @@ func TestGitWriteBack(t *testing.T) {
 		AnnotationGitRepository: values, AnnotationGitBranch: "main:image-updater-{{.AppName}}", AnnotationWriteBackTarget: "helmvalues:/values.yaml",
 		AnnotationWriteBackKey: "cart.version"}, helmSource(repo, "1.0.0"))
 	k.app(t, "ssh", tracked("ssh", map[string]string{AnnotationWriteBackMethod: "git:secret:git-ssh"}), helmSource(repo, "1.0.0"))
+	k.app(t, "orphan", map[string]string{AnnotationChartVersion: "1.x", AnnotationWriteBackMethod: "git"}, helmSource(repo, "1.0.0"))
 
 	c, _, logs := k.startController(t, func(o *Options) {
 		o.GitWorkDir = t.TempDir()
 		o.GitCommitUser, o.GitCommitEmail = "bot", "bot@example.com"
 	})
 	res := c.runCycle(ctx)
-	if res.checked != 4 || res.updated != 3 || res.failed != 1 {
-		t.Fatalf("cycle = %+v, want 4 checked, 3 updated, 1 failed (ssh)", res)
+	if res.checked != 5 || res.updated != 3 || res.failed != 2 {
+		t.Fatalf("cycle = %+v, want 5 checked, 3 updated, 2 failed (ssh, orphan)", res)
+	}
+	if evs := k.events(t, "orphan"); len(evs) == 0 || !strings.Contains(evs[0].Message, "set "+AnnotationGitRepository) || !strings.Contains(evs[0].Message, "no app-of-apps parent") {
+		t.Errorf("orphan events %+v, want one asking for %s", evs, AnnotationGitRepository)
 	}
 	fileIn := func(repo, branch, p string) string {
 		t.Helper()

@@ -179,6 +179,9 @@ func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
 		"ARGOCD_GPG_DATA_PATH=" + filepath.Join(dir, "gpg"),
 		"ARGOCD_GNUPGHOME=" + filepath.Join(dir, "gnupg"),
 		"ARGOCD_GPG_ENABLED=false",
+		// The repo-server's git credentials socket (git's askpass asks it); its default,
+		// /tmp/reposerver-ask-pass.sock, would be shared by every Argo CD on the machine.
+		"ARGOCD_ASK_PASS_SOCK=" + filepath.Join(dir, "sock", "askpass.sock"),
 		"ARGOCD_LOG_FORMAT_ENABLE_FULL_TIMESTAMP=true",
 	}
 	redis := fmt.Sprintf("127.0.0.1:%d", redisPort)

@@ -139,7 +139,7 @@ func (b *builder) runOptions(im *Image) (runOpts, error) {
 	if im.Network != "" {
 		o.network = im.Network
 	}
-	for _, m := range im.Mount {
+	for _, m := range b.mountsOf(im) {
 		var src string
 		switch {
 		case m.From == "tmp_dir":
@@ -177,6 +177,31 @@ func (b *builder) runOptions(im *Image) (runOpts, error) {
 		o.hide = append(o.hide, target)
 	}
 	return o, nil
+}
+
+// mountsOf returns im's mounts and those of the images it is built on (fromImage), which werf
+// carries over to them; an image's own mount of a path wins. The inherited ones need no digest
+// input of their own: they are in the first stage's digest of the image that declares them,
+// under every stage built on it. A tmp_dir is still the image's own, per build.
+func (b *builder) mountsOf(im *Image) []config.Mount {
+	by := map[string]*Image{}
+	for _, x := range b.cfg.Images {
+		by[x.Name] = x
+	}
+	seen := map[string]bool{}
+	var out []config.Mount
+	for cur, n := im, 0; cur != nil && n <= len(b.cfg.Images); cur, n = by[cur.FromImage], n+1 {
+		for _, m := range cur.Mount {
+			if !seen[m.To] {
+				seen[m.To] = true
+				out = append(out, m)
+			}
+		}
+		if cur.FromImage == "" {
+			break
+		}
+	}
+	return out
 }
 
 // hideMounts removes from a committed layer the entries at or below the mount targets, and the
@@ -291,7 +316,7 @@ func (b *builder) prepare(images []*Image) (func(), error) {
 		if im.Staged && (im.CacheVersion != "" || len(im.Platform) > 0 || im.Network != "" || len(im.AddHost) > 0 || im.ImageSpec != nil || len(im.Dependencies) > 0) {
 			return nil, fmt.Errorf("image %s: cacheVersion, platform, network, addHost, dependencies and imageSpec (or build.imageSpec) are not supported with staged: true yet", im.Name)
 		}
-		need = need || len(im.Mount) > 0 || len(im.Secrets) > 0
+		need = need || len(b.mountsOf(im)) > 0 || len(im.Secrets) > 0
 	}
 	if !need {
 		return func() {}, nil

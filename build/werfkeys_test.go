@@ -74,6 +74,13 @@ shell:
   - cat /opt/host/data > /from-host && echo written > /opt/host/out
   setup:
   - test -s /var/cache/tmp/s && echo shared > /tmp-shared
+---
+image: child
+fromImage: app
+shell:
+  install:
+  - wc -l < /root/.cache/b/count | tr -d ' ' > /child-count
+  - test ! -e /var/cache/tmp/s && touch /var/cache/tmp/child && echo own > /child-tmp
 `
 	}
 	g := newGitRepo(t)
@@ -114,6 +121,18 @@ shell:
 			}
 		}
 	}
+	// The child built on app (fromImage) gets app's mounts, as in werf: build_dir is the
+	// project's, tmp_dir its own.
+	child := first.Image("child")
+	cfs := files(t, child.Ref, reg)
+	if cfs["/child-count"] != "1\n" || cfs["/child-tmp"] != "own\n" {
+		t.Errorf("child: /child-count %q /child-tmp %q", cfs["/child-count"], cfs["/child-tmp"])
+	}
+	for p := range topLayerHeaders(t, reg, child.Ref) {
+		if strings.HasPrefix(p, "/var/cache/tmp") || strings.HasPrefix(p, "/root/.cache") || strings.HasPrefix(p, "/run") {
+			t.Errorf("child: layer entry %s (a mount point)", p)
+		}
+	}
 	kept, err := os.ReadFile(filepath.Join(cacheDir, "mounts", "projects", slug("werfkeys"), slug("/root/.cache/b"), "count"))
 	if err != nil || string(kept) != "built\n" {
 		t.Errorf("build_dir on the host: %q, %v", kept, err)
@@ -124,6 +143,9 @@ shell:
 	t.Setenv("STRATA_TEST_SECRET", "another-value")
 	g.commit("change", map[string]string{"src/a.txt": "two"})
 	second := run()
+	if s := second.Image("child"); s.Tag != child.Tag {
+		t.Errorf("second build: child tag %s, want %s", s.Tag, child.Tag)
+	}
 	if s := second.Image("app"); s.Tag != app.Tag {
 		t.Errorf("second build: tag %s, want the first %s; stages %v", s.Tag, app.Tag, statuses(s))
 	}

@@ -371,6 +371,9 @@ type stageSpec struct {
 	// build makes the stage image from the parent; returns the image and the git commit of
 	// its content.
 	build func(ctx context.Context, parent *state, digest string) (v1.Image, string, error)
+	// labels, when set, are more dev.strata.* labels of the built stage (an import stage
+	// names the stages it copied from: cleanup keeps them with it).
+	labels func() map[string]string
 }
 
 // image walks the pipeline of im; slot is called before any stage is built (it waits for one
@@ -480,7 +483,11 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if labelCommit == "" && sp.atHead {
 		labelCommit = b.head
 	}
-	img, err = b.withLabels(img, im, sp.name, digest, parent, labelCommit, len(im.Git))
+	var extra map[string]string
+	if sp.labels != nil {
+		extra = sp.labels()
+	}
+	img, err = b.withLabels(img, im, sp.name, digest, parent, labelCommit, len(im.Git), extra)
 	if err != nil {
 		return nil, "", err
 	}
@@ -501,7 +508,7 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img, parent: parent}, stages.StatusBuilt, nil
 }
 
-func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, parent *state, commit string, mappings int) (v1.Image, error) {
+func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, parent *state, commit string, mappings int, extra map[string]string) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("read image config: %w", err)
@@ -525,6 +532,9 @@ func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, pare
 	}
 	if b.head != "" {
 		c.Labels[stages.LabelBuiltAt] = b.head
+	}
+	for k, v := range extra {
+		c.Labels[k] = v
 	}
 	// The digest and the commit labels are also manifest annotations: selection reads them
 	// from the manifest alone, without fetching the config blob.

@@ -72,6 +72,15 @@ func (b *builder) importStage(im *Image, name string, xs []config.Import) stageS
 			}
 			return d.sum(), true, nil
 		},
+		labels: func() map[string]string {
+			l := map[string]string{}
+			for i, x := range xs {
+				if src, err := b.importSource(x); err == nil && src.st != nil {
+					l[stages.ImportLabel(i)] = src.st.tag
+				}
+			}
+			return l
+		},
 		build: func(ctx context.Context, p *state, _ string) (v1.Image, string, error) {
 			parent, err := b.parentImage(ctx, p)
 			if err != nil {

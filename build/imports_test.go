@@ -173,6 +173,30 @@ func TestImports(t *testing.T) {
 		t.Errorf("app stages %q, want %q", names, want)
 	}
 
+	// The import stage names the stage it copied from (cleanup keeps that stage with it).
+	var installTag, importTag string
+	for _, s := range first.Artifacts[0].Stages {
+		if s.Name == "install" {
+			installTag = s.Tag
+		}
+	}
+	for _, s := range app.Stages {
+		if s.Name == "importsAfterInstall" {
+			importTag = s.Tag
+		}
+	}
+	img, err := remoteImage(ctx, reg, repo+":"+importTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cf.Config.Labels[stages.ImportLabel(0)]; installTag == "" || got != installTag {
+		t.Errorf("importsAfterInstall: %s = %q, want the artifact's install stage %q", stages.ImportLabel(0), got, installTag)
+	}
+
 	hs, data := headers(t, app.Ref, reg)
 	check := func(p, content string) {
 		t.Helper()

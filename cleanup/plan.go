@@ -20,6 +20,7 @@ type Stage struct {
 	Created        time.Time // the tag's millis
 	ManifestDigest string    // sha256:… of the manifest the tag points at
 	Parent         string    // the parent stage's tag (or bare digest), "" for none
+	Sources        []string  // the stages an import stage copied files from (tags)
 	Commits        []string  // commits of the stage's git mappings
 	Image          string    // name of the image the stage was built for, when recorded
 	Project        string    // project label, when recorded
@@ -351,7 +352,8 @@ func (p *planner) keepCommit(c, why string) {
 	}
 }
 
-// keepParents keeps the parent of every kept stage; it reports whether anything was added.
+// keepParents keeps the parent and the import sources of every kept stage; it reports whether
+// anything was added.
 func (p *planner) keepParents() bool {
 	added := false
 	queue := make([]string, 0, len(p.reasons))
@@ -363,19 +365,29 @@ func (p *planner) keepParents() bool {
 		t := queue[0]
 		queue = queue[1:]
 		s := p.byTag[t]
-		if s == nil || s.Parent == "" {
+		if s == nil {
 			continue
 		}
-		parent := p.resolveParent(s)
-		if p.byTag[parent] == nil {
-			continue
+		type link struct{ tag, why string }
+		var next []link
+		if s.Parent != "" {
+			next = append(next, link{p.resolveParent(s), "parent of kept stage " + t})
 		}
-		if _, had := p.reasons[parent]; had {
-			continue
+		// As werf protects import sources: the HEAD rebuild reads the source stage's digest.
+		for _, src := range s.Sources {
+			next = append(next, link{src, "import source of kept stage " + t})
 		}
-		p.keep(parent, "parent of kept stage "+t)
-		queue = append(queue, parent)
-		added = true
+		for _, n := range next {
+			if p.byTag[n.tag] == nil {
+				continue
+			}
+			if _, had := p.reasons[n.tag]; had {
+				continue
+			}
+			p.keep(n.tag, n.why)
+			queue = append(queue, n.tag)
+			added = true
+		}
 	}
 	return added
 }

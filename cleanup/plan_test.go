@@ -299,3 +299,33 @@ func TestPlanAttachedTags(t *testing.T) {
 		t.Errorf("attachedTo = %+v, want only the .sig of the deleted manifest", got)
 	}
 }
+
+// A kept import stage keeps the stage it copied files from and that stage's parents, as werf
+// protects import sources; a stage only another deleted stage imported from goes.
+func TestPlanKeepsImportSources(t *testing.T) {
+	h := history{}
+	h.add("c1", 30*day)
+	srcBase := st("srcbase", 30*day, "gone", "")
+	src := st("src", 30*day, "gone", srcBase.Tag)
+	oldSrc := st("oldsrc", 30*day, "gone", "")
+	app := st("app", 30*day, "gone", "")
+	imp := st("imp", 30*day, "gone", app.Tag)
+	imp.Sources = []string{src.Tag}
+	oldImp := st("oldimp", 30*day, "gone", "")
+	oldImp.Sources = []string{oldSrc.Tag}
+	stages := map[string]Stage{"srcbase": srcBase, "src": src, "oldsrc": oldSrc, "app": app, "imp": imp, "oldimp": oldImp}
+	in := Input{Now: now, Project: "p", Commits: h, Uses: []Use{{Tag: imp.Tag, Why: "bundle b:1"}}}
+	kept, deleted, p := run(t, in, stages)
+	want(t, "kept", kept, []string{"srcbase", "src", "app", "imp"})
+	want(t, "deleted", deleted, []string{"oldsrc", "oldimp"})
+	var fromLabels Stage
+	StageFromLabels(&fromLabels, map[string]string{"dev.strata.import.0.source": src.Tag, "dev.strata.import.1.source": oldSrc.Tag})
+	if len(fromLabels.Sources) != 2 || fromLabels.Sources[0] != src.Tag {
+		t.Errorf("sources from labels %q", fromLabels.Sources)
+	}
+	for _, k := range p.Keep {
+		if k.Stage.Tag == src.Tag && !strings.Contains(strings.Join(k.Reasons, ";"), "import source of kept stage "+imp.Tag) {
+			t.Errorf("src kept for %q", k.Reasons)
+		}
+	}
+}

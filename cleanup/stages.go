@@ -49,6 +49,8 @@ func StageFromLabels(s *Stage, labels map[string]string) {
 			s.Project = v
 		case rest == "parent" || rest == "parent-stage" || rest == "parentStage" || rest == "stage.parent":
 			s.Parent = v
+		case strings.HasPrefix(rest, "import.") && strings.HasSuffix(rest, ".source"):
+			s.Sources = append(s.Sources, v)
 		case rest == "image" || rest == "image.name" || rest == "image-name":
 			s.Image = v
 		case strings.Contains(strings.ToLower(rest), "commit") && commitHash.MatchString(v):

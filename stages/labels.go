@@ -22,3 +22,7 @@ const (
 
 // CommitLabel is the label of the commit of git mapping i: dev.strata.git.<i>.commit.
 func CommitLabel(i int) string { return fmt.Sprintf("dev.strata.git.%d.commit", i) }
+
+// ImportLabel is the label of an import stage naming the tag of the stage its import i copied
+// files from: dev.strata.import.<i>.source. Cleanup keeps that stage with the import stage.
+func ImportLabel(i int) string { return fmt.Sprintf("dev.strata.import.%d.source", i) }

@@ -65,7 +65,7 @@ func TestCorpusBuilt(t *testing.T) {
 			if len(first.Images) == 0 {
 				t.Fatal("no image built")
 			}
-			for _, im := range first.Images {
+			for _, im := range append(append([]stages.ImageReport(nil), first.Images...), first.Artifacts...) {
 				name := im.Name
 				if name == "" {
 					name = "~"
@@ -89,10 +89,16 @@ func TestCorpusBuilt(t *testing.T) {
 				t.Fatalf("git clone: %v\n%s", err, out)
 			}
 			again := run(clone, noEngine)
-			for i, im := range again.Images {
-				for j, s := range im.Stages {
-					if s.Status != stages.StatusReused || s.Digest != first.Images[i].Stages[j].Digest {
-						t.Errorf("%s/%s in a clone: %s %s, want reused %s", im.Name, s.Name, s.Status, s.Digest, first.Images[i].Stages[j].Digest)
+			both := [][2][]stages.ImageReport{{first.Images, again.Images}, {first.Artifacts, again.Artifacts}}
+			for _, pair := range both {
+				if len(pair[0]) != len(pair[1]) {
+					t.Fatalf("a clone built %d images, the first build %d", len(pair[1]), len(pair[0]))
+				}
+				for i, im := range pair[1] {
+					for j, s := range im.Stages {
+						if s.Status != stages.StatusReused || s.Digest != pair[0][i].Stages[j].Digest {
+							t.Errorf("%s/%s in a clone: %s %s, want reused %s", im.Name, s.Name, s.Status, s.Digest, pair[0][i].Stages[j].Digest)
+						}
 					}
 				}
 			}

@@ -487,3 +487,42 @@ shell:
 		t.Errorf("stages %v", st)
 	}
 }
+
+// With one build slot, a chain of imports (c imports from b, b from the artifact a, listed
+// last) is built in dependency order without the engine and without waiting forever: an image
+// waits for its sources before it takes a slot.
+func TestImportChainOneSlot(t *testing.T) {
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "import-chain")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{"werf.yaml": head + `image: c
+from: ` + base + `
+import:
+- image: b
+  add: /bb
+  to: /cc
+  after: setup
+---
+image: b
+from: ` + base + `
+import:
+- artifact: a
+  add: /bin/busybox
+  to: /bb
+  before: install
+---
+artifact: a
+from: ` + base + `
+`})
+	rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: fileLocker(t), DockerHost: noEngine, Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, data := headers(t, rep.Image("c").Ref, reg); len(data["/cc"]) == 0 {
+		t.Errorf("/cc missing in c")
+	}
+	if len(rep.Images) != 2 || len(rep.Artifacts) != 1 {
+		t.Errorf("images %d artifacts %d", len(rep.Images), len(rep.Artifacts))
+	}
+}

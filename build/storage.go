@@ -46,7 +46,8 @@ type storage struct {
 	// tagCache keeps the manifests of stored stages across builds, by tag: tags are never
 	// overwritten, so a tag of the listing reads the same manifest forever ("" = off).
 	tagCache *tagCache
-	// pushRT is the authenticated transport of blob pushes, made once.
+	// pushRT is the authenticated transport of blob pushes, made once (under rtMu).
+	rtMu   sync.Mutex
 	pushRT http.RoundTripper
 }
 
@@ -249,6 +250,8 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 // the manifest under the new tag only if the lease is still held; a lost lease (before or
 // during the upload, which it cancels) abandons the attempt: re-lock, re-check, retry.
 func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image) (st *stored, discarded bool, err error) {
+	// The push transport's ping and token come while the lock is taken and the digest re-listed.
+	go s.pushTransport(ctx)
 	lease, err := s.lock(ctx, digest)
 	if err != nil {
 		return nil, false, err
@@ -576,16 +579,9 @@ func (s *storage) pushBlob(ctx context.Context, l v1.Layer) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	rt := s.pushRT
-	s.mu.Unlock()
-	if rt == nil {
-		if rt, err = s.Registry.RoundTripper(ctx, s.Repo, transport.PushScope); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		s.pushRT = rt
-		s.mu.Unlock()
+	rt, err := s.pushTransport(ctx)
+	if err != nil {
+		return err
 	}
 	client := &http.Client{Transport: rt}
 	u := url.URL{Scheme: s.Repo.Scheme(), Host: s.Repo.RegistryStr(), Path: "/v2/" + s.Repo.RepositoryStr() + "/blobs/uploads/"}
@@ -623,4 +619,19 @@ func (s *storage) pushBlob(ctx context.Context, l v1.Layer) error {
 		return fmt.Errorf("upload blob %s: %w", h, err)
 	}
 	return nil
+}
+
+// pushTransport returns the authenticated transport of blob pushes, made on first use (its
+// registry ping and token are shared by every push of the build).
+func (s *storage) pushTransport(ctx context.Context) (http.RoundTripper, error) {
+	s.rtMu.Lock()
+	defer s.rtMu.Unlock()
+	if s.pushRT == nil {
+		rt, err := s.Registry.RoundTripper(ctx, s.Repo, transport.PushScope)
+		if err != nil {
+			return nil, err
+		}
+		s.pushRT = rt
+	}
+	return s.pushRT, nil
 }

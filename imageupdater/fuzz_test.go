@@ -13,13 +13,14 @@ import (
 
 // FuzzAnnotations: no annotation set makes the policy parser panic or hang (issue 19 item 1: a
 // 20,000-alternative allow-tags stalled the updater); every error names an annotation; parsing
-// is deterministic; an alias-scoped option for an alias image-list does not define is reported
-// by name; a policy that parses filters 200 tags quickly (the size limits bound matching).
+// is deterministic; an unknown option, and an alias-scoped option for an alias image-list does
+// not define, are reported by name; a policy that parses filters 200 tags quickly (the size limits bound matching).
 func FuzzAnnotations(f *testing.F) {
 	for _, seed := range [][6]string{
 		{"yourtool=yourorg/yourimage", "latest", `regexp:^v1.0.0-[0-9a-zA-Z]+$`, "", "yourtool.force-update", "true"},
 		{"fooalias=foo/bar, baralias=bar/foo", "semver", "any", "latest, dev", "typo.allow-tags", "any"},
 		{"nginx:~1.26", "Name", "", "*", "write-back-method", "git"},
+		{"app=x", "semver", "", "", "update-stratgy", "digest"},
 		{"app=reg.local:5000/team/app:>=1.0 <2", "digest", `regexp:(a|b|c){1000}`, "[a", "app.helm.image-name", "x"},
 		{"a=x, a=y", "newest-build", "regexp:(", "0.*", "a.pull-secret", "secret:ns/name#key"},
 		{"app=x", "semver", "regexp:" + strings.Repeat("a|", 2000) + "b", "", "app.update-strategy", "digest"},
@@ -72,6 +73,11 @@ func FuzzAnnotations(f *testing.F) {
 		if !reflect.DeepEqual(p.warnings, p2.warnings) {
 			t.Fatalf("two parses warn differently: %q / %q", p.warnings, p2.warnings)
 		}
+		// An option the updater does not know is reported.
+		if rest := strings.TrimPrefix(extraKey, upstreamPrefix); !strings.Contains(rest, ".") && !slices.Contains(topLevelOptions, rest) &&
+			!slices.ContainsFunc(p.warnings, func(w string) bool { return strings.Contains(w, extraKey) }) {
+			t.Errorf("unknown annotation %s is not reported: %q", extraKey, p.warnings)
+		}
 		// An alias-scoped option of an alias image-list does not define is reported.
 		if alias, opt, ok := strings.Cut(strings.TrimPrefix(extraKey, upstreamPrefix), "."); ok && slices.Contains(aliasOptions, opt) {
 			defined := false
@@ -109,5 +115,18 @@ func TestPolicySizeErrorDeterministic(t *testing.T) {
 		if _, err := parsePolicy(ann, &imageSpec{alias: "app"}); err == nil || err.Error() != first.Error() {
 			t.Fatalf("error %v, then %v", first, err)
 		}
+	}
+}
+
+// An argocd-image-updater.argoproj.io/ key the updater does not know (a typo) is reported as
+// ignored, by name; the known ones are not.
+func TestUnknownAnnotationReported(t *testing.T) {
+	ann := map[string]string{AnnotationImageList: "app=x", upstreamPrefix + "update-stratgy": "digest", AnnotationUpdateStrategy: "semver", AnnotationWriteBackMethod: "argocd"}
+	p, err := parsePolicy(ann, &imageSpec{alias: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.warnings) != 1 || !strings.Contains(p.warnings[0], upstreamPrefix+"update-stratgy: not an option") {
+		t.Errorf("warnings %q, want one naming update-stratgy", p.warnings)
 	}
 }

@@ -37,6 +37,12 @@ const (
 // key wins over the app-wide one.
 var aliasOptions = []string{"update-strategy", "allow-tags", "ignore-tags", "pull-secret", "force-update"}
 
+// topLevelOptions are the argocd-image-updater.argoproj.io/<option> keys the updater reads; any
+// other key under that prefix without an alias is reported as ignored (a typo changes nothing
+// silently otherwise).
+var topLevelOptions = []string{"allow-tags", "chart-version", "force-update", "git-branch", "git-repository", "ignore-tags",
+	"image-list", "pull-secret", "update-strategy", "write-back-method", "write-back-target"}
+
 // Strategy names how the best tag is chosen.
 type Strategy string
 
@@ -290,9 +296,10 @@ func boolOption(key, v string, ok bool) (bool, error) {
 	return false, fmt.Errorf("annotation %s: %q is neither true nor false", key, v)
 }
 
-// aliasWarnings names the alias-scoped annotations that change nothing: an option for an
-// alias image-list does not define, or an upstream option with no meaning for a bundle source
-// (helm.*, kustomize.*, platforms) on the bundle's alias.
+// aliasWarnings names the annotations under argocd-image-updater.argoproj.io/ that change
+// nothing: an option the updater does not know, an option for an alias image-list does not
+// define, or an upstream option with no meaning for a bundle source (helm.*, kustomize.*,
+// platforms) on the bundle's alias.
 func aliasWarnings(ann map[string]string, spec *imageSpec, wb writeBack) []string {
 	aliases := map[string]bool{}
 	if specs, err := parseImageList(ann[AnnotationImageList]); err == nil {
@@ -310,6 +317,9 @@ func aliasWarnings(ann map[string]string, spec *imageSpec, wb writeBack) []strin
 		}
 		alias, opt, ok := strings.Cut(rest, ".")
 		if !ok {
+			if !slices.Contains(topLevelOptions, rest) {
+				out = append(out, fmt.Sprintf("annotation %s: not an option of the image updater (known: %s, or <alias>.<option>): ignored", k, strings.Join(topLevelOptions, ", ")))
+			}
 			continue
 		}
 		switch {

@@ -81,6 +81,11 @@ func (c *controller) decide(ctx context.Context, cyc *cycle, app *unstructured.U
 	if t.spec != nil {
 		d.alias = t.spec.alias
 	}
+	if !d.writeBack.git {
+		if w := c.revertWarning(app); w != "" {
+			d.warnings = append(d.warnings, w)
+		}
+	}
 	if p.strategy == StrategyDigest {
 		if !src.oci {
 			return d, fail(reasonInvalid, fmt.Errorf("the digest strategy pins a digest, which only oci:// sources accept (source %s is a Helm chart source)", src.repository))

@@ -41,7 +41,8 @@ const (
 // retryTransport retries the transient failures of registry requests with bounded exponential
 // backoff: 429 (after its Retry-After, capped), 500, 502, 503, 504, and connections reset, closed
 // or timed out before the whole response arrived (a body cut short included, for responses read
-// whole: see readSmallBody); an upload chunk (PATCH) is never sent twice.
+// whole: see readSmallBody); an upload chunk (PATCH) is never sent twice; a DELETE whose retry
+// finds nothing to delete succeeded the first time (its answer was lost).
 // A blob upload's final PUT (…/blobs/uploads/…?
 // digest=D) that fails is first checked with a HEAD of blob D: when the registry holds it, the
 // upload succeeded (its response was lost) and a 201 Created is returned.
@@ -64,6 +65,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp, err = readSmallBody(resp)
 		} else if plainHTTP(err) {
 			return nil, fmt.Errorf("registry %s answers plain HTTP, not HTTPS: if it is meant to, list it with --insecure-registry %s (or STRATA_INSECURE_REGISTRY; loopback addresses always are): %w", req.URL.Host, req.URL.Host, err)
+		}
+		// after a lost response, a DELETE has done its work: a 404 on the next try is its success
+		if attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound && req.Method == http.MethodDelete {
+			discard(resp)
+			return deleted(req), nil
 		}
 		// after a lost response, the upload session of a blob PUT is gone: a 404 on the next try
 		lostUpload := attempt > 1 && err == nil && resp.StatusCode == http.StatusNotFound
@@ -386,6 +392,16 @@ func (t *retryTransport) uploadLanded(req *http.Request) (*http.Response, bool) 
 		Body:    http.NoBody,
 		Request: req,
 	}, true
+}
+
+// deleted is the answer to a DELETE whose earlier try removed the manifest or blob but whose
+// answer was lost: 202 Accepted, as the registry answers a DELETE.
+func deleted(req *http.Request) *http.Response {
+	return &http.Response{
+		Status: "202 Accepted", StatusCode: http.StatusAccepted,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Length": {"0"}}, Body: http.NoBody, Request: req,
+	}
 }
 
 // backoff is the wait before try attempt+1: a 429's Retry-After (seconds or an HTTP date,

@@ -171,23 +171,11 @@ func applyImageSpec(img v1.Image, s *config.ImageSpec, labels map[string]string)
 			env = append(env, e)
 		}
 	}
-	keys := make([]string, 0, len(s.Env))
-	for k := range s.Env {
-		keys = append(keys, k)
+	expanded := make(map[string]string, len(s.Env))
+	for k, v := range s.Env {
+		expanded[k] = os.Expand(v, func(n string) string { return before[n] })
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := os.Expand(s.Env[k], func(n string) string { return before[n] })
-		replaced := false
-		for i, e := range env {
-			if strings.HasPrefix(e, k+"=") {
-				env[i], replaced = k+"="+v, true
-			}
-		}
-		if !replaced {
-			env = append(env, k+"="+v)
-		}
-	}
+	env = setEnv(env, expanded)
 	c.Env = env
 	// Volumes.
 	for _, v := range s.RemoveVolumes {
@@ -203,23 +191,13 @@ func applyImageSpec(img v1.Image, s *config.ImageSpec, labels map[string]string)
 	if s.Expose != nil {
 		c.ExposedPorts = map[string]struct{}{}
 		for _, p := range s.Expose {
-			if !strings.Contains(p, "/") {
-				p += "/tcp"
-			}
-			c.ExposedPorts[p] = struct{}{}
+			c.ExposedPorts[portSpec(p)] = struct{}{}
 		}
 	}
 	if h := s.Healthcheck; h != nil {
-		hc := &v1.HealthConfig{Test: h.Test, Retries: h.Retries}
-		if hc.Interval, err = parseDur(h.Interval); err == nil {
-			if hc.Timeout, err = parseDur(h.Timeout); err == nil {
-				hc.StartPeriod, err = parseDur(h.StartPeriod)
-			}
+		if c.Healthcheck, err = healthConfig(h, "imageSpec.config.healthcheck"); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("imageSpec.config.healthcheck: %w", err)
-		}
-		c.Healthcheck = hc
 	}
 	// User, working directory, stop signal, entrypoint and cmd.
 	switch {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 	"sync"
 	"text/template"
@@ -338,24 +337,7 @@ func applyDocker(img v1.Image, d DockerInstructions) (v1.Image, error) {
 	if d.User != "" {
 		c.User = d.User
 	}
-	if len(d.Env) > 0 {
-		keys := make([]string, 0, len(d.Env))
-		for k := range d.Env {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			found := false
-			for i, e := range c.Env {
-				if strings.HasPrefix(e, k+"=") {
-					c.Env[i], found = k+"="+d.Env[k], true
-				}
-			}
-			if !found {
-				c.Env = append(c.Env, k+"="+d.Env[k])
-			}
-		}
-	}
+	c.Env = setEnv(c.Env, d.Env)
 	if len(d.Label) > 0 && c.Labels == nil {
 		c.Labels = map[string]string{}
 	}
@@ -366,10 +348,7 @@ func applyDocker(img v1.Image, d DockerInstructions) (v1.Image, error) {
 		c.ExposedPorts = map[string]struct{}{}
 	}
 	for _, p := range d.Expose {
-		if !strings.Contains(p, "/") {
-			p += "/tcp"
-		}
-		c.ExposedPorts[p] = struct{}{}
+		c.ExposedPorts[portSpec(p)] = struct{}{}
 	}
 	if len(d.Volume) > 0 && c.Volumes == nil {
 		c.Volumes = map[string]struct{}{}
@@ -387,18 +366,9 @@ func applyDocker(img v1.Image, d DockerInstructions) (v1.Image, error) {
 		c.Cmd = d.Cmd
 	}
 	if h := d.Healthcheck; h != nil {
-		hc := &v1.HealthConfig{Test: h.Test, Retries: h.Retries}
-		var err error
-		if hc.Interval, err = parseDur(h.Interval); err != nil {
-			return nil, fmt.Errorf("docker.HEALTHCHECK.interval: %w", err)
+		if c.Healthcheck, err = healthConfig(h, "docker.HEALTHCHECK"); err != nil {
+			return nil, err
 		}
-		if hc.Timeout, err = parseDur(h.Timeout); err != nil {
-			return nil, fmt.Errorf("docker.HEALTHCHECK.timeout: %w", err)
-		}
-		if hc.StartPeriod, err = parseDur(h.StartPeriod); err != nil {
-			return nil, fmt.Errorf("docker.HEALTHCHECK.startPeriod: %w", err)
-		}
-		c.Healthcheck = hc
 	}
 	return mutate.Config(img, *c)
 }
@@ -427,6 +397,30 @@ func expandTag(tmpl string, d tagData) (string, error) {
 		return "", fmt.Errorf("--add-tag %q gives an empty tag", tmpl)
 	}
 	return s, nil
+}
+
+// portSpec is an exposed port with its protocol (tcp when not given).
+func portSpec(p string) string {
+	if !strings.Contains(p, "/") {
+		return p + "/tcp"
+	}
+	return p
+}
+
+// healthConfig converts a healthcheck; field names it in errors.
+func healthConfig(h *Healthcheck, field string) (*v1.HealthConfig, error) {
+	hc := &v1.HealthConfig{Test: h.Test, Retries: h.Retries}
+	var err error
+	if hc.Interval, err = parseDur(h.Interval); err != nil {
+		return nil, fmt.Errorf("%s.interval: %w", field, err)
+	}
+	if hc.Timeout, err = parseDur(h.Timeout); err != nil {
+		return nil, fmt.Errorf("%s.timeout: %w", field, err)
+	}
+	if hc.StartPeriod, err = parseDur(h.StartPeriod); err != nil {
+		return nil, fmt.Errorf("%s.startPeriod: %w", field, err)
+	}
+	return hc, nil
 }
 
 func parseDur(s string) (time.Duration, error) {

@@ -252,9 +252,13 @@ func readSmallBody(resp *http.Response) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the response to %s %s: %w", resp.Request.Method, Redact(resp.Request.URL.Redacted()), err)
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.Body = readSeekNopCloser{bytes.NewReader(b)}
 	return resp, nil
 }
+
+type readSeekNopCloser struct{ *bytes.Reader }
+
+func (readSeekNopCloser) Close() error { return nil }
 
 // uploadState matches the upload state of a blob upload URL's query: a signed token that
 // must not be printed.
@@ -352,7 +356,29 @@ func transient(resp *http.Response, err error) bool {
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
-	return false
+	return manifestBlobUnknown(resp)
+}
+
+// manifestBlobUnknown reports whether resp refuses a manifest PUT because a blob it names is
+// unknown. The client has just stored those blobs, so this is a registry that does not see them
+// yet: storage that is eventually consistent, or distribution's filesystem storage reading a
+// blob link another request is rewriting (a concurrent mount of the same blob into the same
+// repository), which it then answers DIGEST_INVALID + MANIFEST_BLOB_UNKNOWN; a later try sees
+// them (stages sync failed 3 of 20 runs on it without any injected fault). A blob that is
+// really missing fails after the bounded tries, as before.
+func manifestBlobUnknown(resp *http.Response) bool {
+	req := resp.Request
+	if req == nil || req.Method != http.MethodPut || !strings.Contains(req.URL.Path, "/manifests/") ||
+		resp.StatusCode != http.StatusBadRequest || resp.Body == nil {
+		return false
+	}
+	rs, ok := resp.Body.(io.ReadSeeker) // read whole by readSmallBody
+	if !ok {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(rs, 64<<10))
+	rs.Seek(0, io.SeekStart)
+	return bytes.Contains(b, []byte("MANIFEST_BLOB_UNKNOWN"))
 }
 
 // uploadLanded answers a failed final PUT of a blob upload with 201 Created when the registry

@@ -318,3 +318,24 @@ func TestRetryLostDeleteSucceeds(t *testing.T) {
 		t.Errorf("the manifest after the delete: %v, want 404", err)
 	}
 }
+
+// A manifest PUT refused because a blob it names is unknown, right after the blobs were stored
+// (a registry that does not see them yet), is tried again.
+func TestRetryManifestBlobUnknown(t *testing.T) {
+	ctx := context.Background()
+	p := proxy(t, &faultproxy.Rule{Method: http.MethodPut, Path: "/manifests/v1", Status: http.StatusBadRequest,
+		Body: `{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:00"}]}`})
+	repo := p.Via(testenv.Repo(t, "blobunknown"))
+	o := registry.Options{}
+	ref, _ := o.ParseReference(repo + ":v1")
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, o.Remote(ctx)...); err != nil {
+		t.Fatalf("write through one MANIFEST_BLOB_UNKNOWN: %v", err)
+	}
+	if n := len(p.Seen(http.MethodPut, "/manifests/v1")); n != 2 {
+		t.Errorf("%d manifest PUTs, want 2", n)
+	}
+}

@@ -19,9 +19,11 @@ type Rule struct {
 	// Method and Path (a substring of the URL path) select requests; Query, when set, must be
 	// a substring of the raw query. An empty Method matches every method.
 	Method, Path, Query string
-	// Status answers this status without forwarding (with RetryAfter as Retry-After)...
+	// Status answers this status without forwarding (with RetryAfter as Retry-After and Body
+	// as its JSON body)...
 	Status     int
 	RetryAfter string
+	Body       string
 	// ...or Reset closes the connection without forwarding the request (the server never sees
 	// it)...
 	Reset bool
@@ -262,7 +264,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
+		if f.Body != "" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", fmt.Sprint(len(f.Body)))
+		}
 		w.WriteHeader(f.Status)
+		w.Write([]byte(f.Body))
 	}
 }
 

@@ -525,6 +525,9 @@ func (c *controller) editTarget(root string, loc gitLocation, app *unstructured.
 		if file, err = resolve(loc.dir, wb.path); err != nil {
 			return "", "", false, err
 		}
+		if err := noSymlinks(root, file); err != nil {
+			return file, "", false, err
+		}
 		src, err := os.ReadFile(filepath.Join(root, file))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return file, "", false, err
@@ -541,6 +544,9 @@ func (c *controller) editTarget(root string, loc gitLocation, app *unstructured.
 		}
 		for _, n := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
 			file = path.Join(kdir, n)
+			if err := noSymlinks(root, file); err != nil {
+				return file, "", false, err
+			}
 			src, err := os.ReadFile(filepath.Join(root, file))
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -559,6 +565,9 @@ func (c *controller) editTarget(root string, loc gitLocation, app *unstructured.
 	// The Application's own manifest: the one YAML document under dir defining it.
 	var found []string
 	var out []byte
+	if err := noSymlinks(root, loc.dir); err != nil {
+		return "", "", false, err
+	}
 	err = filepath.WalkDir(filepath.Join(root, filepath.FromSlash(loc.dir)), func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -569,8 +578,8 @@ func (c *controller) editTarget(root string, loc gitLocation, app *unstructured.
 			}
 			return nil
 		}
-		if ext := path.Ext(e.Name()); ext != ".yaml" && ext != ".yml" {
-			return nil
+		if ext := path.Ext(e.Name()); (ext != ".yaml" && ext != ".yml") || !e.Type().IsRegular() {
+			return nil // symbolic links are never followed: they could point out of the clone
 		}
 		if info, err := e.Info(); err != nil || info.Size() > maxManifestBytes {
 			return nil
@@ -604,6 +613,29 @@ func (c *controller) editTarget(root string, loc gitLocation, app *unstructured.
 	}
 	sort.Strings(found)
 	return "", "", false, fmt.Errorf("Application %s is defined in %d files (%s): name one with git-repository and a narrower parent path", app.GetName(), len(found), strings.Join(found, ", "))
+}
+
+// noSymlinks refuses a repository-relative path one of whose elements is a symbolic link: the
+// repository's content must not make the updater read or write outside its clone.
+func noSymlinks(root, rel string) error {
+	p := root
+	for _, el := range strings.Split(rel, "/") {
+		if el == "" {
+			continue
+		}
+		p = filepath.Join(p, el)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link in the repository: refused", rel)
+		}
+	}
+	return nil
 }
 
 func writeFile(root, file string, data []byte) error {

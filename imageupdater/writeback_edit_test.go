@@ -1,8 +1,12 @@
 package imageupdater
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // The Application's manifest is edited in place: only the bundle source's targetRevision
@@ -101,5 +105,46 @@ func TestEditKustomization(t *testing.T) {
 	same, _, _ := editKustomization(again, "argocd", "shop", "/spec/source/targetRevision", "1.3.0")
 	if string(same) != string(again) {
 		t.Error("an edit to the same revision changed the kustomization")
+	}
+}
+
+// The repository's content cannot make the updater read or write outside its clone: a target
+// that is, or lies under, a symbolic link is refused, and the manifest search skips links.
+func TestWriteBackRefusesSymlinks(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "secret.yaml")
+	if err := os.WriteFile(secret, []byte("k: v\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink(secret, filepath.Join(root, "values.yaml")))
+	must(os.Symlink(outside, filepath.Join(root, "dir")))
+	must(os.MkdirAll(filepath.Join(root, "apps"), 0o755))
+	must(os.Symlink(secret, filepath.Join(root, "apps", "shop.yaml")))
+	c := &controller{}
+	app := &unstructured.Unstructured{}
+	app.SetName("shop")
+	app.SetNamespace("argocd")
+	for _, wb := range []writeBack{
+		{git: true, target: targetHelmValues, path: "/values.yaml", key: "k"},
+		{git: true, target: targetHelmValues, path: "/dir/secret.yaml", key: "k"},
+		{git: true, target: targetKustomization, path: "/dir"},
+	} {
+		d := decision{target: "1.2.0", writeBack: wb, source: bundleSource{index: -1, repository: "r/shop"}}
+		if _, _, _, err := c.editTarget(root, gitLocation{}, app, d); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+			t.Errorf("%+v: %v, want a refusal naming the symbolic link", wb, err)
+		}
+	}
+	d := decision{target: "1.2.0", writeBack: writeBack{git: true, target: targetApplication}, source: bundleSource{index: -1, repository: "r/shop"}}
+	if _, _, _, err := c.editTarget(root, gitLocation{dir: "apps"}, app, d); err == nil || !strings.Contains(err.Error(), "no manifest") {
+		t.Errorf("manifest search through a link: %v, want no manifest found", err)
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "k: v\n" {
+		t.Errorf("the file outside the clone changed: %q", b)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
@@ -321,11 +322,16 @@ func (b *builder) prepare(images []*Image) (func(), error) {
 	if !need {
 		return func() {}, nil
 	}
-	dir, err := os.MkdirTemp("", "strata-build-*")
+	b.removeStaleDirs(os.TempDir())
+	dir, err := os.MkdirTemp("", buildDirPattern)
 	if err != nil {
 		return nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
+	if err := os.WriteFile(filepath.Join(dir, buildDirOwner), []byte(builderID()), 0o600); err != nil {
+		cleanup()
+		return nil, err
+	}
 	b.dirs.tmp = dir
 	if b.dirs.secrets, err = resolveSecrets(images, b.projectDir, dir); err != nil {
 		cleanup()
@@ -351,4 +357,43 @@ func basePlatform(img v1.Image, im *Image) error {
 		return fmt.Errorf("platform %s: base image %s is %s", im.Platform[0], im.From, got)
 	}
 	return nil
+}
+
+// buildDirPattern names a build's own directory under $TMPDIR; buildDirOwner is the file in it
+// naming the strata process that made it (a labelBuilder value: HOST PID START).
+const (
+	buildDirPattern = "strata-build-*"
+	buildDirOwner   = "builder"
+)
+
+// removeStaleDirs removes the build directories under tmp (secrets, tmp_dir mounts) of strata
+// processes of this host and user that are gone: killed (SIGKILL) before their cleanup ran. A
+// directory of another user, of a live process or without an owner file is left alone.
+// Failures are logged: they never fail the build.
+func (b *builder) removeStaleDirs(tmp string) {
+	dirs, err := filepath.Glob(filepath.Join(tmp, buildDirPattern))
+	if err != nil {
+		return
+	}
+	for _, dir := range dirs {
+		fi, err := os.Lstat(dir)
+		if err != nil || !fi.IsDir() || !ownedByMe(fi) {
+			continue
+		}
+		owner, err := os.ReadFile(filepath.Join(dir, buildDirOwner))
+		if err != nil || !builderGone(string(owner)) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			b.o.Log.Warn("remove the directory of a build that was killed", "dir", dir, "error", err)
+			continue
+		}
+		b.o.Log.Info("removed the directory of a build that was killed", "dir", dir, "builder", string(owner))
+	}
+}
+
+// ownedByMe reports whether fi belongs to this process's user.
+func ownedByMe(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
 }

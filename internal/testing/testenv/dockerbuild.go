@@ -23,8 +23,13 @@ type ContextFile struct {
 // the test ends). The build's log is in the failure message.
 func BuildImage(ctx context.Context, t testing.TB, dockerfile, target string, files map[string]ContextFile) string {
 	t.Helper()
+	return BuildImageFrom(ctx, t, BaseImage(t), dockerfile, target, files)
+}
+
+// BuildImageFrom is BuildImage with base (an image present in the engine) as BASE_IMAGE.
+func BuildImageFrom(ctx context.Context, t testing.TB, base, dockerfile, target string, files map[string]ContextFile) string {
+	t.Helper()
 	cli := Docker(t)
-	base := BaseImage(t)
 	var buildCtx bytes.Buffer
 	tw := tar.NewWriter(&buildCtx)
 	for name, f := range files {

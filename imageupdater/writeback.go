@@ -365,7 +365,7 @@ func (g *gitRepos) cleanup() {
 func (c *controller) writeGit(ctx context.Context, app *unstructured.Unstructured, d decision, log *slog.Logger) (gitWrite, error) {
 	wb := d.writeBack
 	if _, err := exec.LookPath("git"); err != nil {
-		return gitWrite{}, fail(reasonWriteError, fmt.Errorf("write-back-method git needs the git CLI on PATH (the distroless updater image has none: run an image with git): %w", err))
+		return gitWrite{}, fail(reasonWriteError, fmt.Errorf("write-back-method git needs the git CLI on PATH (the image from Dockerfile.image-updater has it; a replacement image needs git with git-remote-https): %w", err))
 	}
 	loc, err := c.locate(app, wb)
 	if err != nil {

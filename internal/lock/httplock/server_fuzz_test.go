@@ -97,7 +97,12 @@ func FuzzServerRequests(f *testing.F) {
 			return // the name of the raw request may be the fuzzed one: the protocol below starts from no grant
 		}
 
-		// 2. The protocol, for any lock name and owner.
+		// 2. The protocol, for any lock name and owner, as a client's JSON carries them (invalid
+		// UTF-8 becomes U+FFFD).
+		var asSent struct{ Name, Owner string }
+		b, _ := json.Marshal(struct{ Name, Owner string }{name, owner})
+		_ = json.Unmarshal(b, &asSent)
+		name, owner = asSent.Name, asSent.Owner
 		if name == "" {
 			return
 		}

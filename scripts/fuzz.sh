@@ -57,6 +57,12 @@ for t in "${targets[@]}"; do
 			echo "fuzz.sh: $name found a crasher: $pkg/$crasher"
 			echo "fuzz.sh: re-run it with: go test ./$pkg -run '$name/$(basename "$crasher")'"
 			failed+=("$pkg/$crasher")
+		elif grep -qx '    context deadline exceeded' "$log" && ! grep -q -- '^    --- FAIL' "$log"; then
+			# Go < 1.27 races its own -fuzztime deadline on a loaded machine (golang/go#75804):
+			# no input failed, no crasher was written. A hanging input fails through the
+			# targets' own bound (fuzztest.Bounded) and writes a crasher.
+			echo "fuzz.sh: $name: 'context deadline exceeded' at the end of -fuzztime without a crasher: Go's coordinator race (golang/go#75804), not a finding"
+			summary[-1]="${summary[-1]% FAIL} ok (go#75804 at the deadline)"
 		else
 			failed+=("./$pkg $name (exit $rc, no crasher file: see the output above)")
 		fi

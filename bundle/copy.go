@@ -66,6 +66,10 @@ type CopyResult struct {
 	// Signatures counts the cosign signature layers carried along: those of the images, and
 	// the bundle's when the destination holds it unchanged (an archive).
 	Signatures int `json:"signatures"`
+	// Referrers counts the OCI 1.1 referrers carried along (signatures stored as referrers,
+	// attestations, SBOMs), of the same manifests; none onto a registry without the referrers
+	// API.
+	Referrers int `json:"referrers"`
 }
 
 type copyStats struct{ copied, skipped, mounted, bytes atomic.Int64 }
@@ -130,23 +134,28 @@ func Copy(ctx context.Context, o CopyOptions) (*CopyResult, error) {
 	if res.Signatures, err = carrySignatures(ctx, o, src, dst, log); err != nil {
 		return nil, err
 	}
+	if res.Referrers, err = carryImageReferrers(ctx, o, src, dst, log); err != nil {
+		return nil, err
+	}
 	// An archive holds the bundle as published: its signatures go in before the tar is written.
 	if dst.keepsBundle() {
-		n, err := carryBundleSignature(ctx, o, src, dst, log)
+		n, r, err := carryBundleSignature(ctx, o, src, dst, log)
 		if err != nil {
 			return nil, err
 		}
 		res.Signatures += n
+		res.Referrers += r
 	}
 	if err := dst.putBundle(ctx, src, &meta, &stats, res, log); err != nil {
 		return nil, err
 	}
 	if !dst.keepsBundle() && res.Digest == src.bc.manifestDesc.Digest.String() {
-		n, err := carryBundleSignature(ctx, o, src, dst, log)
+		n, r, err := carryBundleSignature(ctx, o, src, dst, log)
 		if err != nil {
 			return nil, err
 		}
 		res.Signatures += n
+		res.Referrers += r
 	}
 	log.Info("copied bundle", "ref", res.Ref, "digest", res.Digest, "images", len(names), "copied", res.Copied, "skipped", res.Skipped, "mounted", res.Mounted, "bytes", res.Bytes)
 	return res, nil

@@ -13,6 +13,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
+	orasremote "oras.land/oras-go/v2/registry/remote"
 
 	"strata.dev/strata/sign"
 )
@@ -47,18 +48,48 @@ func carrySignatures(ctx context.Context, o CopyOptions, src *copySource, dst co
 	return total, nil
 }
 
-// carryBundleSignature copies the signature image of the bundle, when the destination holds
-// it unchanged (same digest).
-func carryBundleSignature(ctx context.Context, o CopyOptions, src *copySource, dst copyDestination, log *slog.Logger) (int, error) {
+// carryImageReferrers copies the OCI 1.1 referrers of the copied images (see carryReferrers).
+func carryImageReferrers(ctx context.Context, o CopyOptions, src *copySource, dst copyDestination, log *slog.Logger) (int, error) {
+	total := 0
+	for _, n := range src.bc.meta.ImageNames() {
+		im := src.bc.meta.Images[n]
+		from, err := src.image(n, im)
+		if err != nil {
+			return total, err
+		}
+		to, _ := dst.image(n, im)
+		added, err := carryReferrers(ctx, o, from, to, im.Digest, log)
+		if err != nil {
+			return total, fmt.Errorf("copy: referrers of image %s (%s): %w", n, im.Digest, err)
+		}
+		total += added
+	}
+	if total > 0 {
+		log.Info("carried image referrers", "to", o.To, "referrers", total)
+	}
+	return total, nil
+}
+
+// carryBundleSignature copies the signature image and the OCI 1.1 referrers of the bundle, when
+// the destination holds it unchanged (same digest). It returns how many signature layers and
+// referrers it added.
+func carryBundleSignature(ctx context.Context, o CopyOptions, src *copySource, dst copyDestination, log *slog.Logger) (int, int, error) {
 	d := src.bc.manifestDesc.Digest.String()
 	added, err := copySignature(ctx, o, src, src.bundle, dst.bundle(), d)
 	if err != nil {
-		return 0, fmt.Errorf("copy: signatures of the bundle (%s): %w", d, err)
+		return 0, 0, fmt.Errorf("copy: signatures of the bundle (%s): %w", d, err)
 	}
 	if added > 0 {
 		log.Info("carried the bundle's signatures", "to", o.To, "added", added)
 	}
-	return added, nil
+	refs, err := carryReferrers(ctx, o, src.bundle, dst.bundle(), d, log)
+	if err != nil {
+		return 0, 0, fmt.Errorf("copy: referrers of the bundle (%s): %w", d, err)
+	}
+	if refs > 0 {
+		log.Info("carried the bundle's referrers", "to", o.To, "referrers", refs)
+	}
+	return added, refs, nil
 }
 
 // copySignature copies the signatures of manifest d from one end to the other. A manifest
@@ -107,4 +138,45 @@ func copySignature(ctx context.Context, o CopyOptions, src *copySource, from, to
 		}
 		return len(m.Layers), nil
 	}
+}
+
+// carryReferrers copies the OCI 1.1 referrers of manifest d (signatures stored as referrers,
+// attestations, SBOMs, and their own referrers) from one end to the other, with oras'
+// ExtendedCopyGraph. A registry destination without the referrers API gets none (oras would
+// write the referrers tag schema's fallback tag instead): the .sig image already carries the
+// signatures there, and the log says so. It returns how many referrers it copied.
+func carryReferrers(ctx context.Context, o CopyOptions, from, to imageEnd, d string, log *slog.Logger) (int, error) {
+	src, ok := from.target.(content.ReadOnlyGraphStorage)
+	if !ok {
+		return 0, nil
+	}
+	node, err := from.target.Resolve(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	preds, err := src.Predecessors(ctx, node)
+	if err != nil || len(preds) == 0 {
+		return 0, err
+	}
+	if dst, ok := to.target.(*orasremote.Repository); ok {
+		_, err := sign.ListReferrers(ctx, to.repo+"@"+d, sign.Options{Registry: o.Registry, Log: o.Log})
+		if errors.Is(err, sign.ErrNoReferrersAPI) {
+			log.Info("the destination has no referrers API: referrers not copied, the signatures travel as .sig images", "to", to.repo, "manifest", d, "referrers", len(preds))
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		_ = dst.SetReferrersCapability(true) // known now: never the fallback tag
+	}
+	count := 0
+	opts := oras.ExtendedCopyGraphOptions{FindPredecessors: func(ctx context.Context, s content.ReadOnlyGraphStorage, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		p, err := s.Predecessors(ctx, desc)
+		count += len(p)
+		return p, err
+	}}
+	if err := oras.ExtendedCopyGraph(ctx, src, to.target, node, opts); err != nil {
+		return 0, fmt.Errorf("copy referrers to %s: %w", to.name, err)
+	}
+	return count, nil
 }

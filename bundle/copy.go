@@ -131,10 +131,7 @@ func Copy(ctx context.Context, o CopyOptions) (*CopyResult, error) {
 		res.Images[n] = placed.Ref
 		log.Info("copied image", "image", n, "ref", placed.Ref, "digest", im.Digest)
 	}
-	if res.Signatures, err = carrySignatures(ctx, o, src, dst, log); err != nil {
-		return nil, err
-	}
-	if res.Referrers, err = carryImageReferrers(ctx, o, src, dst, log); err != nil {
+	if res.Signatures, res.Referrers, err = carrySignatures(ctx, o, src, dst, log); err != nil {
 		return nil, err
 	}
 	// An archive holds the bundle as published: its signatures go in before the tar is written.

@@ -32,8 +32,14 @@ import (
 // build report a `strata build` would have written.
 func pushImages(t testing.TB, names ...string) *stages.Report {
 	t.Helper()
+	return pushImagesTo(t, testenv.Repo(t, "stages"), names...)
+}
+
+// pushImagesTo pushes one random image per name to stagesRepo under a stage tag and returns
+// the build report naming them.
+func pushImagesTo(t testing.TB, stagesRepo string, names ...string) *stages.Report {
+	t.Helper()
 	ctx := context.Background()
-	stagesRepo := testenv.Repo(t, "stages")
 	var ro registry.Options
 	rep := &stages.Report{Project: "app", Repo: stagesRepo, Commit: "0123456789abcdef0123456789abcdef01234567"}
 	for i, n := range names {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -12,16 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"strata.dev/strata/internal/registry"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/sign"
-	"strata.dev/strata/stages"
 )
 
 // referrersRegistry is go-containerregistry's registry, in process, with the OCI 1.1 referrers
@@ -41,30 +35,14 @@ func referrersRegistry(t *testing.T) string {
 func TestCopyCarriesReferrers(t *testing.T) {
 	ctx := context.Background()
 	host := referrersRegistry(t)
-	var ro registry.Options
-	stagesRepo := host + "/stages"
-	rep := &stages.Report{Project: "app", Repo: stagesRepo, Commit: "0123456789abcdef0123456789abcdef01234567"}
+	rep := pushImagesTo(t, host+"/stages", "web", "worker")
 	key, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, n := range []string{"web", "worker"} {
-		img, err := random.Image(256, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tag := stages.Tag{Digest: fmt.Sprintf("%056x", i+1), Millis: time.Now().UnixMilli()}.String()
-		ref, err := ro.ParseReference(stagesRepo + ":" + tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remote.Write(ref, img, ro.Remote(ctx)...); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		rep.Images = append(rep.Images, stages.ImageReport{Name: n, Repo: stagesRepo, Tag: tag, Ref: stagesRepo + ":" + tag, ManifestDigest: d.String()})
-		if s, err := sign.Sign(ctx, stagesRepo+"@"+d.String(), sign.SignOptions{Key: key}); err != nil || !s.Referrer {
-			t.Fatalf("sign %s: %+v, %v; want a referrer", n, s, err)
+	for _, im := range rep.Images {
+		if s, err := sign.Sign(ctx, im.Repo+"@"+im.ManifestDigest, sign.SignOptions{Key: key}); err != nil || !s.Referrer {
+			t.Fatalf("sign %s: %+v, %v; want a referrer", im.Name, s, err)
 		}
 	}
 	src := host + "/app"

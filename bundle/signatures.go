@@ -26,48 +26,31 @@ import (
 
 // carrySignatures copies the signature images of the copied images from src to dst: into an
 // archive as they are, onto a registry merged with the signatures already there (layers missing
-// appended, as `cosign copy` does). It returns how many signature layers it added.
-func carrySignatures(ctx context.Context, o CopyOptions, src *copySource, dst copyDestination, log *slog.Logger) (int, error) {
-	total := 0
+// appended, as `cosign copy` does), and their OCI 1.1 referrers (see carryReferrers). It returns
+// how many signature layers and referrers it added.
+func carrySignatures(ctx context.Context, o CopyOptions, src *copySource, dst copyDestination, log *slog.Logger) (total, refs int, err error) {
 	for _, n := range src.bc.meta.ImageNames() {
 		im := src.bc.meta.Images[n]
 		from, err := src.image(n, im)
 		if err != nil {
-			return total, err
+			return total, refs, err
 		}
 		to, _ := dst.image(n, im)
 		added, err := copySignature(ctx, o, src, from, to, im.Digest)
 		if err != nil {
-			return total, fmt.Errorf("copy: signatures of image %s (%s): %w", n, im.Digest, err)
+			return total, refs, fmt.Errorf("copy: signatures of image %s (%s): %w", n, im.Digest, err)
 		}
 		total += added
-	}
-	if total > 0 {
-		log.Info("carried image signatures", "to", o.To, "added", total)
-	}
-	return total, nil
-}
-
-// carryImageReferrers copies the OCI 1.1 referrers of the copied images (see carryReferrers).
-func carryImageReferrers(ctx context.Context, o CopyOptions, src *copySource, dst copyDestination, log *slog.Logger) (int, error) {
-	total := 0
-	for _, n := range src.bc.meta.ImageNames() {
-		im := src.bc.meta.Images[n]
-		from, err := src.image(n, im)
+		r, err := carryReferrers(ctx, o, from, to, im.Digest, log)
 		if err != nil {
-			return total, err
+			return total, refs, fmt.Errorf("copy: referrers of image %s (%s): %w", n, im.Digest, err)
 		}
-		to, _ := dst.image(n, im)
-		added, err := carryReferrers(ctx, o, from, to, im.Digest, log)
-		if err != nil {
-			return total, fmt.Errorf("copy: referrers of image %s (%s): %w", n, im.Digest, err)
-		}
-		total += added
+		refs += r
 	}
-	if total > 0 {
-		log.Info("carried image referrers", "to", o.To, "referrers", total)
+	if total > 0 || refs > 0 {
+		log.Info("carried image signatures", "to", o.To, "added", total, "referrers", refs)
 	}
-	return total, nil
+	return total, refs, nil
 }
 
 // carryBundleSignature copies the signature image and the OCI 1.1 referrers of the bundle, when

@@ -314,8 +314,8 @@ func (b *builder) prepare(images []*Image) (func(), error) {
 		if len(im.Platform) > 1 {
 			return nil, fmt.Errorf("image %s: platform %s: Strata builds one platform per image, the engine's (multi-platform builds are not supported)", im.Name, strings.Join(im.Platform, ","))
 		}
-		if im.Staged && (im.CacheVersion != "" || len(im.Platform) > 0 || im.Network != "" || len(im.AddHost) > 0 || im.ImageSpec != nil || len(im.Dependencies) > 0) {
-			return nil, fmt.Errorf("image %s: cacheVersion, platform, network, addHost, dependencies and imageSpec (or build.imageSpec) are not supported with staged: true yet", im.Name)
+		if im.Staged && (len(im.Platform) > 0 || im.Network != "" || len(im.AddHost) > 0 || im.ImageSpec != nil) {
+			return nil, fmt.Errorf("image %s: platform, network, addHost and imageSpec (or build.imageSpec) are not supported with staged: true yet", im.Name)
 		}
 		need = need || len(b.mountsOf(im)) > 0 || len(im.Secrets) > 0
 	}

@@ -242,6 +242,12 @@ type stagedBuild struct {
 // Dockerfile using a construct the staged build does not do is built as one stage, with a log
 // line saying why.
 func (b *builder) stagedImage(ctx context.Context, im *Image, slot func() error, res *imageResult) error {
+	// Dependencies are build args, as for a Dockerfile built as one stage: an ARG the
+	// Dockerfile declares takes the dependency's value, and the stages using it their digests.
+	im, err := b.withDependencyArgs(ctx, im)
+	if err != nil {
+		return err
+	}
 	in, err := b.dockerfileInputs(ctx, im)
 	if err != nil {
 		return fmt.Errorf("stage dockerfile: digest: %w", err)
@@ -357,6 +363,10 @@ func (s *stagedBuild) fromSpec(base string, ds instructions.Stage) stageSpec {
 		digest: func(ctx context.Context, _ *state) (string, bool, error) {
 			d := newDigester(stagedVersion)
 			d.add("FROM", base, b.cfg.CacheVersion)
+			if s.im.CacheVersion != "" {
+				// Every stage of the image descends from a FROM stage.
+				d.add("cacheVersion", s.im.CacheVersion)
+			}
 			return d.sum(), true, nil
 		},
 		build: func(ctx context.Context, _ *state, _ string) (v1.Image, string, error) {

@@ -438,3 +438,73 @@ func TestIdleRebuildListsTagsOnly(t *testing.T) {
 	}
 	t.Logf("idle rebuild: %d requests with the tag cache, %d without", warm, cnt.all)
 }
+
+// A staged image takes cacheVersion (into its FROM stage's digest, so every stage is rebuilt
+// when it changes) and dependencies (as build args: the stages using the ARG are rebuilt when
+// the dependency changes, the ones before it are not).
+func TestStagedCacheVersionAndDependencies(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "staged-deps")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	cfg := func(cacheVersion string) string {
+		return "project: stageddeps\nconfigVersion: 1\n---\nimage: lib\ndockerfile: lib.Dockerfile\nstaged: true\n---\n" +
+			"image: app\ndockerfile: Dockerfile\nstaged: true\ncacheVersion: \"" + cacheVersion + "\"\n" +
+			"dependencies:\n- image: lib\n  imports:\n  - {type: ImageName, targetBuildArg: LIB_IMAGE}\n"
+	}
+	g.commit("init", map[string]string{
+		"strata.yaml":    cfg("1"),
+		"lib.Dockerfile": "FROM " + base + "\nCOPY lib.txt /lib.txt\n",
+		"lib.txt":        "lib v1",
+		"Dockerfile":     "FROM " + base + "\nCOPY main.txt /main.txt\nARG LIB_IMAGE\nRUN echo \"$LIB_IMAGE\" > /lib-image\n",
+		"main.txt":       "main",
+	})
+	locker := fileLocker(t)
+	run := func() *stages.Report {
+		t.Helper()
+		rep, err := Run(context.Background(), Options{Dir: g.dir, Repo: repo, Registry: reg, Locker: locker, DockerHost: host, Network: "none"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	status := func(im *stages.ImageReport) string {
+		var s []string
+		for _, st := range im.Stages {
+			s = append(s, st.Name+"="+st.Status)
+		}
+		return strings.Join(s, " ")
+	}
+	first := run()
+	lib, app := first.Image("lib"), first.Image("app")
+	if fs := files(t, app.Ref, reg); strings.TrimSpace(fs["/lib-image"]) != lib.Ref {
+		t.Fatalf("/lib-image = %q, want the dependency's reference %s", fs["/lib-image"], lib.Ref)
+	}
+
+	g.commit("lib", map[string]string{"lib.txt": "lib v2"})
+	second := run()
+	lib2, app2 := second.Image("lib"), second.Image("app")
+	if lib2.Ref == lib.Ref {
+		t.Fatalf("lib not rebuilt: %s", status(lib2))
+	}
+	want := "Dockerfile:1 FROM=reused Dockerfile:2 COPY=reused Dockerfile:4 RUN=built"
+	if got := status(app2); got != want {
+		t.Errorf("after the dependency changed:\n got %s\nwant %s", got, want)
+	}
+	if fs := files(t, app2.Ref, reg); strings.TrimSpace(fs["/lib-image"]) != lib2.Ref {
+		t.Errorf("/lib-image = %q, want %s", fs["/lib-image"], lib2.Ref)
+	}
+
+	g.commit("cacheVersion", map[string]string{"strata.yaml": cfg("2")})
+	third := run()
+	if got := third.Image("lib"); got.Ref != lib2.Ref {
+		t.Errorf("lib rebuilt by app's cacheVersion: %s", status(got))
+	}
+	for _, st := range third.Image("app").Stages {
+		if st.Status != stages.StatusBuilt {
+			t.Errorf("after cacheVersion changed: %s", status(third.Image("app")))
+			break
+		}
+	}
+}

@@ -287,20 +287,13 @@ func TestStagedSourceChangeNeedsNoEngine(t *testing.T) {
 		}
 		return rep.Image("app")
 	}
-	status := func(im *stages.ImageReport) string {
-		var s []string
-		for _, st := range im.Stages {
-			s = append(s, st.Name+"="+st.Status)
-		}
-		return strings.Join(s, " ")
-	}
 	first := run(host)
 	if len(first.Stages) != 7 {
-		t.Fatalf("stages: %s", status(first))
+		t.Fatalf("stages: %s", stageLine(first))
 	}
 	for _, st := range first.Stages {
 		if st.Status != stages.StatusBuilt {
-			t.Fatalf("first build: %s", status(first))
+			t.Fatalf("first build: %s", stageLine(first))
 		}
 	}
 
@@ -308,7 +301,7 @@ func TestStagedSourceChangeNeedsNoEngine(t *testing.T) {
 	src := run(noEngine)
 	want := "Dockerfile:1 FROM=reused Dockerfile:2 WORKDIR=reused Dockerfile:3 COPY=reused Dockerfile:4 RUN=reused " +
 		"Dockerfile:5 COPY=built Dockerfile:6 ENV=built Dockerfile:7 CMD=built"
-	if got := status(src); got != want {
+	if got := stageLine(src); got != want {
 		t.Fatalf("source change:\n got %s\nwant %s", got, want)
 	}
 	fs := files(t, src.Ref, reg)
@@ -319,7 +312,7 @@ func TestStagedSourceChangeNeedsNoEngine(t *testing.T) {
 	// Only an ignored file changed: every stage reused, no engine.
 	g.commit("readme", map[string]string{"README.md": "r"})
 	if got := run(noEngine); got.Ref != src.Ref {
-		t.Errorf("idle rebuild: %s, want %s", status(got), src.Ref)
+		t.Errorf("idle rebuild: %s, want %s", stageLine(got), src.Ref)
 	}
 
 	g.commit("deps", map[string]string{"deps.txt": "dep-b\n"})
@@ -469,13 +462,6 @@ func TestStagedCacheVersionAndDependencies(t *testing.T) {
 		}
 		return rep
 	}
-	status := func(im *stages.ImageReport) string {
-		var s []string
-		for _, st := range im.Stages {
-			s = append(s, st.Name+"="+st.Status)
-		}
-		return strings.Join(s, " ")
-	}
 	first := run()
 	lib, app := first.Image("lib"), first.Image("app")
 	if fs := files(t, app.Ref, reg); strings.TrimSpace(fs["/lib-image"]) != lib.Ref {
@@ -486,10 +472,10 @@ func TestStagedCacheVersionAndDependencies(t *testing.T) {
 	second := run()
 	lib2, app2 := second.Image("lib"), second.Image("app")
 	if lib2.Ref == lib.Ref {
-		t.Fatalf("lib not rebuilt: %s", status(lib2))
+		t.Fatalf("lib not rebuilt: %s", stageLine(lib2))
 	}
 	want := "Dockerfile:1 FROM=reused Dockerfile:2 COPY=reused Dockerfile:4 RUN=built"
-	if got := status(app2); got != want {
+	if got := stageLine(app2); got != want {
 		t.Errorf("after the dependency changed:\n got %s\nwant %s", got, want)
 	}
 	if fs := files(t, app2.Ref, reg); strings.TrimSpace(fs["/lib-image"]) != lib2.Ref {
@@ -499,12 +485,21 @@ func TestStagedCacheVersionAndDependencies(t *testing.T) {
 	g.commit("cacheVersion", map[string]string{"strata.yaml": cfg("2")})
 	third := run()
 	if got := third.Image("lib"); got.Ref != lib2.Ref {
-		t.Errorf("lib rebuilt by app's cacheVersion: %s", status(got))
+		t.Errorf("lib rebuilt by app's cacheVersion: %s", stageLine(got))
 	}
 	for _, st := range third.Image("app").Stages {
 		if st.Status != stages.StatusBuilt {
-			t.Errorf("after cacheVersion changed: %s", status(third.Image("app")))
+			t.Errorf("after cacheVersion changed: %s", stageLine(third.Image("app")))
 			break
 		}
 	}
+}
+
+// stageLine is "NAME=STATUS ..." of the stages of im, in order.
+func stageLine(im *stages.ImageReport) string {
+	var s []string
+	for _, st := range im.Stages {
+		s = append(s, st.Name+"="+st.Status)
+	}
+	return strings.Join(s, " ")
 }

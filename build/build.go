@@ -109,6 +109,9 @@ func readSource(ctx context.Context, o Options) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfgErr == nil {
+		status = withoutContextAdded(cfg, status)
+	}
 	if len(status) > 0 {
 		if !o.Dev {
 			return nil, fmt.Errorf("uncommitted changes in %s (commit them, or build with --dev):\n  %s", repo.Dir, strings.Join(status, "\n  "))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -282,6 +283,7 @@ type dockerfileInputs struct {
 	reads      *dockerfileReads
 	files      []mappingFile // the context files the build can read, after .dockerignore
 	sent       []mappingFile // the context sent to the engine: all files after .dockerignore
+	added      []addedFile   // contextAddFiles from the working tree, over the committed files
 }
 
 // dockerfileInputs reads the Dockerfile and selects the context files its reachable stages can
@@ -321,6 +323,11 @@ func (b *builder) dockerfileInputs(ctx context.Context, im *Image) (*dockerfileI
 	}
 	if in.files, in.sent, err = contextReads(files, in.contextDir, ign, in.reads); err != nil {
 		return nil, err
+	}
+	if len(im.ContextAddFiles) > 0 {
+		if in.added, err = contextAddFiles(filepath.Join(b.projectDir, filepath.FromSlash(im.Context)), im.ContextAddFiles); err != nil {
+			return nil, fmt.Errorf("image %s: %w", im.Name, err)
+		}
 	}
 	if rel, ok := relTo(in.contextDir, in.dfPath); ok {
 		in.dfRel = rel
@@ -475,6 +482,14 @@ func dockerfileDigest(cacheVersion string, im *Image, in *dockerfileInputs) stri
 	for _, f := range in.files {
 		d.add(f.dest, f.Mode, f.Hash)
 	}
+	// contextAddFiles are inputs whether or not the build reads them (werf's semantics: they
+	// are part of the context); absent from the digest of images without them.
+	if len(in.added) > 0 {
+		d.add("contextAddFiles", fmt.Sprint(len(in.added)))
+		for _, f := range in.added {
+			d.add("/"+f.rel, f.mode, f.sum)
+		}
+	}
 	return d.sum()
 }
 
@@ -492,7 +507,7 @@ func (b *builder) dockerBuild(ctx context.Context, im *Image, in *dockerfileInpu
 	if im.Network != "" {
 		network = im.Network
 	}
-	files := append([]mappingFile(nil), in.sent...)
+	files := withAdded(append([]mappingFile(nil), in.sent...), in.added)
 	if !slices.ContainsFunc(files, func(f mappingFile) bool { return f.dest == "/"+in.dfRel }) {
 		h, err := b.blobHash(ctx, in.dfPath)
 		if err != nil {

@@ -27,6 +27,8 @@ type mappingFile struct {
 	owner string
 	group string
 	del   bool // deleted (patch only)
+	// data is the content of a file not in git (contextAddFiles); nil: the blob File.Hash.
+	data []byte
 }
 
 type compiledMapping struct {
@@ -202,6 +204,12 @@ func gitTar(ctx context.Context, repo *git.Repo, files []mappingFile, whiteouts 
 				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(wh, "/"), Mode: 0o644, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 					return nil, err
 				}
+			}
+			continue
+		}
+		if f.data != nil {
+			if err := writeEntries(tw, []mappingFile{f}, f.data, epoch); err != nil {
+				return nil, err
 			}
 			continue
 		}

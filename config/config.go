@@ -46,6 +46,10 @@ type Image struct {
 	// Staged builds the Dockerfile instruction by instruction, each instruction a stage of
 	// its own (werf's staged: true); off, the image is one stage built by the engine.
 	Staged bool
+	// ContextAddFiles (werf's contextAddFiles, legacy contextAddFile) are paths relative to
+	// Context read from the working tree (files or directories) and added to the committed
+	// context, overriding a committed file at the same path. Clean, relative, inside Context.
+	ContextAddFiles []string
 
 	// Stage-built images.
 	From             string

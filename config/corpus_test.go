@@ -108,6 +108,7 @@ func summary(cfg *Config) string {
 		add("context", im.Context)
 		add("target", im.Target)
 		add("args", kv(im.Args))
+		add("contextAddFiles", strings.Join(im.ContextAddFiles, ","))
 		if im.Staged {
 			f = append(f, "staged")
 		}

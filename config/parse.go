@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -230,10 +231,30 @@ func (p parser) werfOnly(field string) func(*yaml.Node) error {
 
 // unsupportedImageKeys are werf image keys Strata parses but does not build yet, with the reason.
 var unsupportedImageKeys = map[string]string{
-	"contextAddFiles": "werf key contextAddFiles is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
-	"contextAddFile":  "werf key contextAddFile is not supported (Strata builds from committed files only: commit the files, or make them in the Dockerfile)",
-	"ssh":             "werf key ssh is not supported: SSH agent forwarding needs BuildKit, and Strata builds Dockerfiles with the engine's classic builder (fetch private sources in a shell stage with secrets: instead)",
-	"ansible":         "ansible is not supported: Strata runs stapel stages with shell: — rewrite the tasks as shell commands (shell: beforeInstall/install/beforeSetup/setup)",
+	"ssh":     "werf key ssh is not supported: SSH agent forwarding needs BuildKit, and Strata builds Dockerfiles with the engine's classic builder (fetch private sources in a shell stage with secrets: instead)",
+	"ansible": "ansible is not supported: Strata runs stapel stages with shell: — rewrite the tasks as shell commands (shell: beforeInstall/install/beforeSetup/setup)",
+}
+
+// contextAdd parses contextAddFiles (or werf's legacy contextAddFile): a list of paths relative
+// to context (a single string is accepted too), each clean and inside it; appended to dst.
+func (p parser) contextAdd(v *yaml.Node, field string, dst *[]string) error {
+	l, err := p.strList(v, field, true)
+	if err != nil {
+		return err
+	}
+	for i, s := range l {
+		c := path.Clean(s)
+		switch {
+		case s == "" || path.IsAbs(s):
+			return p.errf(v, fmt.Sprintf("%s[%d]", field, i), "want a path relative to context, got %q", s)
+		case c == "." || c == ".." || strings.HasPrefix(c, "../"):
+			return p.errf(v, fmt.Sprintf("%s[%d]", field, i), "%q is not a path inside context", s)
+		}
+		if !slices.Contains(*dst, c) {
+			*dst = append(*dst, c)
+		}
+	}
+	return nil
 }
 
 // image parses one image document; `image: [a, b]` gives one Image per name.
@@ -243,7 +264,7 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	p.notes = &notes
 	var names []string
 	named, nameless, artifact := false, false, false
-	var gitNode, stagedNode, mountNode, depNode, addHostNode, disableNode *yaml.Node
+	var gitNode, stagedNode, mountNode, depNode, addHostNode, disableNode, addNode *yaml.Node
 	var fromArtifact string // werf's older fromImage for artifacts
 	str := func(dst *string, field string) func(*yaml.Node) error {
 		return func(v *yaml.Node) (err error) { *dst, err = p.str(v, field); return }
@@ -297,18 +318,20 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 			}
 			return nil
 		},
-		"git":          func(v *yaml.Node) (err error) { gitNode = v; im.Git, err = p.git(v); return },
-		"shell":        func(v *yaml.Node) error { return p.shell(v, &im.Shell) },
-		"docker":       func(v *yaml.Node) error { return p.docker(v, &im.Docker) },
-		"import":       func(v *yaml.Node) (err error) { im.Import, err = p.imports(v); return },
-		"mount":        func(v *yaml.Node) (err error) { mountNode = v; im.Mount, err = p.mounts(v); return },
-		"dependencies": func(v *yaml.Node) error { depNode = v; return nil },
-		"secrets":      func(v *yaml.Node) (err error) { im.Secrets, err = p.secrets(v); return },
-		"network":      func(v *yaml.Node) (err error) { im.Network, err = p.network(v); return },
-		"addHost":      func(v *yaml.Node) (err error) { addHostNode = v; im.AddHost, err = p.addHosts(v); return },
-		"platform":     func(v *yaml.Node) (err error) { im.Platform, err = p.platforms(v, "platform"); return },
-		"cacheVersion": str(&im.CacheVersion, "cacheVersion"),
-		"imageSpec":    func(v *yaml.Node) (err error) { im.ImageSpec, err = p.imageSpec(v, "imageSpec", false); return },
+		"git":             func(v *yaml.Node) (err error) { gitNode = v; im.Git, err = p.git(v); return },
+		"shell":           func(v *yaml.Node) error { return p.shell(v, &im.Shell) },
+		"docker":          func(v *yaml.Node) error { return p.docker(v, &im.Docker) },
+		"import":          func(v *yaml.Node) (err error) { im.Import, err = p.imports(v); return },
+		"mount":           func(v *yaml.Node) (err error) { mountNode = v; im.Mount, err = p.mounts(v); return },
+		"dependencies":    func(v *yaml.Node) error { depNode = v; return nil },
+		"secrets":         func(v *yaml.Node) (err error) { im.Secrets, err = p.secrets(v); return },
+		"network":         func(v *yaml.Node) (err error) { im.Network, err = p.network(v); return },
+		"addHost":         func(v *yaml.Node) (err error) { addHostNode = v; im.AddHost, err = p.addHosts(v); return },
+		"platform":        func(v *yaml.Node) (err error) { im.Platform, err = p.platforms(v, "platform"); return },
+		"cacheVersion":    str(&im.CacheVersion, "cacheVersion"),
+		"imageSpec":       func(v *yaml.Node) (err error) { im.ImageSpec, err = p.imageSpec(v, "imageSpec", false); return },
+		"contextAddFiles": func(v *yaml.Node) error { addNode = v; return p.contextAdd(v, "contextAddFiles", &im.ContextAddFiles) },
+		"contextAddFile":  func(v *yaml.Node) error { addNode = v; return p.contextAdd(v, "contextAddFile", &im.ContextAddFiles) },
 		"disableGitAfterPatch": func(v *yaml.Node) (err error) {
 			disableNode = v
 			im.DisableGitAfterPatch, err = p.boolean(v, "disableGitAfterPatch")
@@ -381,6 +404,9 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 		if im.FromLatest {
 			return nil, p.errf(n, field+".fromLatest", "needs from: REF (a Dockerfile image's base is its FROM)")
 		}
+		if addNode != nil && im.Staged {
+			return nil, p.errf(addNode, field+".contextAddFiles", "not supported with staged: true (a staged build reads committed files only; build the image unstaged)")
+		}
 		for _, k := range []*yaml.Node{mountNode, disableNode} {
 			if k != nil {
 				return nil, p.errf(k, field, "mount and disableGitAfterPatch are keys of stage-built images (werf: stapel), not of Dockerfile images")
@@ -401,6 +427,9 @@ func (p parser) image(n *yaml.Node) ([]*Image, error) {
 	} else {
 		if im.Context != "" || im.Target != "" || im.Args != nil || stagedNode != nil {
 			return nil, p.errf(n, field, "context, target, args and staged need dockerfile")
+		}
+		if addNode != nil {
+			return nil, p.errf(addNode, field+".contextAddFiles", "a key of Dockerfile images (werf); a stage-built image reads committed files only")
 		}
 		if addHostNode != nil {
 			return nil, p.errf(addHostNode, field+".addHost", "a key of Dockerfile images (werf); a shell stage runs with the host's or no network (network:)")

@@ -70,3 +70,25 @@ func TestPlainHTTPRegistryErrorSaysWhatToDo(t *testing.T) {
 		t.Errorf("with --insecure-registry: %v, want the server's 404", err)
 	}
 }
+
+// A loopback registry served over TLS (a port-forward to an in-cluster registry) keeps working:
+// loopback hosts are tried over HTTPS first and fall back to plain HTTP only when that fails.
+func TestLoopbackRegistryOverTLSWorks(t *testing.T) {
+	var schemes []string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		schemes = append(schemes, "https")
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	o := Options{Transport: srv.Client().Transport}
+	ref, err := o.ParseReference(strings.TrimPrefix(srv.URL, "https://") + "/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Head(ref, o.Remote(context.Background())...); !IsNotFound(err) {
+		t.Fatalf("%v, want the TLS server's 404", err)
+	}
+	if len(schemes) == 0 {
+		t.Fatal("no request reached the TLS registry")
+	}
+}

@@ -277,7 +277,7 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		ms := newMillis(fresh[digest], parentMillis)
 		tag := stages.Tag{Digest: digest, Millis: ms}.String()
 		// Never overwrite: the tag must not exist, even if the listing missed it.
-		if _, err := remote.Head(s.Ref(tag), s.Remote(ctx)...); err == nil {
+		if _, err := remote.Head(s.Ref(tag), s.pushRemote(ctx)...); err == nil {
 			if attempt > 5 {
 				return nil, false, fmt.Errorf("publish stage %s: tag collisions", digest)
 			}
@@ -342,7 +342,7 @@ func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1
 		return "after uploading " + tag, nil
 	}
 	pctx, stop := whileHeld(ctx, lease)
-	err = remote.Put(s.Ref(tag), img, s.Remote(pctx)...)
+	err = remote.Put(s.Ref(tag), img, s.pushRemote(pctx)...)
 	stop()
 	if err != nil {
 		if lock.IsLost(lease) {
@@ -619,6 +619,18 @@ func (s *storage) pushBlob(ctx context.Context, l v1.Layer) error {
 		return fmt.Errorf("upload blob %s: %w", h, err)
 	}
 	return nil
+}
+
+// pushRemote returns the go-containerregistry options of a request to the storage's repository
+// while publishing: through the push transport, whose registry ping and token the blob uploads
+// already paid (go-containerregistry pings again for a transport it has not authenticated).
+// Without it (it could not be made), the storage's usual options.
+func (s *storage) pushRemote(ctx context.Context) []remote.Option {
+	rt, err := s.pushTransport(ctx)
+	if err != nil {
+		return s.Remote(ctx)
+	}
+	return append(s.Registry.Remote(ctx), remote.WithTransport(rt))
 }
 
 // pushTransport returns the authenticated transport of blob pushes, made on first use (its

@@ -1,0 +1,55 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/testenv"
+)
+
+// A one-file source change of a staged Dockerfile image (deps RUN reused, the late COPY rebuilt
+// registry-side) authenticates to the stages registry twice (the pull transport of the listing,
+// the push transport of the publishes; each ping tries https and http at once on loopback): the
+// HEAD of a new tag, the manifest PUT and the HEAD of the parent reuse the push transport.
+// Before, the manifest requests pinged once more (6 pings, 29 requests).
+func TestStagedSourceChangeRequests(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "speedcount")
+	cnt := &counter{}
+	g := newGitRepo(t)
+	files := map[string]string{}
+	cfg := "project: speedcount\nconfigVersion: 1\n"
+	for i := 0; i < 3; i++ {
+		cfg += fmt.Sprintf("---\nimage: svc%[1]d\ndockerfile: Dockerfile\ncontext: svc%[1]d\nstaged: true\n", i)
+		files[fmt.Sprintf("svc%d/Dockerfile", i)] = "FROM " + base + "\nWORKDIR /app\nCOPY deps.txt .\nRUN cat deps.txt > /installed\nCOPY . .\nENV MODE=prod\nCMD [\"cat\", \"/app/main.txt\"]\n"
+		files[fmt.Sprintf("svc%d/.dockerignore", i)] = "Dockerfile\n"
+		files[fmt.Sprintf("svc%d/deps.txt", i)] = fmt.Sprint("deps ", i)
+		files[fmt.Sprintf("svc%d/main.txt", i)] = fmt.Sprint("main ", i)
+	}
+	files["strata.yaml"] = cfg
+	g.commit("init", files)
+	o := Options{Dir: g.dir, Repo: repo, Registry: registry.Options{Transport: cnt}, Locker: fileLocker(t), DockerHost: host, CacheDir: t.TempDir()}
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	o.DockerHost = noEngine
+	g.commit("change", map[string]string{"svc0/main.txt": "main changed"})
+	cnt.reset()
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	pings := 0
+	for _, p := range cnt.paths {
+		if p == "GET /v2/" {
+			pings++
+		}
+	}
+	if pings > 4 || cnt.all > 27 {
+		t.Errorf("source change: %d requests, %d of them pings; want at most 27 and 4", cnt.all, pings)
+	}
+	t.Logf("source change: %d requests, %d pings:\n%s", cnt.all, pings, strings.Join(cnt.paths, "\n"))
+}

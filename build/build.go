@@ -53,6 +53,7 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 		return nil, err
 	}
 	defer cleanup()
+	b.readDockerfiles(ctx, images)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := b.buildAll(ctx, cancel, images); err != nil {
@@ -202,10 +203,29 @@ func (b *builder) buildAll(ctx context.Context, cancel context.CancelFunc, image
 		}()
 	}
 	wg.Wait()
+	b.bg.Wait()
 	if b.docker != nil {
 		b.docker.Close()
 	}
+	if firstErr == nil {
+		firstErr = b.bgErr
+	}
 	return firstErr
+}
+
+// after runs fn while the build goes on; buildAll waits for it and fails with its error.
+func (b *builder) after(fn func() error) {
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		if err := fn(); err != nil {
+			b.mu.Lock()
+			if b.bgErr == nil {
+				b.bgErr = err
+			}
+			b.mu.Unlock()
+		}
+	}()
 }
 
 // buildImage waits for the image im is built on, then walks its pipeline and records the
@@ -323,6 +343,12 @@ type builder struct {
 	// spools are temporary files holding layers made registry-side (imports), removed when
 	// the build ends.
 	spools []string
+	// bg are the checks running while the build goes on (after), bgErr the first that failed.
+	bg    sync.WaitGroup
+	bgErr error
+	// blobs are the Dockerfiles and ignore files read before the images' builds, by git blob
+	// hash (readDockerfiles); read-only once the builds start.
+	blobs map[string][]byte
 }
 
 // state is the last stage reached in an image's pipeline.
@@ -498,10 +524,14 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if err != nil {
 		return nil, "", err
 	}
-	// A cleanup may have deleted the parent after this build chose it: put it back.
-	if err := b.restoreParents(ctx, s.Tag, parent); err != nil {
-		return nil, "", err
-	}
+	// A cleanup may have deleted the parent after this build chose it: put it back (looked at
+	// while the build goes on; buildAll waits for it).
+	b.after(func() error {
+		if err := b.restoreParents(ctx, s.Tag, parent); err != nil {
+			return fmt.Errorf("image %s: stage %s: %w", im.Name, sp.name, err)
+		}
+		return nil
+	})
 	if discarded {
 		if !gitRel {
 			s.Commit = parentCommit
@@ -560,14 +590,24 @@ func (b *builder) parentImage(ctx context.Context, parent *state) (v1.Image, err
 	if parent.img != nil {
 		return parent.img, nil
 	}
-	desc, err := remote.Get(b.st.Ref(parent.tag), b.st.Remote(ctx)...)
+	if img, desc, ok := b.st.cachedStage(ctx, parent.tag); ok {
+		b.st.keep(parent.tag, desc)
+		return img, nil
+	}
+	desc, err := b.st.read(ctx, parent.tag)
 	if err != nil {
-		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
+		return nil, fmt.Errorf("read parent stage: %w", err)
 	}
 	img, err := desc.Image()
 	if err != nil {
 		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
 	}
+	// Its config (every build on it reads it) is kept for the next build, as its manifest is.
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read parent stage %s: %w", parent.tag, err)
+	}
+	b.st.tagCache.putBlob(cfg)
 	// Its exact manifest, in case a cleanup deletes it before the child is published.
 	b.st.keep(parent.tag, desc)
 	return img, nil
@@ -586,7 +626,7 @@ func (b *builder) finish(ctx context.Context, im *Image, r *imageResult) (*stage
 		desc = &v1.Descriptor{Digest: d}
 	} else if d, ok := b.st.manifestDigest(f.tag); ok {
 		desc = &v1.Descriptor{Digest: d}
-	} else if rd, err := b.st.Read(ctx, f.tag); err != nil {
+	} else if rd, err := b.st.read(ctx, f.tag); err != nil {
 		return nil, fmt.Errorf("read final stage %s: %w", ref, err)
 	} else {
 		// Read whole (not HEAD): kept, the tag cache answers the next build.

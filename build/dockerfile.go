@@ -427,9 +427,43 @@ func globBelow(g, p []string) bool {
 	return len(g) > len(p)
 }
 
+// readDockerfiles reads the Dockerfiles of images and the ignore files next to them that HEAD
+// has, with one git process for them all, before the images' builds read them (readBlob).
+// Best effort: what it could not read is read then.
+func (b *builder) readDockerfiles(ctx context.Context, images []*Image) {
+	want := map[string]bool{}
+	for _, im := range images {
+		if im.Dockerfile == "" {
+			continue
+		}
+		dfPath := path.Join(b.cfgDir, im.Context, im.Dockerfile)
+		want[dfPath], want[dfPath+".dockerignore"], want[path.Join(b.cfgDir, im.Context, ".dockerignore")] = true, true, true
+	}
+	if len(want) == 0 {
+		return
+	}
+	files, err := b.git.Files(ctx, b.head)
+	if err != nil {
+		return
+	}
+	var hashes []string
+	for _, f := range files {
+		if want[f.Path] {
+			hashes = append(hashes, f.Hash)
+		}
+	}
+	read := map[string][]byte{}
+	if b.git.Blobs(ctx, hashes, func(h string, d []byte) error { read[h] = d; return nil }) == nil {
+		b.blobs = read
+	}
+}
+
 func (b *builder) readBlob(ctx context.Context, files []git.File, p string) ([]byte, bool, error) {
 	for _, f := range files {
 		if f.Path == p {
+			if d, ok := b.blobs[f.Hash]; ok {
+				return d, true, nil
+			}
 			var out []byte
 			err := b.git.Blobs(ctx, []string{f.Hash}, func(_ string, d []byte) error { out = d; return nil })
 			return out, true, err

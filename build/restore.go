@@ -21,7 +21,7 @@ import (
 func (b *builder) restoreParents(ctx context.Context, child string, parent *state) error {
 	for cur := parent; cur != nil; cur = cur.parent {
 		ref := b.st.Ref(cur.tag)
-		_, err := remote.Head(ref, b.st.pushRemote(ctx)...)
+		_, err := remote.Head(ref, b.st.repoRemote(ctx)...)
 		if err == nil {
 			// Stored: a cleanup keeps the parent chain of every stage it keeps.
 			return nil
@@ -37,7 +37,7 @@ func (b *builder) restoreParents(ctx context.Context, child string, parent *stat
 				"tag", cur.tag, "child", child, "ref", ref.String())
 			return nil
 		}
-		if err := remote.Put(ref, desc, b.st.pushRemote(ctx)...); err != nil {
+		if err := remote.Put(ref, desc, b.st.repoRemote(ctx)...); err != nil {
 			return fmt.Errorf("restore parent stage %s@%s of %s (deleted while this build ran): %w", cur.tag, desc.Digest, child, err)
 		}
 		b.o.Log.Info(fmt.Sprintf("restored parent stage %s (deleted while this build ran)", cur.tag), "tag", cur.tag, "manifest", desc.Digest.String(), "child", child)

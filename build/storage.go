@@ -46,9 +46,11 @@ type storage struct {
 	// tagCache keeps the manifests of stored stages across builds, by tag: tags are never
 	// overwritten, so a tag of the listing reads the same manifest forever ("" = off).
 	tagCache *tagCache
-	// pushRT is the authenticated transport of blob pushes, made once (under rtMu).
-	rtMu   sync.Mutex
-	pushRT http.RoundTripper
+	// rt is the authenticated transport of the requests to the repository, made once (under
+	// rtMu), or rtErr why it could not be made (see repoRemote).
+	rtMu  sync.Mutex
+	rt    http.RoundTripper
+	rtErr error
 }
 
 // newStorage returns the build's view of the stages storage store; its git repository (for the
@@ -64,13 +66,23 @@ type stored struct {
 	Commit string // commit of its git mappings ("" for stages without git content)
 }
 
-// list reads the stage tags of the storage, grouped by digest (bypassing the cache).
+// list reads the stage tags of the storage, grouped by digest (bypassing the cache); a
+// repository that does not exist has none.
 func (s *storage) list(ctx context.Context) (map[string][]int64, error) {
-	tags, err := s.Tags(ctx)
-	if err != nil {
-		return nil, err
+	tags, err := remote.List(s.Repo, s.repoRemote(ctx)...)
+	if err != nil && !registry.IsNotFound(err) {
+		return nil, fmt.Errorf("list tags of %s: %w", s.Repo, err)
 	}
 	return stages.ByDigest(tags), nil
+}
+
+// read reads the manifest of a stored stage: its exact bytes, media type and digest.
+func (s *storage) read(ctx context.Context, tag string) (*remote.Descriptor, error) {
+	desc, err := remote.Get(s.Ref(tag), s.repoRemote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("read stage %s: %w", s.Ref(tag), err)
+	}
+	return desc, nil
 }
 
 // cached returns the creation times stored for digest from the build's single listing.
@@ -134,7 +146,7 @@ func (s *storage) stageLabels(ctx context.Context, tag string) (map[string]strin
 	}
 	if labels == nil {
 		var err error
-		if desc, err = s.Read(ctx, tag); err != nil {
+		if desc, err = s.read(ctx, tag); err != nil {
 			return nil, err
 		}
 		fromAnnotations(desc)
@@ -250,8 +262,6 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 // the manifest under the new tag only if the lease is still held; a lost lease (before or
 // during the upload, which it cancels) abandons the attempt: re-lock, re-check, retry.
 func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image) (st *stored, discarded bool, err error) {
-	// The push transport's ping and token come while the lock is taken and the digest re-listed.
-	go s.pushTransport(ctx)
 	lease, err := s.lock(ctx, digest)
 	if err != nil {
 		return nil, false, err
@@ -276,14 +286,13 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		}
 		ms := newMillis(fresh[digest], parentMillis)
 		tag := stages.Tag{Digest: digest, Millis: ms}.String()
-		// Never overwrite: the tag must not exist, even if the listing missed it.
-		if _, err := remote.Head(s.Ref(tag), s.pushRemote(ctx)...); err == nil {
+		lost, err := s.push(ctx, lease, tag, img)
+		if errors.Is(err, errTagTaken) {
 			if attempt > 5 {
 				return nil, false, fmt.Errorf("publish stage %s: tag collisions", digest)
 			}
 			continue
 		}
-		lost, err := s.push(ctx, lease, tag, img)
 		if lost != "" {
 			if lease, err = s.relock(ctx, digest, lease, attempt, lost); err != nil {
 				return nil, false, err
@@ -296,6 +305,9 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 		s.add(digest, ms)
 		if desc, err := published(img); err == nil {
 			s.keep(tag, desc)
+		}
+		if cfg, err := img.RawConfigFile(); err == nil {
+			s.tagCache.putBlob(cfg)
 		}
 		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
 	}
@@ -321,16 +333,29 @@ func newMillis(taken []int64, parentMillis int64) int64 {
 	return ms
 }
 
+// errTagTaken is a push's answer when its new tag exists although the listing did not show it.
+var errTagTaken = errors.New("the tag exists")
+
 // push uploads the blobs of img, then puts its manifest under tag: the irreversible step, taken
-// only with the lease held. A lost lease (before or during either step, which it cancels)
-// abandons the push; lost then says when, for the caller to re-lock and re-check.
+// only with the lease held, and only when the tag does not exist (never overwrite, even if the
+// listing missed it: asked while the blobs upload; errTagTaken when it does). A lost lease
+// (before or during either step, which it cancels) abandons the push; lost then says when, for
+// the caller to re-lock and re-check.
 func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1.Image) (lost string, err error) {
 	if lock.IsLost(lease) {
 		return "before the push", nil
 	}
 	start := time.Now()
 	s.log.Debug("push stage", "tag", tag)
+	taken := make(chan bool, 1)
+	go func() {
+		_, err := remote.Head(s.Ref(tag), s.repoRemote(ctx)...)
+		taken <- err == nil
+	}()
 	up, err := s.uploadBlobs(ctx, lease, tag, img)
+	if <-taken {
+		return "", errTagTaken
+	}
 	if err != nil {
 		if lock.IsLost(lease) {
 			return "while uploading " + tag, nil
@@ -342,7 +367,7 @@ func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1
 		return "after uploading " + tag, nil
 	}
 	pctx, stop := whileHeld(ctx, lease)
-	err = remote.Put(s.Ref(tag), img, s.pushRemote(pctx)...)
+	err = remote.Put(s.Ref(tag), img, s.repoRemote(pctx)...)
 	stop()
 	if err != nil {
 		if lock.IsLost(lease) {
@@ -507,8 +532,9 @@ func (s *storage) uploadBlobs(ctx context.Context, lease lock.Lease, tag string,
 	return up, err
 }
 
-// writeBlobs uploads the layers (up to 4 at a time), then the config blob, through its own
-// pusher: a shared one would swallow the progress updates.
+// writeBlobs uploads the layers and the config blob (up to 4 at a time), through its own
+// pusher: a shared one would swallow the progress updates. Only the manifest must come after
+// them, not the config after the layers.
 func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- v1.Update) error {
 	p, err := remote.NewPusher(append(s.Registry.Remote(ctx), remote.WithProgress(progress))...)
 	if err != nil {
@@ -524,9 +550,17 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 		errs []error
 		sem  = make(chan struct{}, 4)
 	)
-	for _, l := range layers {
+	cl, err := partial.ConfigLayer(img)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	for _, l := range append(layers, cl) {
 		if h, err := l.Digest(); err == nil && s.has(h) {
 			continue // a blob of a stage this build read or published
+		}
+		what := "layer"
+		if l == cl {
+			what = "config"
 		}
 		wg.Add(1)
 		sem <- struct{}{}
@@ -539,26 +573,13 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 			}
 			if err := upload(); err != nil {
 				mu.Lock()
-				errs = append(errs, err)
+				errs = append(errs, fmt.Errorf("upload %s: %w", what, err))
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("upload layers: %w", err)
-	}
-	cl, err := partial.ConfigLayer(img)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if h, err := cl.Digest(); err == nil && s.has(h) {
-		return nil
-	}
-	if err := s.pushBlob(ctx, cl); err != nil {
-		return fmt.Errorf("upload config: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // pushBlob uploads a blob this build made (a new layer, a config) monolithically: POST to open
@@ -579,7 +600,7 @@ func (s *storage) pushBlob(ctx context.Context, l v1.Layer) error {
 	if err != nil {
 		return err
 	}
-	rt, err := s.pushTransport(ctx)
+	rt, err := s.repoTransport(ctx)
 	if err != nil {
 		return err
 	}
@@ -621,29 +642,30 @@ func (s *storage) pushBlob(ctx context.Context, l v1.Layer) error {
 	return nil
 }
 
-// pushRemote returns the go-containerregistry options of a request to the storage's repository
-// while publishing: through the push transport, whose registry ping and token the blob uploads
-// already paid (go-containerregistry pings again for a transport it has not authenticated).
-// Without it (it could not be made), the storage's usual options.
-func (s *storage) pushRemote(ctx context.Context) []remote.Option {
-	rt, err := s.pushTransport(ctx)
+// repoRemote returns the go-containerregistry options of a request to the storage's repository:
+// through one transport authenticated for push and pull, whose registry ping and token every
+// request of the build shares (go-containerregistry pings again for a transport it has not
+// authenticated). Without it (it could not be made: the credentials may allow pulls only), the
+// storage's usual options.
+func (s *storage) repoRemote(ctx context.Context) []remote.Option {
+	rt, err := s.repoTransport(ctx)
 	if err != nil {
 		return s.Remote(ctx)
 	}
 	return append(s.Registry.Remote(ctx), remote.WithTransport(rt))
 }
 
-// pushTransport returns the authenticated transport of blob pushes, made on first use (its
-// registry ping and token are shared by every push of the build).
-func (s *storage) pushTransport(ctx context.Context) (http.RoundTripper, error) {
+// repoTransport returns the transport of repoRemote, made on first use; an error making it is
+// kept too (a registry that refuses push credentials is not asked again for each request).
+func (s *storage) repoTransport(ctx context.Context) (http.RoundTripper, error) {
 	s.rtMu.Lock()
 	defer s.rtMu.Unlock()
-	if s.pushRT == nil {
+	if s.rt == nil && s.rtErr == nil {
 		rt, err := s.Registry.RoundTripper(ctx, s.Repo, transport.PushScope)
-		if err != nil {
-			return nil, err
+		if err != nil && ctx.Err() != nil {
+			return nil, err // cancelled: the next request tries again
 		}
-		s.pushRT = rt
+		s.rt, s.rtErr = rt, err
 	}
-	return s.pushRT, nil
+	return s.rt, s.rtErr
 }

@@ -16,15 +16,16 @@ import (
 // tagCache keeps the manifests of stored stages on disk, by repository and tag. Stage tags are
 // never overwritten (a new stage gets a new millisecond tag), so a tag the build's listing
 // shows reads the same manifest forever: an idle build answers from here what it would ask the
-// registry per stage (commit labels for the ancestor check, the final manifest digest). A nil
-// cache keeps nothing.
-type tagCache struct{ dir string }
+// registry per stage (commit labels for the ancestor check, the final manifest digest). It also
+// keeps the config blobs of those stages, by digest: with both, a build on a stored stage reads
+// it without a request (storedImage). A nil cache keeps nothing.
+type tagCache struct{ dir, blobs string }
 
 func newTagCache(dir string) *tagCache {
 	if dir == "" {
 		return nil
 	}
-	return &tagCache{dir: filepath.Join(dir, "manifests")}
+	return &tagCache{dir: filepath.Join(dir, "manifests"), blobs: filepath.Join(dir, "blobs")}
 }
 
 func (c *tagCache) path(repo, tag string) string {
@@ -65,7 +66,43 @@ func (c *tagCache) put(repo, tag string, desc *remote.Descriptor) {
 	if json.Unmarshal(desc.Manifest, &m) != nil || m.MediaType != desc.MediaType {
 		return // the media type must be readable back from the bytes
 	}
-	p := c.path(repo, tag)
+	writeOnce(c.path(repo, tag), desc.Manifest)
+}
+
+func (c *tagCache) blobPath(h v1.Hash) string {
+	return filepath.Join(c.blobs, h.Algorithm+"-"+h.Hex)
+}
+
+// getBlob returns the blob h (a stage's config) if the cache holds it, checked against h.
+func (c *tagCache) getBlob(h v1.Hash) ([]byte, bool) {
+	if c == nil {
+		return nil, false
+	}
+	raw, err := os.ReadFile(c.blobPath(h))
+	if err != nil {
+		return nil, false
+	}
+	if got, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || got != h {
+		return nil, false
+	}
+	return raw, true
+}
+
+// putBlob stores the blob data (a stage's config) under its digest (best effort).
+func (c *tagCache) putBlob(data []byte) {
+	if c == nil || len(data) == 0 {
+		return
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(data))
+	if err != nil {
+		return
+	}
+	writeOnce(c.blobPath(h), data)
+}
+
+// writeOnce writes data to p unless p exists, atomically (a temporary file renamed): a reader
+// sees the whole content or no file.
+func writeOnce(p string, data []byte) {
 	if _, err := os.Stat(p); err == nil {
 		return
 	}
@@ -76,7 +113,7 @@ func (c *tagCache) put(repo, tag string, desc *remote.Descriptor) {
 	if err != nil {
 		return
 	}
-	_, err = f.Write(desc.Manifest)
+	_, err = f.Write(data)
 	if cerr := f.Close(); err != nil || cerr != nil {
 		os.Remove(f.Name())
 		return

@@ -259,6 +259,12 @@ func (b *builder) buildImage(ctx context.Context, im *Image, slots chan struct{}
 		}
 	}()
 	res, err := b.image(ctx, im, slot)
+	// The image is done when its stages are stored: the images built on it read them.
+	for _, p := range res.pushes {
+		if perr := p.result(); perr != nil && err == nil {
+			err = perr
+		}
+	}
 	b.mu.Lock()
 	b.results[im.Name] = res
 	b.mu.Unlock()
@@ -361,11 +367,15 @@ type state struct {
 	// parent is the stage this one is built on (nil for the first stage of the chain): the
 	// parent chain restoreParents walks after publishing a stage.
 	parent *state
+	// push is the push of a stage this build published (nil for a stored one): see stored.
+	push *pushed
 }
 
 type imageResult struct {
 	final  *state
 	stages []stages.StageReport
+	// pushes are those of the stages the image published (see publish).
+	pushes []*pushed
 }
 
 func (b *builder) engine() (*client.Client, error) {
@@ -451,6 +461,9 @@ func (b *builder) walk(ctx context.Context, im *Image, specs []stageSpec, cur *s
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: %w", sp.name, err)
 		}
+		if next.push != nil {
+			res.pushes = append(res.pushes, next.push)
+		}
 		d := time.Since(start)
 		res.stages = append(res.stages, stages.StageReport{Name: sp.name, Digest: digest, Tag: next.tag, Status: status, DurationMs: d.Milliseconds()})
 		b.o.Log.Info("stage", "image", im.Name, "stage", sp.name, "digest", shortDigest(digest), "status", status, "time", d.Round(time.Millisecond))
@@ -493,6 +506,8 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	if err := slot(); err != nil {
 		return nil, "", err
 	}
+	// built runs once the stage is stored (or the build failed).
+	built := func() {}
 	if b.o.WaitForInFlight {
 		// Taken after the build slot: a holder of a #building lock never waits for a slot.
 		lease, c, err := b.st.building(ctx, digest, parentMillis, gitRel, b.head)
@@ -502,10 +517,11 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		if c != nil {
 			return reusedState(c, digest, gitRel, parentCommit, parent), stages.StatusWaited, nil
 		}
-		defer b.st.doneBuilding(ctx, digest, lease)
+		built = func() { b.st.doneBuilding(ctx, digest, lease) }
 	}
 	img, commit, err := sp.build(ctx, parent, digest)
 	if err != nil {
+		built()
 		return nil, "", err
 	}
 	labelCommit := commit
@@ -518,15 +534,26 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 	}
 	img, err = b.withLabels(img, im, sp.name, digest, parent, labelCommit, len(im.Git), extra)
 	if err != nil {
+		built()
 		return nil, "", err
 	}
-	s, discarded, err := b.st.publish(ctx, digest, parentMillis, gitRel, b.head, commit, img)
+	var parentPush *pushed
+	if parent != nil {
+		parentPush = parent.push
+	}
+	s, discarded, push, err := b.st.publish(ctx, digest, parentMillis, gitRel, b.head, commit, img, parentPush)
 	if err != nil {
+		built()
 		return nil, "", err
 	}
-	// A cleanup may have deleted the parent after this build chose it: put it back (looked at
-	// while the build goes on; buildAll waits for it).
+	// Once stored: a cleanup may have deleted the parent after this build chose it: put it
+	// back (looked at while the build goes on; buildAll waits for it).
 	b.after(func() error {
+		err := push.result()
+		built()
+		if err != nil || parentPush.result() != nil {
+			return nil // failed: the image's build reports it
+		}
 		if err := b.restoreParents(ctx, s.Tag, parent); err != nil {
 			return fmt.Errorf("image %s: stage %s: %w", im.Name, sp.name, err)
 		}
@@ -538,7 +565,17 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		}
 		return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: s.Commit, parent: parent}, stages.StatusDiscarded, nil
 	}
-	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img, parent: parent}, stages.StatusBuilt, nil
+	return &state{digest: digest, tag: s.Tag, millis: s.Millis, commit: commit, img: img, parent: parent, push: push}, stages.StatusBuilt, nil
+}
+
+// stored waits until the stage is in the storage: a stage this build published may still be
+// being pushed (publish) while the next stages are built registry-side; the engine reads
+// it from the storage.
+func (st *state) stored(ctx context.Context) error {
+	if err := st.push.wait(ctx); err != nil {
+		return fmt.Errorf("stage %s: %w", st.tag, err)
+	}
+	return nil
 }
 
 func (b *builder) withLabels(img v1.Image, im *Image, stage, digest string, parent *state, commit string, mappings int, extra map[string]string) (v1.Image, error) {

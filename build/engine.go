@@ -99,6 +99,9 @@ func (b *builder) shellStage(ctx context.Context, im *Image, ms []compiledMappin
 	if err != nil {
 		return nil, "", err
 	}
+	if err := p.stored(ctx); err != nil {
+		return nil, "", err
+	}
 	parentRef := b.st.Ref(p.tag).String()
 	if err := b.ensureImage(ctx, cli, parentRef); err != nil {
 		return nil, "", err

@@ -153,7 +153,7 @@ func (m *midPush) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	blob := strings.Contains(path, "/blobs/uploads/")
 	m.mu.Lock()
-	fire := !m.fired && blob && (!m.after && r.Method == http.MethodPost || m.after && r.Method == http.MethodPut)
+	fire := !m.fired && blob && !m.after && r.Method == http.MethodPost
 	if fire {
 		m.fired = true
 	}
@@ -174,11 +174,19 @@ func (m *midPush) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := remote.DefaultTransport.RoundTrip(r)
-	if fire && m.after && err == nil {
-		m.lk.mu.Lock()
-		f := m.lk.first
-		m.lk.mu.Unlock()
-		f.lose()
+	if m.after && blob && r.Method == http.MethodPut && err == nil {
+		// After a blob is committed, before any manifest PUT: later stages push along with
+		// the first one, and the loss must not fall on a manifest PUT in flight (that is
+		// TestLeaseLostDuringManifestPutRechecks).
+		m.mu.Lock()
+		if !m.fired && len(m.manifests) == 0 {
+			m.fired = true
+			m.lk.mu.Lock()
+			f := m.lk.first
+			m.lk.mu.Unlock()
+			f.lose()
+		}
+		m.mu.Unlock()
 	}
 	return resp, err
 }
@@ -335,10 +343,11 @@ func TestLeaseLostDuringManifestPutRechecks(t *testing.T) {
 	if len(reported) != 2 {
 		t.Fatalf("stages: %+v", reported)
 	}
-	// The PUT landed although it was cancelled: the re-check under a new lock finds that tag
-	// and keeps it instead of writing a second one.
-	if reported[0].Status != stages.StatusDiscarded || reported[1].Status != stages.StatusBuilt {
-		t.Errorf("statuses %s, %s; want %s (the landed tag found by the re-check), %s", reported[0].Status, reported[1].Status, stages.StatusDiscarded, stages.StatusBuilt)
+	// The PUT landed although it was cancelled: the re-check under a new lock finds that tag,
+	// the one the build chose and the next stage was built on, and keeps it instead of
+	// writing a second one.
+	if reported[0].Status != stages.StatusBuilt || reported[1].Status != stages.StatusBuilt {
+		t.Errorf("statuses %s, %s; want %s (the landed tag found by the re-check), %s", reported[0].Status, reported[1].Status, stages.StatusBuilt, stages.StatusBuilt)
 	}
 	if lk.locks != len(reported)+1 {
 		t.Errorf("took %d locks for %d stages, want %d", lk.locks, len(reported), len(reported)+1)

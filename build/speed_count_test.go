@@ -14,8 +14,9 @@ import (
 // registry-side) authenticates to the stages registry once (one transport for the listings,
 // reads and pushes; its ping tries https and http on loopback), reads the reused RUN stage
 // (its manifest, its config) from the caches of this host without a request, and publishes
-// each of COPY, ENV and CMD with a re-listing under the lock, the HEAD of the new tag, POST + PUT
-// of each new blob, the manifest PUT and the HEAD of the parent.
+// each of COPY, ENV and CMD (pushed along with each other) with a re-listing under the lock,
+// the HEAD of the new tag, POST + PUT of each new blob, the manifest PUT and the HEAD of the
+// parent.
 // Before: 27 requests, 4 pings (29 and 6 before that).
 func TestStagedSourceChangeRequests(t *testing.T) {
 	host := testenv.DockerHost(t)

@@ -570,6 +570,9 @@ func (s *stagedBuild) run(ctx context.Context, c *instructions.RunCommand, p *st
 	if err != nil {
 		return nil, err
 	}
+	if err := p.stored(ctx); err != nil {
+		return nil, err
+	}
 	parentRef := b.st.Ref(p.tag).String()
 	if err := b.ensureImage(ctx, cli, parentRef); err != nil {
 		return nil, err

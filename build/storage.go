@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -43,6 +44,8 @@ type storage struct {
 	// present are blobs the repository holds: those of the manifests this build read or
 	// published. A push does not ask the registry about them again.
 	present map[v1.Hash]bool
+	// uploads are the blob uploads of this build, made or in flight, by digest (uploading).
+	uploads map[v1.Hash]*pushed
 	// tagCache keeps the manifests of stored stages across builds, by tag: tags are never
 	// overwritten, so a tag of the listing reads the same manifest forever ("" = off).
 	tagCache *tagCache
@@ -192,13 +195,6 @@ func (s *storage) keep(tag string, desc *remote.Descriptor) {
 	}
 }
 
-// has reports whether the repository holds blob h, as far as this build knows.
-func (s *storage) has(h v1.Hash) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.present[h]
-}
-
 // kept returns the manifest of a stage that this build read or published.
 func (s *storage) kept(tag string) (*remote.Descriptor, bool) {
 	s.mu.Lock()
@@ -258,59 +254,109 @@ func (s *storage) choose(ctx context.Context, digest string, times []int64, pare
 }
 
 // publish stores a built stage under the lock of its digest, unless a suitable stage appeared
-// meanwhile (then that one is returned with discarded = true). It uploads the blobs, then puts
-// the manifest under the new tag only if the lease is still held; a lost lease (before or
-// during the upload, which it cancels) abandons the attempt: re-lock, re-check, retry.
-func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image) (st *stored, discarded bool, err error) {
+// meanwhile (then that one is returned with discarded = true). Under the lock it re-lists the
+// storage and chooses the new stage's tag; the push (blobs, then the manifest under that tag,
+// only while the lease is held) goes on in the background: pushed reports its end, and the
+// lock is held until then. The build goes on meanwhile: the next stage can be built on this
+// one and pushed along with it, its manifest put only after this one's (parent). A lost lease
+// abandons the push attempt: re-lock, re-check (the tag may have landed), push the same tag
+// again.
+func (s *storage) publish(ctx context.Context, digest string, parentMillis int64, gitStage bool, head, commit string, img v1.Image, parent *pushed) (st *stored, discarded bool, p *pushed, err error) {
 	lease, err := s.lock(ctx, digest)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
+	fresh, err := s.list(ctx)
+	if err == nil {
+		st, err = s.choose(ctx, digest, fresh[digest], parentMillis, gitStage, head)
+	}
+	if err != nil || st != nil {
+		_ = lease.Unlock(context.WithoutCancel(ctx))
+		if st != nil {
+			s.add(digest, st.Millis)
+		}
+		return st, st != nil, nil, err
+	}
+	ms := newMillis(fresh[digest], parentMillis)
+	tag := stages.Tag{Digest: digest, Millis: ms}.String()
+	p = &pushed{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.err = s.store(ctx, digest, lease, tag, img, parent)
+		if p.err == nil {
+			s.add(digest, ms)
+		}
+	}()
+	return &stored{Tag: tag, Millis: ms, Commit: commit}, false, p, nil
+}
+
+// pushed is the end of a stage's push (publish): done is closed then, err says why it failed.
+type pushed struct {
+	done chan struct{}
+	err  error
+}
+
+// wait waits for the push to end and returns its error; a nil push (a stage that was stored
+// already) has nothing to wait for.
+func (p *pushed) wait(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// result waits for the push to end, however long (its context ends it), and returns its error.
+func (p *pushed) result() error {
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	return p.err
+}
+
+// store pushes img under tag with the lease of digest's lock, which it releases at the end; its
+// manifest is put after parent's push ended well. A lost lease abandons the attempt: re-lock,
+// and unless the re-listing shows the tag (the manifest PUT landed), push again.
+func (s *storage) store(ctx context.Context, digest string, lease lock.Lease, tag string, img v1.Image, parent *pushed) (err error) {
 	defer func() {
 		if lease != nil {
 			_ = lease.Unlock(context.WithoutCancel(ctx))
 		}
 	}()
 	for attempt := 0; ; attempt++ {
+		lost, err := s.push(ctx, lease, tag, img, parent)
+		if errors.Is(err, errTagTaken) {
+			return fmt.Errorf("publish stage %s: tag %s exists although the listing under the lock did not show it", digest, tag)
+		}
+		if lost == "" {
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if lease, err = s.relock(ctx, digest, lease, attempt, lost); err != nil {
+			return err
+		}
 		fresh, err := s.list(ctx)
 		if err != nil {
-			return nil, false, err
+			return err
 		}
-		existing, err := s.choose(ctx, digest, fresh[digest], parentMillis, gitStage, head)
-		if err != nil {
-			return nil, false, err
+		if t, ok := stages.ParseTag(tag); ok && slices.Contains(fresh[digest], t.Millis) {
+			break // the manifest PUT landed before the lease was found lost
 		}
-		if existing != nil {
-			s.add(digest, existing.Millis)
-			return existing, true, nil
-		}
-		ms := newMillis(fresh[digest], parentMillis)
-		tag := stages.Tag{Digest: digest, Millis: ms}.String()
-		lost, err := s.push(ctx, lease, tag, img)
-		if errors.Is(err, errTagTaken) {
-			if attempt > 5 {
-				return nil, false, fmt.Errorf("publish stage %s: tag collisions", digest)
-			}
-			continue
-		}
-		if lost != "" {
-			if lease, err = s.relock(ctx, digest, lease, attempt, lost); err != nil {
-				return nil, false, err
-			}
-			continue
-		}
-		if err != nil {
-			return nil, false, err
-		}
-		s.add(digest, ms)
-		if desc, err := published(img); err == nil {
-			s.keep(tag, desc)
-		}
-		if cfg, err := img.RawConfigFile(); err == nil {
-			s.tagCache.putBlob(cfg)
-		}
-		return &stored{Tag: tag, Millis: ms, Commit: commit}, false, nil
 	}
+	if desc, err := published(img); err == nil {
+		s.keep(tag, desc)
+	}
+	if cfg, err := img.RawConfigFile(); err == nil {
+		s.tagCache.putBlob(cfg)
+	}
+	return nil
 }
 
 // newMillis returns the creation time of a new stage: now, but after its parent's and not one
@@ -341,7 +387,7 @@ var errTagTaken = errors.New("the tag exists")
 // listing missed it: asked while the blobs upload; errTagTaken when it does). A lost lease
 // (before or during either step, which it cancels) abandons the push; lost then says when, for
 // the caller to re-lock and re-check.
-func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1.Image) (lost string, err error) {
+func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1.Image, parent *pushed) (lost string, err error) {
 	if lock.IsLost(lease) {
 		return "before the push", nil
 	}
@@ -363,6 +409,10 @@ func (s *storage) push(ctx context.Context, lease lock.Lease, tag string, img v1
 		return "", fmt.Errorf("push stage %s: %w", tag, err)
 	}
 	s.log.Debug("uploaded", "tag", tag, "bytes", up.Complete)
+	// A stage's tag appears after its parent's.
+	if err := parent.wait(ctx); err != nil {
+		return "", fmt.Errorf("push stage %s: its parent's push failed: %w", tag, err)
+	}
 	if lock.IsLost(lease) {
 		return "after uploading " + tag, nil
 	}
@@ -555,23 +605,39 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 		return fmt.Errorf("config: %w", err)
 	}
 	for _, l := range append(layers, cl) {
-		if h, err := l.Digest(); err == nil && s.has(h) {
-			continue // a blob of a stage this build read or published
+		h, err := l.Digest()
+		if err != nil {
+			return err
 		}
 		what := "layer"
 		if l == cl {
 			what = "config"
 		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer wg.Done()
+			// A blob of a stage this build read or published, or one another push of this
+			// build is uploading (the parent's layers, while a child is pushed along with it).
+			up, mine := s.uploading(h)
+			if !mine {
+				if up.wait(ctx) == nil {
+					return
+				}
+			} else {
+				defer close(up.done)
+			}
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			upload := func() error { return p.Upload(ctx, s.Repo, l) }
 			if _, mountable := l.(*remote.MountableLayer); !mountable {
 				// Made by this build: new content, sent in one request after the POST.
 				upload = func() error { return s.pushBlob(ctx, l) }
 			}
-			if err := upload(); err != nil {
+			err := upload()
+			if mine {
+				up.err = err
+			}
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("upload %s: %w", what, err))
 				mu.Unlock()
@@ -580,6 +646,33 @@ func (s *storage) writeBlobs(ctx context.Context, img v1.Image, progress chan<- 
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// uploading returns the upload of blob h by this build: mine when the caller is to make it (it
+// then sets its err and closes its done), else the one made or being made (nil: the repository
+// holds the blob). A failed upload is not remembered: the next caller tries again.
+func (s *storage) uploading(h v1.Hash) (up *pushed, mine bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.present[h] {
+		return nil, false
+	}
+	if up, ok := s.uploads[h]; ok {
+		select {
+		case <-up.done:
+			if up.err == nil {
+				return nil, false
+			}
+		default:
+			return up, false
+		}
+	}
+	if s.uploads == nil {
+		s.uploads = map[v1.Hash]*pushed{}
+	}
+	up = &pushed{done: make(chan struct{})}
+	s.uploads[h] = up
+	return up, true
 }
 
 // pushBlob uploads a blob this build made (a new layer, a config) monolithically: POST to open

@@ -30,9 +30,9 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/strata ./cmd/strata
 
 # Main job end to end (build -> bundle -> updater -> real Argo CD syncs) on embedded defaults;
-# ARGS=-keep leaves the Application in the cluster.
+# ARGS=-keep leaves the Application in the cluster. The demo signs nothing: it does not build cosign.
 demo:
-	@scripts/testenv.sh up >/dev/null
+	@STRATA_TESTENV_COSIGN=$${STRATA_TESTENV_COSIGN:-0} scripts/testenv.sh up >/dev/null
 	$(GO) run ./internal/testing/demo/run $(ARGS)
 
 testenv-up:

@@ -26,7 +26,7 @@ if [ ! -x "$bin" ]; then
   mkdir -p "$(dirname "$bin")" "$W/log"
   log "building cosign from github.com/sigstore/cosign/v2 (cold: ~4 min, cached after)"
   # Flags must stay identical between runs, or Go recompiles everything.
-  (cd "$MOD" && go build -trimpath -ldflags "-s -w" -o "$bin.tmp" github.com/sigstore/cosign/v2/cmd/cosign) \
+  (cd "$MOD" && go build -ldflags "-s -w" -o "$bin.tmp" github.com/sigstore/cosign/v2/cmd/cosign) \
     >"$W/log/cosign-build.log" 2>&1 ||
     die "building cosign failed; see $W/log/cosign-build.log: $(tail -n 5 "$W/log/cosign-build.log")"
   mv "$bin.tmp" "$bin"

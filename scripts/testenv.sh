@@ -7,16 +7,16 @@
 #   scripts/testenv.sh down   stop only the processes this script started (by PID)
 #
 # Servers: dockerd (own socket, no bridge, no iptables), a registry (distribution 2.8, delete
-# enabled), etcd and a kube-apiserver built from k8s.io/kubernetes (scripts/kubetools, binary
-# cached under .testenv/bin keyed by that module's go.mod + go.sum). A busybox-static base image
-# is imported into the engine and pushed to the registry.
+# enabled), etcd and a kube-apiserver. A busybox-static base image is imported into the engine and
+# pushed to the registry.
 #
-# Real Argo CD: the multi-call argocd binary (v3.3.10) and the helm CLI (v3.19.5) are built from
-# scripts/argocdtools and cached the same way, and redis-server is installed; tests start
-# argocd-repo-server, argocd-application-controller and argocd-cmp-server (with the strata
-# plugin) as their own processes from these (internal/testing/argocdtest). The env file names
-# them: STRATA_TEST_ARGOCD, STRATA_TEST_HELM, STRATA_TEST_REDIS. STRATA_TESTENV_ARGOCD=0 skips
-# that build (cold: ~5 min, next to the kube-apiserver build; cached after).
+# Tools: kube-apiserver (k8s.io/kubernetes at the version Argo CD's module requires), a
+# multi-call argocd binary with the Argo CD components the tests run, and the helm CLI are built
+# in one `go build` from scripts/testtools and cached under .testenv/bin/<hash of that module>.
+# redis-server is installed; tests start argocd-repo-server, argocd-application-controller and
+# argocd-cmp-server (with the strata plugin) as their own processes (internal/testing/argocdtest).
+# The env file names them: STRATA_TEST_ARGOCD, STRATA_TEST_HELM, STRATA_TEST_REDIS.
+# STRATA_TESTENV_ARGOCD=0 builds only the kube-apiserver.
 #
 # State lives under .testenv/ (ignored by git) or $STRATA_TESTENV_DIR. Ports can be moved with
 # STRATA_TESTENV_REGISTRY_PORT (5000), STRATA_TESTENV_ETCD_PORT (23790, peer +10),
@@ -29,14 +29,11 @@ REGISTRY_PORT=${STRATA_TESTENV_REGISTRY_PORT:-5000}
 ETCD_PORT=${STRATA_TESTENV_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 10))
 APISERVER_PORT=${STRATA_TESTENV_APISERVER_PORT:-16443}
-KUBE_VERSION=v1.37.1
 STORAGE_DRIVER=${STRATA_TESTENV_STORAGE_DRIVER:-overlay2}
 WITH_ARGOCD=${STRATA_TESTENV_ARGOCD:-1}
 # The cosign CLI (scripts/cosign.sh, cached like the others) for the signing interop tests;
 # STRATA_TESTENV_COSIGN=0 skips it.
 WITH_COSIGN=${STRATA_TESTENV_COSIGN:-1}
-ARGOCD_VERSION=v3.3.10
-HELM_VERSION=v3.19.5
 BASE_IMAGE=127.0.0.1:$REGISTRY_PORT/library/busybox:latest
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
@@ -176,58 +173,53 @@ up_etcd() {
     die "etcd did not become ready; see $W/log/etcd.log: $(tail -n 3 "$W/log/etcd.log")"
 }
 
-kube_apiserver_bin() {
+# The test tools (kube-apiserver, argocd, helm) come from one module, scripts/testtools, built
+# in one `go build` so the packages they share (client-go, apimachinery, gRPC…) are compiled once.
+# Binaries are cached under .testenv/bin/<hash of that module's go.mod, go.sum and sources>.
+TOOLS=$ROOT/scripts/testtools
+
+tools_dir() {
   local key
-  key=$(cat "$ROOT/scripts/kubetools/go.mod" "$ROOT/scripts/kubetools/go.sum" | sha256sum | cut -c1-16)
-  echo "$W/bin/$key/kube-apiserver"
-}
-
-build_kube_apiserver() {
-  local bin
-  bin=$(kube_apiserver_bin)
-  [ -x "$bin" ] && return 0
-  command -v go >/dev/null || die "go is needed to build kube-apiserver (scripts/kubetools)"
-  log "building kube-apiserver $KUBE_VERSION from k8s.io/kubernetes (cold: ~7 min, cached after)"
-  mkdir -p "$(dirname "$bin")"
-  # Flags must stay identical between runs, or Go recompiles everything.
-  (cd "$ROOT/scripts/kubetools" && go build -trimpath \
-    -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37" \
-    -o "$bin.tmp" k8s.io/kubernetes/cmd/kube-apiserver) >"$W/log/kube-build.log" 2>&1 ||
-    die "building kube-apiserver failed; see $W/log/kube-build.log: $(tail -n 5 "$W/log/kube-build.log")"
-  mv "$bin.tmp" "$bin"
-}
-
-# --- Argo CD and helm (binaries only; tests run them) ----------------------------------------
-
-argocd_tools_dir() {
-  local key
-  key=$(cat "$ROOT/scripts/argocdtools/go.mod" "$ROOT/scripts/argocdtools/go.sum" | sha256sum | cut -c1-16)
+  key=$(cat "$TOOLS/go.mod" "$TOOLS/go.sum" "$TOOLS"/*.go "$TOOLS"/argocd/*.go | sha256sum | cut -c1-16)
   echo "$W/bin/$key"
 }
 
-build_argocd_tools() {
-  local dir
-  dir=$(argocd_tools_dir)
-  [ -x "$dir/argocd" ] && [ -x "$dir/helm" ] && return 0
-  command -v go >/dev/null || die "go is needed to build Argo CD and helm (scripts/argocdtools)"
-  mkdir -p "$dir"
-  # Flags must stay identical between runs, or Go recompiles everything.
-  if [ ! -x "$dir/argocd" ]; then
-    log "building Argo CD $ARGOCD_VERSION (argocd multi-call binary; cold: ~5 min, cached after)"
-    (cd "$ROOT/scripts/argocdtools" && go build -trimpath \
-      -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v} -X github.com/argoproj/argo-cd/v3/common.kubectlVersion=v0.34.0" \
-      -o "$dir/argocd.tmp" github.com/argoproj/argo-cd/v3/cmd) >"$W/log/argocd-build.log" 2>&1 ||
-      die "building Argo CD failed; see $W/log/argocd-build.log: $(tail -n 5 "$W/log/argocd-build.log")"
-    mv "$dir/argocd.tmp" "$dir/argocd"
+kube_apiserver_bin() { echo "$(tools_dir)/kube-apiserver"; }
+
+# module_version MODULE: the version the tools module builds (for the binaries' version strings).
+module_version() {
+  (cd "$TOOLS" && go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' "$1")
+}
+
+# build_tools: the kube-apiserver, and with Argo CD enabled the argocd binary and helm. No
+# -trimpath, as `go test` and `go run` build: the standard library compiled here is then reused
+# for Strata. Flags must stay identical between runs, or Go recompiles everything.
+build_tools() {
+  local dir pkgs=() kube argo helmv kubectl minor
+  dir=$(tools_dir)
+  [ -x "$dir/kube-apiserver" ] || pkgs+=(k8s.io/kubernetes/cmd/kube-apiserver)
+  if [ "$WITH_ARGOCD" = 1 ]; then
+    [ -x "$dir/argocd" ] || pkgs+=(./argocd)
+    [ -x "$dir/helm" ] || pkgs+=(helm.sh/helm/v3/cmd/helm)
   fi
-  if [ ! -x "$dir/helm" ]; then
-    log "building helm $HELM_VERSION"
-    (cd "$ROOT/scripts/argocdtools" && go build -trimpath \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-      -o "$dir/helm.tmp" helm.sh/helm/v3/cmd/helm) >"$W/log/helm-build.log" 2>&1 ||
-      die "building helm failed; see $W/log/helm-build.log: $(tail -n 5 "$W/log/helm-build.log")"
-    mv "$dir/helm.tmp" "$dir/helm"
-  fi
+  [ ${#pkgs[@]} -gt 0 ] || return 0
+  command -v go >/dev/null || die "go is needed to build the test tools (scripts/testtools)"
+  kube=$(module_version k8s.io/kubernetes) && argo=$(module_version github.com/argoproj/argo-cd/v3) &&
+    helmv=$(module_version helm.sh/helm/v3) && kubectl=$(module_version k8s.io/kubectl) ||
+    die "reading the tool versions from scripts/testtools/go.mod failed"
+  minor=${kube#v1.}
+  minor=${minor%%.*}
+  log "building ${pkgs[*]##*/} (kube-apiserver $kube, Argo CD $argo, helm $helmv; cold: ~8 min on 2 cores, cached after)"
+  rm -rf "$dir/tmp"
+  mkdir -p "$dir/tmp"
+  (cd "$TOOLS" && go build -ldflags "-s -w \
+-X k8s.io/component-base/version.gitVersion=$kube -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+-X github.com/argoproj/argo-cd/v3/common.version=${argo#v} -X github.com/argoproj/argo-cd/v3/common.kubectlVersion=$kubectl \
+-X helm.sh/helm/v3/internal/version.version=$helmv" \
+    -o "$dir/tmp/" "${pkgs[@]}") >"$W/log/tools-build.log" 2>&1 ||
+    die "building the test tools failed; see $W/log/tools-build.log: $(tail -n 5 "$W/log/tools-build.log")"
+  mv "$dir"/tmp/* "$dir/"
+  rmdir "$dir/tmp"
 }
 
 make_certs() {
@@ -275,12 +267,12 @@ apiserver_ready() {
 }
 
 up_apiserver() {
-  build_kube_apiserver
+  build_tools
   make_certs
   write_kubeconfig
   if ours kube-apiserver >/dev/null && apiserver_ready >/dev/null 2>&1; then return 0; fi
   check_port apiserver "$APISERVER_PORT"
-  log "starting kube-apiserver $KUBE_VERSION on 127.0.0.1:$APISERVER_PORT"
+  log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT"
   start_bg kube-apiserver "$W/log/kube-apiserver.log" "$(kube_apiserver_bin)" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "/strata-testenv" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
@@ -335,14 +327,15 @@ export STRATA_TESTENV_DIR=$W
 EOF
   if [ "$WITH_ARGOCD" = 1 ]; then
     local dir
-    dir=$(argocd_tools_dir)
+    dir=$(tools_dir)
     cat <<EOF
 export STRATA_TEST_ARGOCD=$dir/argocd
 export STRATA_TEST_HELM=$dir/helm
 export STRATA_TEST_REDIS=$(command -v redis-server)
 EOF
   fi
-  if [ "$WITH_COSIGN" = 1 ]; then
+  # cosign is named when built, even by an earlier `up` (make demo skips building it).
+  if [ "$WITH_COSIGN" = 1 ] || [ -x "$W/bin/cosign" ]; then
     echo "export STRATA_TEST_COSIGN=$W/bin/cosign"
   fi
 }
@@ -353,15 +346,11 @@ cmd_up() {
   command -v curl >/dev/null || die "curl is needed"
   install_packages
   preflight_ports
-  # Independent pieces in parallel: the kube-apiserver build is the long one. If anything below
-  # fails, the build is stopped too (nothing of ours keeps running half set up).
-  build_kube_apiserver &
-  local kb=$! ab= cb=
-  trap 'kill "$kb" $ab $cb 2>/dev/null || true' EXIT
-  if [ "$WITH_ARGOCD" = 1 ]; then
-    build_argocd_tools &
-    ab=$!
-  fi
+  # Independent pieces in parallel: the tools build is the long one. If anything below fails,
+  # the builds are stopped too (nothing of ours keeps running half set up).
+  build_tools &
+  local kb=$! cb=
+  trap 'kill "$kb" $cb 2>/dev/null || true' EXIT
   if [ "$WITH_COSIGN" = 1 ]; then
     STRATA_TESTENV_DIR=$W "$ROOT/scripts/cosign.sh" path >/dev/null &
     cb=$!
@@ -370,8 +359,7 @@ cmd_up() {
   up_registry
   up_etcd
   up_base_image
-  wait "$kb" || die "kube-apiserver build failed"
-  if [ -n "$ab" ]; then wait "$ab" || die "Argo CD / helm build failed"; fi
+  wait "$kb" || die "building the test tools failed"
   if [ -n "$cb" ]; then wait "$cb" || die "cosign build failed (scripts/cosign.sh)"; fi
   trap - EXIT
   up_apiserver
@@ -418,7 +406,7 @@ cmd_status() {
   done
   if [ "$WITH_ARGOCD" = 1 ]; then
     local dir
-    dir=$(argocd_tools_dir)
+    dir=$(tools_dir)
     if [ -x "$dir/argocd" ] && [ -x "$dir/helm" ]; then echo "argocd, helm: built ($dir)"; else echo "argocd, helm: not built"; rc=1; fi
   fi
   if [ "$WITH_COSIGN" = 1 ]; then

@@ -39,6 +39,7 @@ func Run(ctx context.Context, o Options) (*stages.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer src.repo.Close()
 	images, err := buildable(src.cfg, o.Images)
 	if err != nil {
 		return nil, err
@@ -84,7 +85,7 @@ type source struct {
 // readSource opens HEAD and reads the config from its git objects, like every other input,
 // while the work tree of the project directory is checked: only changes there can change the
 // build; they are refused, or built from a snapshot commit with --dev.
-func readSource(ctx context.Context, o Options) (*source, error) {
+func readSource(ctx context.Context, o Options) (src *source, err error) {
 	projDir := projectDir(o)
 	type statusResult struct {
 		lines []string
@@ -99,6 +100,14 @@ func readSource(ctx context.Context, o Options) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One git process reads the blobs of the build (the config, Dockerfiles, COPY sources),
+	// until Run ends.
+	repo.ShareReader()
+	defer func() {
+		if src == nil {
+			repo.Close()
+		}
+	}()
 	// The file listing of HEAD is read while the config is.
 	go repo.Files(ctx, head)
 	load := func(commit string) (*Config, error) {

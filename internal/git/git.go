@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ type Repo struct {
 	mu       sync.Mutex
 	ancestor map[[2]string]bool
 	trees    map[string]*treeEntry
+	reader   *reader // see ShareReader
 }
 
 // Open finds the work tree containing dir.
@@ -250,10 +252,14 @@ func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
 	return v, nil
 }
 
-// Blobs reads many blobs with one `git cat-file --batch`, calling fn for each in order.
+// Blobs reads many blobs with one `git cat-file --batch` (the shared one after ShareReader),
+// calling fn for each in order.
 func (r *Repo) Blobs(ctx context.Context, hashes []string, fn func(hash string, data []byte) error) error {
 	if len(hashes) == 0 {
 		return nil
+	}
+	if rd := r.sharedReader(); rd != nil {
+		return rd.read(ctx, hashes, math.MaxInt64, fn)
 	}
 	c := r.cmd(ctx, nil, "cat-file", "--batch")
 	in, err := c.StdinPipe()

@@ -67,6 +67,11 @@ func parseTree(s, commit string, want int, fn func(fields []string, path string)
 // ReadBlob reads one blob, refusing it when it is larger than limit bytes (it never reads more
 // than limit+1 bytes of it).
 func (r *Repo) ReadBlob(ctx context.Context, hash string, limit int64) ([]byte, error) {
+	if rd := r.sharedReader(); rd != nil {
+		var data []byte
+		err := rd.read(ctx, []string{hash}, limit, func(_ string, d []byte) error { data = d; return nil })
+		return data, err
+	}
 	c := r.cmd(ctx, nil, "cat-file", "blob", hash)
 	var stderr bytes.Buffer
 	c.Stderr = &stderr

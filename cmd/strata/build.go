@@ -2,6 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 
 	"github.com/spf13/cobra"
 
@@ -28,6 +32,7 @@ applied registry-side. See docs/strata-yaml.md.
 Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only these lines).
 --report FILE writes the JSON report 'strata bundle publish --build-report' reads.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			buildGC()
 			ctx := cmd.Context()
 			signer, err := newPublishSigner(signKey)
 			if err != nil {
@@ -81,4 +86,42 @@ Prints one line per image on stdout: NAME REF@MANIFEST-DIGEST (with -q only thes
 	addSyncFlag(f, &syncSpec, syncUsage)
 	a.addRegistryFlags(f)
 	return c
+}
+
+const (
+	// buildGCPercent is the GC percent of a build while its live heap is under buildGCHeap: a
+	// build's heap is a few MiB (a source change's stages, the listings), its process lives a
+	// fraction of a second, and each collection cycle costs it more than the memory does (on a
+	// loaded 2-core runner, ~20 ms of a ~150 ms source change).
+	buildGCPercent = 400
+	// buildGCHeap is the live heap past which a build collects as usual (GOGC 100): one that holds
+	// large layers in memory is not allowed 5x its heap.
+	buildGCHeap = 32 << 20
+)
+
+// buildGC makes a build collect less often while its heap is small, unless GOGC says otherwise.
+func buildGC() {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	debug.SetGCPercent(buildGCPercent)
+	watchHeap()
+}
+
+// gcWatch is an object only a finalizer refers to: it runs after the collection that found it
+// unreachable.
+type gcWatch struct{ _ [16]byte }
+
+// watchHeap looks at the live heap after each collection and goes back to GC percent 100 once
+// it passed buildGCHeap.
+func watchHeap() {
+	runtime.SetFinalizer(&gcWatch{}, func(*gcWatch) {
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(s)
+		if s[0].Value.Kind() == metrics.KindUint64 && s[0].Value.Uint64() > buildGCHeap {
+			debug.SetGCPercent(100)
+			return
+		}
+		watchHeap()
+	})
 }

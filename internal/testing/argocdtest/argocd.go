@@ -151,6 +151,9 @@ func Start(ctx context.Context, o Options) (a *ArgoCD, err error) {
 	if err != nil {
 		return a, fmt.Errorf("kubeconfig %s: %w (%w)", env.Kubeconfig, err, ErrMissing)
 	}
+	// The API server's warnings (e.g. "unrecognized format" for Argo CD's CRDs) go to the log,
+	// not through klog to stderr, where they would land in the demo's output.
+	cfg.WarningHandler = slogWarnings{log}
 	if a.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return a, err
 	}
@@ -435,4 +438,13 @@ func dialUnix(path string) bool {
 		c.Close()
 	}
 	return err == nil
+}
+
+// slogWarnings hands the API server's warning headers to a logger at debug level.
+type slogWarnings struct{ log *slog.Logger }
+
+func (w slogWarnings) HandleWarningHeader(code int, agent, text string) {
+	if code == 299 && text != "" {
+		w.log.Debug("kube-apiserver warning", "warning", text)
+	}
 }

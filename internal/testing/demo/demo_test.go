@@ -9,11 +9,32 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"strata.dev/strata/internal/testing/testenv"
 )
+
+// syncBuffer is a strings.Builder safe for klog's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // The README's first command, as a test: the whole chain on examples/quickstart, synced by real
 // Argo CD.
@@ -23,6 +44,12 @@ func TestDemo(t *testing.T) {
 	testenv.KubeConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Nothing reaches stderr through klog (client-go's default output) while the demo runs: in
+	// `make demo` it would be stray lines between the progress log and the summary.
+	var klogOut syncBuffer
+	klog.LogToStderr(false)
+	klog.SetOutput(&klogOut)
+	defer func() { klog.SetOutput(os.Stderr); klog.LogToStderr(true) }()
 	var out strings.Builder
 	s, err := Run(ctx, Options{
 		RepoRoot: testenv.RepoRoot(),
@@ -38,6 +65,9 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(out.String())
+	if got := klogOut.String(); got != "" {
+		t.Errorf("library output through klog during the demo:\n%s", got)
+	}
 	if len(s.Steps) != 2 {
 		t.Fatalf("%d steps, want 2", len(s.Steps))
 	}

@@ -220,6 +220,16 @@ build_tools() {
     die "building the test tools failed; see $W/log/tools-build.log: $(tail -n 5 "$W/log/tools-build.log")"
   mv "$dir"/tmp/* "$dir/"
   rmdir "$dir/tmp"
+  # Tools of an older module state (~330 MB each) are removed once a day old; a younger one may
+  # belong to another checkout sharing this state dir.
+  local old
+  for old in "$W"/bin/*/; do
+    old=${old%/}
+    [ "$old" != "$dir" ] && { [ -e "$old/kube-apiserver" ] || [ -e "$old/argocd" ]; } || continue
+    [ -n "$(find "$old" -maxdepth 0 -mmin +1440)" ] || continue
+    log "removing tools of an older module state: $old"
+    rm -rf "$old"
+  done
 }
 
 make_certs() {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"strata.dev/strata/sign"
 )
 
 // Event reasons of a check's outcome.
@@ -188,14 +190,6 @@ func filterConstraint(p *policy, tags []string) []string {
 // signatureTag reports whether tag is one of cosign's tags for a manifest's signatures,
 // attestations or SBOM (sha256-<hex>.sig, .att, .sbom): never a bundle to move to.
 func signatureTag(tag string) bool {
-	hex, ok := strings.CutPrefix(tag, "sha256-")
-	if !ok {
-		return false
-	}
-	for _, suffix := range []string{".sig", ".att", ".sbom"} {
-		if h, ok := strings.CutSuffix(hex, suffix); ok && len(h) == 64 {
-			return true
-		}
-	}
-	return false
+	_, _, ok := sign.AttachedTo(tag)
+	return ok
 }

@@ -135,7 +135,7 @@ func TestVerifyPolicyBadFile(t *testing.T) {
 
 func TestSignatureTag(t *testing.T) {
 	h := strings.Repeat("a", 64)
-	for tag, want := range map[string]bool{"sha256-" + h + ".sig": true, "sha256-" + h + ".att": true, "sha256-abc.sig": false, "1.2.0": false, "sha256-" + h: false} {
+	for tag, want := range map[string]bool{"sha256-" + h + ".sig": true, "sha256-" + h + ".att": true, "sha256-" + h + ".sbom": true, "sha256-abc.sig": false, "sha512-" + h + ".sig": false, "1.2.0": false, "sha256-" + h: false} {
 		if got := signatureTag(tag); got != want {
 			t.Errorf("signatureTag(%q) = %v, want %v", tag, got, want)
 		}

@@ -187,7 +187,7 @@ func newBuilder(o Options, src *source, st *storage) *builder {
 	st.git = src.repo
 	return &builder{
 		o: o, cfg: src.cfg, git: src.repo, head: src.head, cfgDir: src.cfg.Dir, st: st, projectDir: projectDir(o),
-		done: map[string]chan struct{}{}, results: map[string]*imageResult{},
+		done: map[string]chan struct{}{}, results: map[string]*imageResult{}, superseded: map[string]bool{},
 	}
 }
 
@@ -267,17 +267,33 @@ func (b *builder) buildImage(ctx context.Context, im *Image, slots chan struct{}
 			<-slots
 		}
 	}()
-	res, err := b.image(ctx, im, slot)
-	// The image is done when its stages are stored: the images built on it read them.
-	for _, p := range res.pushes {
-		if perr := p.result(); perr != nil && err == nil {
-			err = perr
-		}
+	res, err := b.imageStored(ctx, im, slot)
+	// A stage another builder stored while this one's lease was lost wins (superseded): the
+	// image is built again, on that stage.
+	var lost *superseded
+	for attempt := 0; errors.As(err, &lost) && attempt < 3; attempt++ {
+		b.o.Log.Info("another builder stored a stage of this image first: building the image again on it", "image", im.Name, "digest", shortDigest(lost.digest), "tag", lost.stored.Tag)
+		b.mu.Lock()
+		b.superseded[lost.digest] = true
+		b.mu.Unlock()
+		res, err = b.imageStored(ctx, im, slot)
 	}
 	b.mu.Lock()
 	b.results[im.Name] = res
 	b.mu.Unlock()
 	return err
+}
+
+// imageStored walks the pipeline of im (image) and waits for the pushes of its stages: the
+// image is done when its stages are stored (the images built on it read them).
+func (b *builder) imageStored(ctx context.Context, im *Image, slot func() error) (*imageResult, error) {
+	res, err := b.image(ctx, im, slot)
+	for _, p := range res.pushes {
+		if perr := p.result(); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return res, err
 }
 
 // report finishes every built image (final reference, final repo, extra tags) into the report.
@@ -361,6 +377,9 @@ type builder struct {
 	// bg are the checks running while the build goes on (after), bgErr the first that failed.
 	bg    sync.WaitGroup
 	bgErr error
+	// superseded are the digests of stages this build pushed and another builder stored first
+	// (see superseded): reported as discarded when the image is built again on them.
+	superseded map[string]bool
 	// blobs are the Dockerfiles and ignore files read before the images' builds, by git blob
 	// hash (readDockerfiles); read-only once the builds start.
 	blobs map[string][]byte
@@ -510,7 +529,13 @@ func (b *builder) stage(ctx context.Context, im *Image, sp stageSpec, parent *st
 		return nil, "", err
 	}
 	if c != nil {
-		return reusedState(c, digest, gitRel, parentCommit, parent), stages.StatusReused, nil
+		status := stages.StatusReused
+		b.mu.Lock()
+		if b.superseded[digest] {
+			status = stages.StatusDiscarded
+		}
+		b.mu.Unlock()
+		return reusedState(c, digest, gitRel, parentCommit, parent), status, nil
 	}
 	if err := slot(); err != nil {
 		return nil, "", err

@@ -280,9 +280,12 @@ func (s *storage) publish(ctx context.Context, digest string, parentMillis int64
 	ms := newMillis(fresh[digest], parentMillis)
 	tag := stages.Tag{Digest: digest, Millis: ms}.String()
 	p = &pushed{done: make(chan struct{})}
+	recheck := func(times []int64) (*stored, error) {
+		return s.choose(ctx, digest, times, parentMillis, gitStage, head)
+	}
 	go func() {
 		defer close(p.done)
-		p.err = s.store(ctx, digest, lease, tag, img, parent)
+		p.err = s.store(ctx, digest, lease, tag, img, parent, recheck)
 		if p.err == nil {
 			s.add(digest, ms)
 		}
@@ -321,8 +324,10 @@ func (p *pushed) result() error {
 
 // store pushes img under tag with the lease of digest's lock, which it releases at the end; its
 // manifest is put after parent's push ended well. A lost lease abandons the attempt: re-lock,
-// and unless the re-listing shows the tag (the manifest PUT landed), push again.
-func (s *storage) store(ctx context.Context, digest string, lease lock.Lease, tag string, img v1.Image, parent *pushed) (err error) {
+// and unless the re-listing shows the tag (the manifest PUT landed), re-check: a suitable stage
+// another builder stored meanwhile (recheck) wins, the push ends with a *superseded error;
+// else push again.
+func (s *storage) store(ctx context.Context, digest string, lease lock.Lease, tag string, img v1.Image, parent *pushed, recheck func(times []int64) (*stored, error)) (err error) {
 	defer func() {
 		if lease != nil {
 			_ = lease.Unlock(context.WithoutCancel(ctx))
@@ -349,6 +354,15 @@ func (s *storage) store(ctx context.Context, digest string, lease lock.Lease, ta
 		if t, ok := stages.ParseTag(tag); ok && slices.Contains(fresh[digest], t.Millis) {
 			break // the manifest PUT landed before the lease was found lost
 		}
+		// First to finish wins: the lock may have been taken over while the lease was lost.
+		existing, err := recheck(fresh[digest])
+		if err != nil {
+			return err
+		}
+		if existing != nil {
+			s.add(digest, existing.Millis)
+			return &superseded{digest: digest, tag: tag, stored: existing}
+		}
 	}
 	if desc, err := published(img); err == nil {
 		s.keep(tag, desc)
@@ -357,6 +371,19 @@ func (s *storage) store(ctx context.Context, digest string, lease lock.Lease, ta
 		s.tagCache.putBlob(cfg)
 	}
 	return nil
+}
+
+// superseded is the end of a push abandoned with a lost lease when the re-check under the new
+// lock found a suitable stage another builder stored meanwhile: that one wins and tag is never
+// put. The stages built on this one (labelled with tag) are not stored either: the image is
+// built again on the stored stage (buildImage).
+type superseded struct {
+	digest, tag string
+	stored      *stored
+}
+
+func (e *superseded) Error() string {
+	return fmt.Sprintf("stage %s was stored by another builder as %s while the lease of its lock was lost: %s not pushed", shortDigest(e.digest), e.stored.Tag, e.tag)
 }
 
 // newMillis returns the creation time of a new stage: now, but after its parent's and not one

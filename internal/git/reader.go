@@ -108,7 +108,7 @@ func (rd *reader) read(ctx context.Context, hashes []string, limit int64, fn fun
 	for _, h := range hashes {
 		hdr, err := rd.out.ReadString('\n')
 		if err != nil {
-			rd.broken(fmt.Errorf("git cat-file: %w: %s", err, strings.TrimSpace(rd.stderr.String())))
+			rd.broken(fmt.Errorf("git cat-file %s: the process ended: %w", h, err))
 			return rd.err
 		}
 		f := strings.Fields(hdr)
@@ -150,10 +150,15 @@ func (rd *reader) read(ctx context.Context, hashes []string, limit int64, fn fun
 	return ferr
 }
 
-// broken stops the process after a read that left the stream out of step.
+// broken stops the process after a read that left the stream out of step; later reads fail
+// with err and what git wrote on stderr (read once Wait ended its copying into stderr).
 func (rd *reader) broken(err error) {
-	rd.err = err
 	rd.in.Close()
 	rd.cmd.Process.Kill()
 	rd.cmd.Wait()
+	rd.cmd = nil // waited: Close has nothing left to stop
+	if msg := strings.TrimSpace(rd.stderr.String()); msg != "" {
+		err = fmt.Errorf("%w: %s", err, msg)
+	}
+	rd.err = err
 }

@@ -72,3 +72,34 @@ func TestSharedReader(t *testing.T) {
 		t.Errorf("ReadBlob after Close = %q, %v", d, err)
 	}
 }
+
+// A shared reader whose git process died fails the reads with an error naming it (and what git
+// wrote on stderr, read once the process was waited for: no race with its copying), every
+// later read too, and Close then has nothing left to stop.
+func TestSharedReaderGitDied(t *testing.T) {
+	dir := t.TempDir()
+	sh(t, dir, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+	a := sh(t, dir, "hash-object", "-w", "a.txt")
+	ctx := context.Background()
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ShareReader()
+	if d, err := r.ReadBlob(ctx, a, 10); err != nil || string(d) != "a" {
+		t.Fatalf("ReadBlob = %q, %v", d, err)
+	}
+	rd := r.sharedReader()
+	rd.mu.Lock()
+	rd.cmd.Process.Kill()
+	rd.mu.Unlock()
+	for i := 0; i < 2; i++ {
+		if _, err := r.ReadBlob(ctx, a, 10); err == nil || !strings.Contains(err.Error(), "git cat-file "+a+": the process ended") {
+			t.Errorf("read %d after git died: %v, want it to say git cat-file ended", i, err)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("Close after git died = %v", err)
+	}
+}

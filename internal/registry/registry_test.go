@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 func TestInsecureOnlyForLoopbackAndListed(t *testing.T) {
@@ -90,5 +91,40 @@ func TestLoopbackRegistryOverTLSWorks(t *testing.T) {
 	}
 	if len(schemes) == 0 {
 		t.Fatal("no request reached the TLS registry")
+	}
+}
+
+// The one transport a build makes per stages storage (RoundTripper) reaches a loopback
+// registry served over TLS too: its ping tries HTTPS first, and requests made with the
+// repository's plain-HTTP scheme (loopback) are sent over the scheme the ping found.
+func TestRoundTripperLoopbackOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	o := Options{Transport: srv.Client().Transport}
+	repo, err := o.ParseRepository(strings.TrimPrefix(srv.URL, "https://") + "/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repo.Scheme() != "http" {
+		t.Fatalf("scheme of a loopback repository = %s; the test needs the plain-HTTP default", repo.Scheme())
+	}
+	rt, err := o.RoundTripper(context.Background(), repo, transport.PullScope)
+	if err != nil {
+		t.Fatalf("RoundTripper: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, repo.Scheme()+"://"+repo.RegistryStr()+"/v2/app/tags/list", nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("request through the transport: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || resp.Request.URL.Scheme != "https" {
+		t.Errorf("answer %d over %s, want the TLS server's 404 over https", resp.StatusCode, resp.Request.URL.Scheme)
 	}
 }

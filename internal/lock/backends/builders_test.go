@@ -372,6 +372,25 @@ func TestSIGKILLHolderMidPublish(t *testing.T) {
 	checkBuilds(t, repo, reps, false)
 }
 
+// digestStored reports whether a stage whose digest starts with prefix has a tag in repo.
+func digestStored(t *testing.T, ctx context.Context, repo, prefix string) bool {
+	t.Helper()
+	st, err := stages.Open(repo, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := st.Tags(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range stages.ByDigest(tags) {
+		if strings.HasPrefix(d, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // lockedStageStored reports whether the stage a publish or #building lock name guards has a tag
 // in repo.
 func lockedStageStored(t *testing.T, ctx context.Context, repo, lockName string) bool {
@@ -411,7 +430,10 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 
 	victim := startBuilders(t, bin, dir, repo, spec, env, 1, "--wait-for-in-flight")[0]
 	pid := victim.cmd.Process.Pid
-	// Once the victim logged its beforeInstall stage, the #building Lease it holds is install's.
+	// Once the victim logged its beforeInstall stage, the #building Lease it holds for another
+	// digest is install's (beforeInstall's own may still be held: a stage's push runs in the
+	// background while the next stage builds, and its #building Lease lasts until it is stored).
+	beforeInstall := regexp.MustCompile(`stage=beforeInstall digest=([0-9a-f]+)`)
 	var lockName string
 	for lockName == "" {
 		select {
@@ -421,7 +443,8 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 			t.Fatalf("no #building Lease of the install stage appeared:\n%s", victim.out)
 		case <-time.After(20 * time.Millisecond):
 		}
-		if !strings.Contains(victim.out.String(), "stage=beforeInstall") {
+		m := beforeInstall.FindStringSubmatch(victim.out.String())
+		if m == nil {
 			continue
 		}
 		leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
@@ -430,9 +453,15 @@ func TestSIGKILLBuildingHolder(t *testing.T) {
 		}
 		for _, l := range leases.Items {
 			n := l.Annotations[kubelock.NameAnnotation]
-			if stages.IsBuildingLock(n) && l.Spec.HolderIdentity != nil && holderPID(*l.Spec.HolderIdentity) == pid {
+			_, digest, _ := strings.Cut(n, "/")
+			if stages.IsBuildingLock(n) && !strings.HasPrefix(digest, m[1]) &&
+				l.Spec.HolderIdentity != nil && holderPID(*l.Spec.HolderIdentity) == pid {
 				lockName = n
 			}
+		}
+		// The survivor must find beforeInstall stored, not wait for its push.
+		if lockName != "" && !digestStored(t, ctx, repo, m[1]) {
+			lockName = ""
 		}
 	}
 	survivor := startBuilders(t, bin, dir, repo, spec, env, 1, "--wait-for-in-flight")[0]

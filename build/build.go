@@ -108,8 +108,8 @@ func readSource(ctx context.Context, o Options) (src *source, err error) {
 			repo.Close()
 		}
 	}()
-	// The file listing of HEAD is read while the config is.
-	go repo.Files(ctx, head)
+	// The file listing of HEAD is read while the config is found in it.
+	repo.ListFiles(ctx, head)
 	load := func(commit string) (*Config, error) {
 		return config.Load(ctx, config.Options{Dir: o.Dir, File: o.ConfigFile, Repo: repo, Commit: commit, Env: o.Env})
 	}

@@ -416,6 +416,33 @@ func TestIdleRebuildListsTagsOnly(t *testing.T) {
 		}
 	}
 
+	// The idle rebuild's git processes: the dirty check, HEAD, the file listing (which also
+	// answers where the config is), the one cat-file --batch that reads the config and the
+	// Dockerfile, and for api's git stages (stored at the first commit) the ancestry check and
+	// the diff from there to HEAD.
+	gitLog := filepath.Join(t.TempDir(), "git.log")
+	realGit, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := t.TempDir()
+	if err := os.WriteFile(filepath.Join(shim, "git"), []byte("#!/bin/sh\necho \"$*\" >> "+gitLog+"\nexec "+realGit+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := os.Getenv("PATH")
+	t.Setenv("PATH", shim+string(os.PathListSeparator)+path)
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", path)
+	calls, err := os.ReadFile(gitLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(calls)), "\n"); len(lines) > 6 {
+		t.Errorf("idle rebuild ran %d git processes, want at most 6 (status, rev-parse, ls-tree -r, cat-file --batch, merge-base, diff-tree):\n%s", len(lines), calls)
+	}
+
 	// Without the cache (another runner), the same answers come from the registry.
 	warm := len(cnt.paths)
 	cnt.reset()

@@ -129,7 +129,8 @@ func Render(ctx context.Context, o Options) (*Rendered, error) {
 	for i, c := range candidates {
 		paths[i] = path.Join(dir, c)
 	}
-	entries, err := repo.Entries(ctx, o.Commit, false, paths...)
+	// From the commit's file listing when the build is reading it anyway (one git process less).
+	entries, err := repo.Lookup(ctx, o.Commit, paths...)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

@@ -150,7 +150,27 @@ type File struct {
 // Files lists every file of a commit's tree, recursively (one git process per commit, shared by
 // concurrent callers).
 func (r *Repo) Files(ctx context.Context, commit string) ([]File, error) {
+	e := r.tree(commit)
+	e.once.Do(func() { e.files, e.err = r.lsTree(ctx, commit) })
+	if e.err != nil {
+		r.mu.Lock()
+		delete(r.trees, commit) // let a later call retry
+		r.mu.Unlock()
+	}
+	return e.files, e.err
+}
+
+// ListFiles starts listing the files of commit in the background; Files, and Lookup, answer
+// from that listing.
+func (r *Repo) ListFiles(ctx context.Context, commit string) {
+	r.tree(commit)
+	go r.Files(ctx, commit)
+}
+
+// tree returns the listing entry of commit, registering it.
+func (r *Repo) tree(commit string) *treeEntry {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.trees == nil {
 		r.trees = map[string]*treeEntry{}
 	}
@@ -159,14 +179,7 @@ func (r *Repo) Files(ctx context.Context, commit string) ([]File, error) {
 		e = &treeEntry{}
 		r.trees[commit] = e
 	}
-	r.mu.Unlock()
-	e.once.Do(func() { e.files, e.err = r.lsTree(ctx, commit) })
-	if e.err != nil {
-		r.mu.Lock()
-		delete(r.trees, commit) // let a later call retry
-		r.mu.Unlock()
-	}
-	return e.files, e.err
+	return e
 }
 
 type treeEntry struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -45,6 +46,43 @@ func (r *Repo) Entries(ctx context.Context, commit string, recursive bool, paths
 		out = append(out, Entry{Path: p, Mode: f[0], Hash: f[2], Size: size})
 	})
 	return out, err
+}
+
+// Lookup returns the entries of commit at the given repository paths, like Entries without
+// recursion, but answered from the commit's recursive listing when this Repo has one for it
+// (Files, started or done) instead of starting another git process; sizes are then -1 and a
+// directory is an entry with mode 040000 and no hash.
+func (r *Repo) Lookup(ctx context.Context, commit string, paths ...string) ([]Entry, error) {
+	r.mu.Lock()
+	_, listing := r.trees[commit]
+	r.mu.Unlock()
+	if !listing {
+		return r.Entries(ctx, commit, false, paths...)
+	}
+	files, err := r.Files(ctx, commit)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, p := range paths {
+		i := sort.Search(len(files), func(i int) bool { return files[i].Path >= p })
+		switch {
+		case i < len(files) && files[i].Path == p:
+			out = append(out, Entry{Path: p, Mode: files[i].Mode, Hash: files[i].Hash, Size: -1})
+		case r.hasDir(files, p):
+			out = append(out, Entry{Path: p, Mode: "040000", Size: -1})
+		}
+	}
+	return out, nil
+}
+
+// hasDir reports whether some file of the listing is under directory dir. A recursive listing
+// is in byte order of the full paths (git sorts a tree's entries with directories compared as
+// name+"/"), so the files under dir follow where dir+"/" sorts.
+func (r *Repo) hasDir(files []File, dir string) bool {
+	prefix := dir + "/"
+	i := sort.Search(len(files), func(i int) bool { return files[i].Path >= prefix })
+	return i < len(files) && strings.HasPrefix(files[i].Path, prefix)
 }
 
 // parseTree calls fn with the fields (mode, type, hash[, size]) and path of every record of

@@ -101,8 +101,12 @@ func readSource(ctx context.Context, o Options) (src *source, err error) {
 		return nil, err
 	}
 	// One git process reads the blobs of the build (the config, Dockerfiles, COPY sources),
-	// until Run ends.
+	// until Run ends; HEAD's file listing and the small files read on every build are kept
+	// with the tag cache, so a rebuild of a commit built before starts neither.
 	repo.ShareReader()
+	if o.CacheDir != "" {
+		repo.CacheObjects(filepath.Join(o.CacheDir, "git"))
+	}
 	defer func() {
 		if src == nil {
 			repo.Close()

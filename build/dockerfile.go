@@ -453,7 +453,7 @@ func (b *builder) readDockerfiles(ctx context.Context, images []*Image) {
 		}
 	}
 	read := map[string][]byte{}
-	if b.git.Blobs(ctx, hashes, func(h string, d []byte) error { read[h] = d; return nil }) == nil {
+	if b.git.CachedBlobs(ctx, hashes, func(h string, d []byte) error { read[h] = d; return nil }) == nil {
 		b.blobs = read
 	}
 }
@@ -465,7 +465,7 @@ func (b *builder) readBlob(ctx context.Context, files []git.File, p string) ([]b
 				return d, true, nil
 			}
 			var out []byte
-			err := b.git.Blobs(ctx, []string{f.Hash}, func(_ string, d []byte) error { out = d; return nil })
+			err := b.git.CachedBlobs(ctx, []string{f.Hash}, func(_ string, d []byte) error { out = d; return nil })
 			return out, true, err
 		}
 	}

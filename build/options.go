@@ -46,7 +46,8 @@ type Options struct {
 	// CacheDir holds what builds keep between runs on this host: the build_dir mounts of shell
 	// stages (CacheDir/mounts/projects/<project>/...), and what never changes for its name: the
 	// manifests of stored stages by tag (CacheDir/manifests; tags are never overwritten) and the
-	// file lists of layers by digest (CacheDir/layers). Default: the user cache directory + /strata.
+	// file lists of layers by digest (CacheDir/layers), and git objects read on every build
+	// (CacheDir/git: commit listings, small blobs). Default: the user cache directory + /strata.
 	CacheDir string
 	// AddTags are text/template tags published for every final image ({{.Image}}, {{.Commit}},
 	// {{.ShortCommit}}, {{.Digest}}, {{.Project}}, {{.Tag}}).

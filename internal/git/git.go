@@ -24,6 +24,7 @@ type Repo struct {
 	ancestor map[[2]string]bool
 	trees    map[string]*treeEntry
 	reader   *reader // see ShareReader
+	cacheDir string  // see CacheObjects
 }
 
 // Open finds the work tree containing dir.
@@ -189,16 +190,22 @@ type treeEntry struct {
 }
 
 func (r *Repo) lsTree(ctx context.Context, commit string) ([]File, error) {
-	s, err := r.out(ctx, "ls-tree", "-r", "-z", "--full-tree", commit)
-	if err != nil {
-		return nil, err
+	s, cached := r.cachedListing(commit)
+	if !cached {
+		var err error
+		if s, err = r.out(ctx, "ls-tree", "-r", "-z", "--full-tree", commit); err != nil {
+			return nil, err
+		}
 	}
 	fs := make([]File, 0, strings.Count(s, "\x00"))
-	err = parseTree(s, commit, 3, func(f []string, p string) {
+	err := parseTree(s, commit, 3, func(f []string, p string) {
 		fs = append(fs, File{Path: p, Mode: f[0], Hash: f[2]})
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !cached {
+		r.cacheListing(commit, s)
 	}
 	return fs, nil
 }

@@ -105,6 +105,20 @@ func parseTree(s, commit string, want int, fn func(fields []string, path string)
 // ReadBlob reads one blob, refusing it when it is larger than limit bytes (it never reads more
 // than limit+1 bytes of it).
 func (r *Repo) ReadBlob(ctx context.Context, hash string, limit int64) ([]byte, error) {
+	if data, ok := r.cachedBlob(hash); ok {
+		if int64(len(data)) > limit {
+			return nil, fmt.Errorf("blob %s is larger than %d bytes", hash, limit)
+		}
+		return data, nil
+	}
+	data, err := r.readBlob(ctx, hash, limit)
+	if err == nil {
+		r.cacheBlob(hash, data)
+	}
+	return data, err
+}
+
+func (r *Repo) readBlob(ctx context.Context, hash string, limit int64) ([]byte, error) {
 	if rd := r.sharedReader(); rd != nil {
 		var data []byte
 		err := rd.read(ctx, []string{hash}, limit, func(_ string, d []byte) error { data = d; return nil })

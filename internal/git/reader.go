@@ -16,6 +16,7 @@ import (
 // reader is one long-running `git cat-file --batch` serving a Repo's blob reads (ShareReader):
 // one git process for a build's reads instead of one per read. Reads take turns (mu).
 type reader struct {
+	repo   *Repo
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	in     io.WriteCloser
@@ -25,20 +26,15 @@ type reader struct {
 }
 
 // ShareReader makes the blob reads of r (Blobs, ReadBlob) go through one long-running
-// `git cat-file --batch`, started now (in the background), until Close.
+// `git cat-file --batch`, started by the first read that needs git (none when the object cache
+// answers all of them), until Close.
 func (r *Repo) ShareReader() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.reader != nil {
 		return
 	}
-	rd := &reader{}
-	rd.mu.Lock()
-	r.reader = rd
-	go func() {
-		defer rd.mu.Unlock()
-		rd.start(r)
-	}()
+	r.reader = &reader{repo: r}
 }
 
 // Close stops the shared reader of r, if any.
@@ -53,6 +49,7 @@ func (r *Repo) Close() error {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
 	if rd.cmd == nil {
+		rd.err = errors.New("git: the repository's reader is closed")
 		return nil
 	}
 	rd.in.Close()
@@ -89,6 +86,9 @@ func (rd *reader) start(r *Repo) {
 func (rd *reader) read(ctx context.Context, hashes []string, limit int64, fn func(hash string, data []byte) error) error {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
+	if rd.cmd == nil && rd.err == nil {
+		rd.start(rd.repo)
+	}
 	if rd.err != nil {
 		return rd.err
 	}

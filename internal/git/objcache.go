@@ -10,6 +10,7 @@ import (
 	"hash"
 	"os"
 	"path/filepath"
+	"sort"
 )
 
 // Git objects never change: a commit's file listing and a blob's content are the same on every
@@ -19,10 +20,13 @@ import (
 // `git cat-file`. Entries are checked when read (a blob against its hash, a listing against the
 // checksum it is stored with); a bad one is read from git again.
 
-// maxCachedBlob is the largest blob kept; maxCachedListing the largest listing.
+// maxCachedBlob is the largest blob kept; maxCachedListing the largest listing; keptListings
+// how many listings stay (one per commit built, up to megabytes each in a large repository: the
+// oldest go).
 const (
 	maxCachedBlob    = 1 << 20
 	maxCachedListing = 64 << 20
+	keptListings     = 32
 )
 
 // CacheObjects keeps r's commit listings and small blobs under dir (created when needed).
@@ -66,6 +70,29 @@ func (r *Repo) cacheListing(commit, listing string) {
 	}
 	sum := sha256.Sum256([]byte(listing))
 	writeFileOnce(filepath.Join(dir, "trees", commit), append([]byte(hex.EncodeToString(sum[:])+"\n"), listing...))
+	pruneOldest(filepath.Join(dir, "trees"), keptListings)
+}
+
+// pruneOldest removes the oldest files of dir beyond the newest keep.
+func pruneOldest(dir string, keep int) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) <= keep {
+		return
+	}
+	type aged struct {
+		name string
+		mod  int64
+	}
+	var files []aged
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			files = append(files, aged{e.Name(), info.ModTime().UnixNano()})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod > files[j].mod })
+	for _, f := range files[min(keep, len(files)):] {
+		os.Remove(filepath.Join(dir, f.name))
+	}
 }
 
 // cachedBlob returns blob hash if the cache holds it and its content hashes to it.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // A listing and small blobs read once are answered from the object cache afterwards, by a Repo
@@ -77,5 +78,25 @@ func TestObjectCache(t *testing.T) {
 	os.WriteFile(listing, append(raw, "x"...), 0o644)
 	if fs, err := (&Repo{Dir: t.TempDir(), cacheDir: cache}).Files(ctx, head); err == nil {
 		t.Errorf("a damaged cached listing was believed: %v", fs)
+	}
+}
+
+// The cache keeps the newest listings only.
+func TestPruneOldest(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(dir, string(rune('a'+i)))
+		os.WriteFile(p, []byte("x"), 0o644)
+		mod := time.Unix(int64(1000+i), 0)
+		os.Chtimes(p, mod, mod)
+	}
+	pruneOldest(dir, 3)
+	es, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	if !reflect.DeepEqual(names, []string{"c", "d", "e"}) {
+		t.Errorf("kept %v, want the 3 newest [c d e]", names)
 	}
 }

@@ -63,7 +63,12 @@ func executeTemplates(ctx context.Context, chrt *chart.Chart, values chartutil.V
 	sample := []metrics.Sample{{Name: heapMetric}}
 	metrics.Read(sample)
 	base := int64(sample[0].Value.Uint64())
+	// Collections asked for run on their own goroutine: a runtime.GC() here would leave the heap
+	// unwatched for as long as it takes (tens of milliseconds on a large heap), time enough for a
+	// template to allocate hundreds of MiB more.
 	var lastGC time.Time
+	collecting := false
+	collected := make(chan struct{}, 1) // buffered: a collection still running at return ends alone
 	for {
 		select {
 		case r := <-done:
@@ -82,28 +87,36 @@ func executeTemplates(ctx context.Context, chrt *chart.Chart, values chartutil.V
 			return nil, fmt.Errorf("templates stopped: %w", ctx.Err())
 		case <-timer.C:
 			return nil, fmt.Errorf("templates did not finish within %s%s (a template loops too long; the bound is --render-timeout): %w", l.timeout, pr.in(), ErrRenderBound)
+		case <-collected:
+			// What is left after a collection is live memory (and what was allocated since).
+			collecting = false
+			metrics.Read(sample)
+			if int64(sample[0].Value.Uint64())-base > l.maxMemory {
+				return nil, l.memoryError(pr)
+			}
 		case <-tick.C:
 			metrics.Read(sample)
-			if int64(sample[0].Value.Uint64())-base <= l.maxMemory {
-				continue
+			used := int64(sample[0].Value.Uint64()) - base
+			switch {
+			case used <= l.maxMemory:
+			case used > 2*l.maxMemory:
+				// Past twice the bound, stop at once: a large allocation is in flight.
+				return nil, l.memoryError(pr)
+			case !collecting && time.Since(lastGC) >= 50*time.Millisecond:
+				// Up to twice the bound, count live memory only, not garbage (a collection
+				// at most every 50 ms), while the heap stays watched.
+				collecting, lastGC = true, time.Now()
+				go func() {
+					runtime.GC()
+					collected <- struct{}{}
+				}()
 			}
-			// Up to twice the bound, count live memory only, not garbage (a collection
-			// at most every 50 ms); past twice the bound stop at once: a large allocation
-			// is in flight.
-			if int64(sample[0].Value.Uint64())-base <= 2*l.maxMemory {
-				if time.Since(lastGC) < 50*time.Millisecond {
-					continue
-				}
-				runtime.GC()
-				lastGC = time.Now()
-				metrics.Read(sample)
-				if int64(sample[0].Value.Uint64())-base <= l.maxMemory {
-					continue
-				}
-			}
-			return nil, fmt.Errorf("templates took more than %d MiB of memory%s (a template builds too much output; the bound is --max-render-memory): %w", l.maxMemory>>20, pr.in(), ErrRenderBound)
 		}
 	}
+}
+
+func (l renderLimits) memoryError(pr *probe) error {
+	return fmt.Errorf("templates took more than %d MiB of memory%s (a template builds too much output; the bound is --max-render-memory): %w", l.maxMemory>>20, pr.in(), ErrRenderBound)
 }
 
 // probe tells which template file Helm's engine is executing, for the error of a render that

@@ -11,6 +11,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"strata.dev/strata/internal/cachefile"
 )
 
 // tagCache keeps the manifests of stored stages on disk, by repository and tag. Stage tags are
@@ -66,7 +68,7 @@ func (c *tagCache) put(repo, tag string, desc *remote.Descriptor) {
 	if json.Unmarshal(desc.Manifest, &m) != nil || m.MediaType != desc.MediaType {
 		return // the media type must be readable back from the bytes
 	}
-	writeOnce(c.path(repo, tag), desc.Manifest)
+	cachefile.WriteOnce(c.path(repo, tag), desc.Manifest)
 }
 
 func (c *tagCache) blobPath(h v1.Hash) string {
@@ -97,28 +99,5 @@ func (c *tagCache) putBlob(data []byte) {
 	if err != nil {
 		return
 	}
-	writeOnce(c.blobPath(h), data)
-}
-
-// writeOnce writes data to p unless p exists, atomically (a temporary file renamed): a reader
-// sees the whole content or no file.
-func writeOnce(p string, data []byte) {
-	if _, err := os.Stat(p); err == nil {
-		return
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err != nil || cerr != nil {
-		os.Remove(f.Name())
-		return
-	}
-	if os.Rename(f.Name(), p) != nil {
-		os.Remove(f.Name())
-	}
+	cachefile.WriteOnce(c.blobPath(h), data)
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"strata.dev/strata/internal/cachefile"
 )
 
 // Git objects never change: a commit's file listing and a blob's content are the same on every
@@ -69,7 +71,7 @@ func (r *Repo) cacheListing(commit, listing string) {
 		return
 	}
 	sum := sha256.Sum256([]byte(listing))
-	writeFileOnce(filepath.Join(dir, "trees", commit), append([]byte(hex.EncodeToString(sum[:])+"\n"), listing...))
+	cachefile.WriteOnce(filepath.Join(dir, "trees", commit), append([]byte(hex.EncodeToString(sum[:])+"\n"), listing...))
 	pruneOldest(filepath.Join(dir, "trees"), keptListings)
 }
 
@@ -113,7 +115,7 @@ func (r *Repo) cacheBlob(h string, data []byte) {
 	if dir == "" || !isHex(h) || len(data) > maxCachedBlob || blobHash(data, len(h)) != h {
 		return
 	}
-	writeFileOnce(filepath.Join(dir, "blobs", h), data)
+	cachefile.WriteOnce(filepath.Join(dir, "blobs", h), data)
 }
 
 // blobHash is git's name of a blob with content data, SHA-1 (40 hex digits) or SHA-256 (64).
@@ -142,26 +144,6 @@ func isHex(s string) bool {
 		}
 	}
 	return true
-}
-
-// writeFileOnce writes data to p unless p exists, through a temporary file renamed into place:
-// a reader sees the whole content or no file. Errors leave the cache without the entry.
-func writeFileOnce(p string, data []byte) {
-	if _, err := os.Stat(p); err == nil {
-		return
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if werr != nil || cerr != nil || os.Rename(f.Name(), p) != nil {
-		os.Remove(f.Name())
-	}
 }
 
 // CachedBlobs is Blobs for small files read on every build (Dockerfiles, .dockerignore): the

@@ -120,14 +120,7 @@ context: .
 		b.StartTimer()
 	}
 	for n := 0; n < b.N; n++ {
-		// Take turns being first after the docker round (see BenchmarkStagedSourceChange).
-		if n%2 == 0 {
-			process()
-			inProcess()
-		} else {
-			inProcess()
-			process()
-		}
+		inTurns(n, process, inProcess)
 		dockerSide.round(b)
 	}
 	b.StopTimer()

@@ -12,7 +12,6 @@ import (
 	"strata.dev/strata/build"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/testing/testenv"
-	"strata.dev/strata/stages"
 )
 
 const images = 5
@@ -107,30 +106,9 @@ CMD ["cat", "/app/main.txt"]
 
 	var strataTime, cliTime time.Duration
 	b.ResetTimer()
-	inProcess := func() {
-		start := time.Now()
-		rep, err := build.Run(ctx, o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		strataTime += time.Since(start)
-		for _, im := range rep.Images {
-			for _, s := range im.Stages {
-				if s.Status != stages.StatusReused {
-					b.Fatalf("idle rebuild built %s/%s", im.Name, s.Name)
-				}
-			}
-		}
-	}
+	inProcess := func() { strataTime += idleRun(b, ctx, o) }
 	for n := 0; n < b.N; n++ {
-		// Take turns being first after the docker round (see BenchmarkStagedSourceChange).
-		if n%2 == 0 {
-			cliTime += cli()
-			inProcess()
-		} else {
-			inProcess()
-			cliTime += cli()
-		}
+		inTurns(n, func() { cliTime += cli() }, inProcess)
 		dockerSide.round(b)
 	}
 	b.StopTimer()

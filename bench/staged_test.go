@@ -130,15 +130,7 @@ CMD ["cat", "/app/main.txt"]
 	}
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
-		// The one measured right after the docker round meets the registry and the disk still
-		// busy with its writes: take turns (it was always the process, 80-240 ms slower for it).
-		if n%2 == 0 {
-			process()
-			inProcess()
-		} else {
-			inProcess()
-			process()
-		}
+		inTurns(n, process, inProcess)
 		dockerSide.round(b)
 	}
 	b.StopTimer()
@@ -222,30 +214,9 @@ staged: true
 
 	var strataTime, cliTime, floorTime time.Duration
 	b.ResetTimer()
-	inProcess := func() {
-		start := time.Now()
-		rep, err := build.Run(ctx, o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		strataTime += time.Since(start)
-		for _, im := range rep.Images {
-			for _, s := range im.Stages {
-				if s.Status != stages.StatusReused {
-					b.Fatalf("idle rebuild built %s/%s", im.Name, s.Name)
-				}
-			}
-		}
-	}
+	inProcess := func() { strataTime += idleRun(b, ctx, o) }
 	for n := 0; n < b.N; n++ {
-		// Take turns being first after the docker round (see BenchmarkStagedSourceChange).
-		if n%2 == 0 {
-			cliTime += cli()
-			inProcess()
-		} else {
-			inProcess()
-			cliTime += cli()
-		}
+		inTurns(n, func() { cliTime += cli() }, inProcess)
 		floorTime += idleFloor(b, dir, repo)
 		dockerSide.round(b)
 	}

@@ -1,13 +1,16 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"strata.dev/strata/build"
 	"strata.dev/strata/internal/testing/strataproc"
+	"strata.dev/strata/stages"
 )
 
 // dockerBaseline is the docker side of a benchmark: images built from their contexts and pushed
@@ -71,6 +74,39 @@ func strataCLI(b *testing.B, dir, repo, dockerHost string) func() time.Duration 
 		}
 		return time.Since(start)
 	}
+}
+
+// inTurns runs first and second, first first on even iterations n and second first on odd
+// ones: the one measured right after the docker round meets the registry and the disk still
+// busy with its writes (it was always the process, 80-240 ms slower for it).
+func inTurns(n int, first, second func()) {
+	if n%2 == 0 {
+		first()
+		second()
+	} else {
+		second()
+		first()
+	}
+}
+
+// idleRun runs build.Run with o, fails the benchmark unless every stage was reused, and
+// returns how long the build took.
+func idleRun(b *testing.B, ctx context.Context, o build.Options) time.Duration {
+	b.Helper()
+	start := time.Now()
+	rep, err := build.Run(ctx, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	for _, im := range rep.Images {
+		for _, s := range im.Stages {
+			if s.Status != stages.StatusReused {
+				b.Fatalf("idle rebuild built %s/%s", im.Name, s.Name)
+			}
+		}
+	}
+	return took
 }
 
 // reportVersus reports per-iteration milliseconds of the strata binary (cli), build.Run in

@@ -1,7 +1,6 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/syncbuf"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -38,20 +38,6 @@ func (l *onceLocker) Lock(ctx context.Context, name string) (lock.Lease, error) 
 	}
 	return l.Locker.Lock(ctx, name)
 }
-
-// lockedBuffer is a log destination for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
 
 // restoreFixture is a storage holding the chain from <- gitArchive(c1) <- gitLatestPatch(c2):
 // a build of c3, whose only change is docker.CMD (outside the mapping), reuses that chain and
@@ -162,7 +148,7 @@ func TestPublishRestoresParentsDeletedMeanwhile(t *testing.T) {
 					f.deleteByDigest(f.chain[s])
 				}
 			})
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			rep := f.build(slog.New(slog.NewTextHandler(&logs, nil)))
 			st := statuses(rep)
 			if st["from"] != stages.StatusReused || st["gitArchive"] != stages.StatusReused || st["gitLatestPatch"] != stages.StatusReused || st["dockerInstructions"] != stages.StatusBuilt {

@@ -1,7 +1,6 @@
 package buildtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"strata.dev/strata/cleanup"
 	"strata.dev/strata/internal/lock"
 	"strata.dev/strata/internal/registry"
+	"strata.dev/strata/internal/testing/syncbuf"
 	"strata.dev/strata/internal/testing/testenv"
 	"strata.dev/strata/stages"
 )
@@ -36,19 +36,6 @@ func (l *beforeLockLocker) Lock(ctx context.Context, name string) (lock.Lease, e
 	l.once.Do(func() { l.hook(name) })
 	return l.Locker.Lock(ctx, name)
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
 
 // TestAcceptancePublishAfterCleanupRestoresChosenParent: a build of a commit on a deleted branch
 // chooses the stored stage P (gitLatestPatch of the branch's earlier commit); a whole
@@ -132,7 +119,7 @@ docker:
 			t.Errorf("cleanup: %v", err)
 		}
 	}}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	rep := buildWith("t2", locker, slog.New(slog.NewTextHandler(&logs, nil))).Image("app")
 	if res == nil {
 		t.Fatal("cleanup did not run during the build")

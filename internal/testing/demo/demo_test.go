@@ -9,32 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/klog/v2"
 
+	"strata.dev/strata/internal/testing/syncbuf"
 	"strata.dev/strata/internal/testing/testenv"
 )
-
-// syncBuffer is a strings.Builder safe for klog's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The README's first command, as a test: the whole chain on examples/quickstart, synced by real
 // Argo CD.
@@ -46,7 +28,7 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	// Nothing reaches stderr through klog (client-go's default output) while the demo runs: in
 	// `make demo` it would be stray lines between the progress log and the summary.
-	var klogOut syncBuffer
+	var klogOut syncbuf.Buffer
 	klog.LogToStderr(false)
 	klog.SetOutput(&klogOut)
 	defer func() { klog.SetOutput(os.Stderr); klog.LogToStderr(true) }()

@@ -65,24 +65,29 @@ func (r *Repo) Lookup(ctx context.Context, commit string, paths ...string) ([]En
 	}
 	var out []Entry
 	for _, p := range paths {
-		i := sort.Search(len(files), func(i int) bool { return files[i].Path >= p })
+		i := searchPath(files, p)
 		switch {
 		case i < len(files) && files[i].Path == p:
 			out = append(out, Entry{Path: p, Mode: files[i].Mode, Hash: files[i].Hash, Size: -1})
-		case r.hasDir(files, p):
+		case hasDir(files, p):
 			out = append(out, Entry{Path: p, Mode: "040000", Size: -1})
 		}
 	}
 	return out, nil
 }
 
-// hasDir reports whether some file of the listing is under directory dir. A recursive listing
-// is in byte order of the full paths (git sorts a tree's entries with directories compared as
-// name+"/"), so the files under dir follow where dir+"/" sorts.
-func (r *Repo) hasDir(files []File, dir string) bool {
-	prefix := dir + "/"
-	i := sort.Search(len(files), func(i int) bool { return files[i].Path >= prefix })
-	return i < len(files) && strings.HasPrefix(files[i].Path, prefix)
+// searchPath returns the index of the first file of a recursive listing whose path is not
+// before p. A recursive listing is in byte order of the full paths (git sorts a tree's entries
+// with directories compared as name+"/").
+func searchPath(files []File, p string) int {
+	return sort.Search(len(files), func(i int) bool { return files[i].Path >= p })
+}
+
+// hasDir reports whether some file of the listing is under directory dir: they follow where
+// dir+"/" sorts.
+func hasDir(files []File, dir string) bool {
+	i := searchPath(files, dir+"/")
+	return i < len(files) && strings.HasPrefix(files[i].Path, dir+"/")
 }
 
 // parseTree calls fn with the fields (mode, type, hash[, size]) and path of every record of

@@ -118,3 +118,33 @@ func TestContextAddFilesPaths(t *testing.T) {
 		}
 	}
 }
+
+// werf adds contextAddFiles to the build context after its .dockerignore filter (werf's
+// build context archive: the git archive is filtered by .dockerignore, then the listed
+// working-tree files are written into it, replacing committed ones at the same paths). So a
+// listed file that .dockerignore excludes still reaches the engine, and COPY finds it; a
+// committed file .dockerignore excludes does not.
+func TestContextAddFilesBypassDockerignore(t *testing.T) {
+	host := testenv.DockerHost(t)
+	base := testenv.BaseImage(t)
+	repo := testenv.Repo(t, "ctxaddignore")
+	reg := registry.Options{}
+	g := newGitRepo(t)
+	g.commit("init", map[string]string{
+		"strata.yaml":       "project: ctxaddignore\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\ncontext: app\ncontextAddFiles: [secret.env]\n",
+		"app/Dockerfile":    "FROM " + base + "\nCOPY secret.env /app/secret.env\nCOPY . /ctx/\n",
+		"app/.dockerignore": "*.env\nignored.txt\n",
+		"app/ignored.txt":   "committed, ignored",
+		"app/kept.txt":      "kept",
+		".gitignore":        "*.env\n",
+	})
+	g.write(map[string]string{"app/secret.env": "S=1\n"})
+	s := dockerfileRunner(t, g, repo, reg, "app")(host)
+	fs := files(t, repo+":"+s.Tag, reg)
+	if fs["/app/secret.env"] != "S=1\n" || fs["/ctx/secret.env"] != "S=1\n" {
+		t.Errorf("the listed file .dockerignore excludes: /app/secret.env %q, /ctx/secret.env %q; want it in the context", fs["/app/secret.env"], fs["/ctx/secret.env"])
+	}
+	if _, ok := fs["/ctx/ignored.txt"]; ok || fs["/ctx/kept.txt"] != "kept" {
+		t.Errorf("committed files: /ctx/ignored.txt present %v, /ctx/kept.txt %q; want .dockerignore applied to them", ok, fs["/ctx/kept.txt"])
+	}
+}

@@ -33,36 +33,12 @@ func TestKilledBuildContainerIsRemovedNextTime(t *testing.T) {
 	}
 	g.commit("slow", map[string]string{"strata.yaml": cfg("sleep 60")})
 
-	cmd := exec.Command(bin, "build", "--dir", g.dir, "--repo", repo, "--synchronization", ":local", "-q")
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host, "STRATA_HOME="+t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, cli, id := startSlowBuild(t, host, bin, g.dir, repo, project)
 	ctx := context.Background()
-	mine := filters.NewArgs(filters.Arg("label", stages.LabelProject+"="+project))
-	var id string
-	for deadline := time.Now().Add(time.Minute); id == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: mine})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list) > 0 && list[0].State == "running" {
-			id = list[0].ID
-		}
-	}
-	if id == "" {
-		t.Fatal("the build's shell-stage container did not start within a minute")
-	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	t.Cleanup(func() { cli.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true}) })
 	ci, err := cli.ContainerInspect(ctx, id)
 	if err != nil {
 		t.Fatalf("the killed build's container is already gone (%v): the test proves nothing", err)
@@ -114,35 +90,8 @@ func TestKilledBuildSecretsAreRemovedNextTime(t *testing.T) {
 	}
 	g.commit("slow", map[string]string{"strata.yaml": cfg("sleep 60")})
 
-	cmd := exec.Command(bin, "build", "--dir", g.dir, "--repo", repo, "--synchronization", ":local", "-q")
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host, "STRATA_HOME="+t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, _, _ := startSlowBuild(t, host, bin, g.dir, repo, project)
 	ctx := context.Background()
-	mine := filters.NewArgs(filters.Arg("label", stages.LabelProject+"="+project))
-	t.Cleanup(func() {
-		list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: mine})
-		for _, c := range list {
-			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
-		}
-	})
-	running := false
-	for deadline := time.Now().Add(time.Minute); !running && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		list, err := cli.ContainerList(ctx, container.ListOptions{Filters: mine})
-		if err != nil {
-			t.Fatal(err)
-		}
-		running = len(list) > 0
-	}
-	if !running {
-		t.Fatal("the build's shell-stage container did not start within a minute")
-	}
 	left, _ := filepath.Glob(filepath.Join(tmp, "strata-build-*", "secrets", "*", "STRATA_TEST_KILLED_SECRET"))
 	if len(left) != 1 {
 		t.Fatalf("secret files of the running build: %v, want one", left)
@@ -185,4 +134,40 @@ func TestKilledBuildSecretsAreRemovedNextTime(t *testing.T) {
 	if rest, _ := filepath.Glob(filepath.Join(tmp, "strata-build-*")); len(rest) != len(keep) {
 		t.Errorf("build directories after the next build: %v, want only the %d kept ones", rest, len(keep))
 	}
+}
+
+// startSlowBuild starts `strata build` of the project in dir (a slow shell stage committed) as
+// a process and returns once the stage's container runs: the process, a client of the engine
+// and the container's ID. The process is killed, and the project's containers removed, when the
+// test ends.
+func startSlowBuild(t *testing.T, host, bin, dir, repo, project string) (*exec.Cmd, *client.Client, string) {
+	t.Helper()
+	cmd := exec.Command(bin, "build", "--dir", dir, "--repo", repo, "--synchronization", ":local", "-q")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host, "STRATA_HOME="+t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := filters.NewArgs(filters.Arg("label", stages.LabelProject+"="+project))
+	t.Cleanup(func() {
+		list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: mine})
+		for _, c := range list {
+			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		}
+	})
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: mine})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) > 0 {
+			return cmd, cli, list[0].ID
+		}
+	}
+	t.Fatal("the build's shell-stage container did not start within a minute")
+	return nil, nil, ""
 }
